@@ -1,0 +1,1 @@
+"""Polygon / Massive market-data connector."""

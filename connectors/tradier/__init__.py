@@ -1,0 +1,1 @@
+"""Tradier brokerage connector."""

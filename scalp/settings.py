@@ -1,0 +1,124 @@
+"""Application settings: config/pipeline.yaml, overridden by environment variables.
+
+Each package owns the settings class of its components; this module only loads the file and the
+environment into them. Unknown keys and wrong types raise ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from connectors.polygon.settings import PolygonSettings
+from connectors.tradier.settings import TradierSettings
+from schemas.errors import ConfigError
+from schemas.settings import KafkaSettings, RegistrySettings
+from sinks.settings import DatabaseSettings
+
+from .stack.settings import REPO_ROOT, StackSettings
+
+DEFAULT_CONFIG = REPO_ROOT / "config" / "pipeline.yaml"
+
+
+class LogSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dir: Path | None = None
+    level: str = "INFO"
+    file_name: str = "scalp.jsonl"
+
+
+class AppSettings(BaseModel):
+    """Everything the shell hands to components."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    polygon: PolygonSettings = Field(default_factory=PolygonSettings)
+    tradier: TradierSettings = Field(default_factory=TradierSettings)
+    logging: LogSettings = Field(default_factory=LogSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+
+    def digest(self) -> str:
+        """sha256 over the non-secret settings (secrets appear only as set / unset)."""
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+# Environment variable -> (section, key). Names are a contract (DESIGN.md section 3).
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "SCALP_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "SCHEMA_REGISTRY_URL": ("registry", "url"),
+    "DATABASE_URL": ("database", "url"),
+    "MASSIVE_API_KEY": ("polygon", "api_key"),
+    "POLYGON_API_KEY": ("polygon", "api_key"),  # after its alias: POLYGON_API_KEY wins when both are set
+    "POLYGON_WS_URL": ("polygon", "ws_url"),
+    "POLYGON_REST_URL": ("polygon", "rest_url"),
+    "TRADIER_TOKEN": ("tradier", "token"),
+    "TRADIER_ACCOUNT_ID": ("tradier", "account_id"),
+    "TRADIER_BASE_URL": ("tradier", "base_url"),
+    "TRADIER_STREAM_URL": ("tradier", "stream_url"),
+    "SCALP_LOG_DIR": ("logging", "dir"),
+    "SCALP_STATE_DIR": ("stack", "state_dir"),
+}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    return f"{source}: key '{key}': {first['msg']}"
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> AppSettings:
+    """Load ``path`` (default: $SCALP_CONFIG or config/pipeline.yaml) and apply env overrides."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = Path(env["SCALP_CONFIG"]) if env.get("SCALP_CONFIG") else DEFAULT_CONFIG
+    data = _read_yaml(path)
+    try:
+        AppSettings.model_validate(data)  # file errors are reported against the file
+    except ValidationError as exc:
+        raise ConfigError(_format_error(str(path), exc)) from None
+    for var, (section, key) in ENV_OVERRIDES.items():
+        value = env.get(var)
+        if value:
+            data.setdefault(section, {})
+            if not isinstance(data[section], dict):
+                raise ConfigError(f"{path}: section '{section}' must be a mapping")
+            data[section][key] = value
+    try:
+        return AppSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error("environment", exc)) from None
+
+
+def secret_or_none(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()

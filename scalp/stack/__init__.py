@@ -1,0 +1,1 @@
+"""The local stack without Docker: Apache Kafka (KRaft), Apicurio Registry and PostgreSQL."""

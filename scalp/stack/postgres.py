@@ -1,0 +1,156 @@
+"""A private PostgreSQL cluster from Debian's packages on 127.0.0.1:<postgres_port>."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from .base import ProcessService, ServiceStatus
+from .procs import ensure_port_free, wait_until
+from .settings import StackSettings
+
+_RUN_AS = "postgres"  # the server refuses to run as root; Debian's package creates this user
+_CONF = """
+# written by scalp stack
+listen_addresses = '{host}'
+port = {port}
+unix_socket_directories = '{sockets}'
+max_connections = 200
+shared_buffers = 256MB
+max_wal_size = 2GB
+log_min_messages = warning
+"""
+
+
+class Postgres(ProcessService):
+    name = "postgres"
+
+    def __init__(self, settings: StackSettings) -> None:
+        super().__init__(settings, "postgres")
+        self.data = self.home / "data"
+        self.sockets = self.home / "run"
+        self.pid_file = self.data / "postmaster.pid"  # the server's own pid file (first line: pid)
+
+    @property
+    def bindir(self) -> Path:
+        return Path(f"/usr/lib/postgresql/{self.settings.postgres_major}/bin")
+
+    def dsn(self, db: str | None = None) -> str:
+        s = self.settings
+        return f"postgresql://{s.postgres_user}@{s.host}:{s.postgres_port}/{db or s.postgres_db}"
+
+    def _as_server_user(self, argv: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return argv
+        return ["runuser", "-u", _RUN_AS, "--", *argv]
+
+    def _run(self, argv: list[str]) -> None:
+        proc = subprocess.run(self._as_server_user(argv), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise self._fail(f"{Path(argv[0]).name} failed: {(proc.stderr or proc.stdout).strip()}")
+
+    def prepare(self) -> None:
+        major = self.settings.postgres_major
+        if not (self.bindir / "postgres").exists():
+            raise self._fail(f"PostgreSQL {major} server not found in {self.bindir}; "
+                             f"install postgresql-{major} postgresql-{major}-partman")
+        if not Path(f"/usr/share/postgresql/{major}/extension/pg_partman.control").exists():
+            raise self._fail(f"pg_partman not found; install postgresql-{major}-partman")
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam(_RUN_AS)
+            except KeyError:
+                raise self._fail(f"running as root needs the '{_RUN_AS}' system user "
+                                 f"(created by Debian's postgresql-common)") from None
+        self.sockets.mkdir(parents=True, exist_ok=True)
+        if (self.data / "PG_VERSION").exists():
+            self._chown()
+            return
+        self.data.mkdir(parents=True, exist_ok=True)
+        self._chown()
+        self._run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.settings.postgres_user,
+                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(_CONF.format(host=self.settings.host, port=self.settings.postgres_port,
+                                    sockets=self.sockets))
+
+    def _chown(self) -> None:
+        if os.geteuid() != 0:
+            return
+        user = pwd.getpwnam(_RUN_AS)
+        for path in (self.home, self.data, self.sockets):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        os.chmod(self.data, 0o700)
+        self.home.chmod(0o755)
+        # the server user must be able to traverse down to the data directory
+        for parent in self.home.parents:
+            if parent == Path("/"):
+                break
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                with contextlib.suppress(PermissionError):
+                    parent.chmod(mode | 0o001)
+
+    def _answers(self, db: str = "postgres") -> bool:
+        try:
+            with psycopg.connect(self.dsn(db), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def start(self) -> bool:
+        if self.pid() is not None and self._answers():
+            return False
+        ensure_port_free(self.name, self.settings.host, self.settings.postgres_port)
+        log = self.home / "server.log"
+        if os.geteuid() == 0:
+            log.touch()
+            user = pwd.getpwnam(_RUN_AS)
+            os.chown(log, user.pw_uid, user.pw_gid)
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w", "-t", "120",
+                   "start"])
+        wait_until(self.name, self._answers, self.settings.start_timeout_s, self._alive, log)
+        self._ensure_databases()
+        return True
+
+    def _ensure_databases(self) -> None:
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            for db in (self.settings.postgres_db, "apicurio"):
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+                if not exists:
+                    conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(db)))
+
+    def stop(self) -> bool:
+        if self.pid() is None:
+            return False
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        return True
+
+    def pid(self) -> int | None:
+        # postmaster.pid holds more than the pid; read its first line only
+        try:
+            first = self.pid_file.read_text().splitlines()[0]
+            pid = int(first)
+        except (FileNotFoundError, IndexError, ValueError, PermissionError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        healthy = pid is not None and self._answers()
+        return ServiceStatus(self.name, pid is not None, healthy, pid,
+                             f"{self.settings.host}:{self.settings.postgres_port}",
+                             f"database {self.settings.postgres_db}")
+

@@ -1,0 +1,102 @@
+"""Process plumbing for the local stack: pid files, detached starts, graceful stops, port owners."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+
+from schemas.errors import ServiceError
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The pid in ``pid_file`` if that process is still alive (and not a zombie), else None."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.NoSuchProcess:
+        return None
+    return pid
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def port_owner(port: int) -> str | None:
+    """'name (pid N)' of the process listening on ``port``, when this user may see it."""
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                with contextlib.suppress(psutil.Error):
+                    return f"{psutil.Process(conn.pid).name()} (pid {conn.pid})"
+                return f"pid {conn.pid}"
+    return None
+
+
+def ensure_port_free(service: str, host: str, port: int) -> None:
+    if port_in_use(host, port):
+        owner = port_owner(port)
+        who = f" by {owner}" if owner else " by another process"
+        raise ServiceError(f"{service}: port {host}:{port} is already taken{who}; stop it or change the port")
+
+
+def spawn(argv: Sequence[str], log_file: Path, pid_file: Path, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> int:
+    """Start ``argv`` detached (own session), output appended to ``log_file``, pid written to ``pid_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=cwd, env=env, start_new_session=True)
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_pid(pid: int, timeout_s: float) -> bool:
+    """SIGTERM, wait up to ``timeout_s``, then SIGKILL. True if it stopped gracefully."""
+    try:
+        proc = psutil.Process(pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=timeout_s)
+        return True
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            os.kill(pid, signal.SIGKILL)
+            psutil.Process(pid).wait(timeout=10)
+        return False
+
+
+def wait_until(service: str, probe: Callable[[], bool], timeout_s: float, alive: Callable[[], bool],
+               log_file: Path) -> None:
+    """Poll ``probe`` until it answers True; fail early if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        if not alive():
+            raise ServiceError(f"{service}: exited during start-up; see {log_file}\n{tail(log_file)}")
+        time.sleep(0.5)
+    raise ServiceError(f"{service}: did not answer within {timeout_s:.0f}s; see {log_file}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""

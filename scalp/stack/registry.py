@@ -1,0 +1,105 @@
+"""Apicurio Registry (Quarkus distribution from Maven Central) with SQL storage on our PostgreSQL.
+
+Storage is persistent, so schema ids survive restarts. Clients use the Confluent-compatible API at
+/apis/ccompat/v7.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import requests
+
+from .base import ProcessService, ServiceStatus, require_tool
+from .procs import ensure_port_free, spawn, wait_until
+from .settings import StackSettings
+
+ARTIFACT = "io.apicurio:apicurio-registry-app:{version}:tar.gz:all"
+
+
+class Registry(ProcessService):
+    name = "registry"
+
+    def __init__(self, settings: StackSettings, jdbc_url: str, db_user: str) -> None:
+        super().__init__(settings, "registry")
+        self.dist = self.home / f"dist-{settings.registry_version}"
+        self.jdbc_url = jdbc_url
+        self.db_user = db_user
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.registry_port}"
+
+    @property
+    def ccompat_url(self) -> str:
+        return f"{self.base_url}/apis/ccompat/v7"
+
+    def prepare(self) -> None:
+        require_tool("java", "install openjdk-17-jre-headless")
+        if self._runner() is not None:
+            return
+        mvn = require_tool("mvn", "install maven (needed once to fetch Apicurio Registry)")
+        download = self.home / "download"
+        download.mkdir(parents=True, exist_ok=True)
+        artifact = ARTIFACT.format(version=self.settings.registry_version)
+        proc = subprocess.run([mvn, "-B", "-q", "dependency:copy", f"-Dartifact={artifact}",
+                               f"-DoutputDirectory={download}"], capture_output=True, text=True,
+                              check=False, cwd=self.home)
+        if proc.returncode != 0:
+            raise self._fail(f"fetching {artifact} with Maven failed:\n{proc.stdout[-2000:]}")
+        archive = next(download.glob("apicurio-registry-app-*-all.tar.gz"))
+        staging = self.home / "staging"
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+        staging.rename(self.dist)
+        archive.unlink()
+
+    def _java(self) -> list[str]:
+        props = {
+            "quarkus.http.host": self.settings.host,
+            "quarkus.http.port": str(self.settings.registry_port),
+            "apicurio.storage.kind": "sql",
+            "apicurio.storage.sql.kind": "postgresql",
+            "apicurio.datasource.url": self.jdbc_url,
+            "apicurio.datasource.username": self.db_user,
+            "apicurio.datasource.password": "",
+            "apicurio.datasource.jdbc.initial-size": "2",
+            "apicurio.datasource.jdbc.min-size": "2",
+            "apicurio.datasource.jdbc.max-size": "10",
+            "apicurio.rest.deletion.artifact.enabled": "true",
+            "apicurio.rest.deletion.artifact-version.enabled": "true",
+            "quarkus.log.level": "WARN",
+        }
+        return ["java", f"-Xmx{self.settings.registry_heap}", *(f"-D{k}={v}" for k, v in props.items()),
+                "-jar", str(self._runner())]
+
+    def _runner(self) -> Path | None:
+        """The launcher jar: quarkus-run.jar (fast-jar, 3.1+) or *-runner.jar (3.0.x)."""
+        for pattern in ("quarkus-run.jar", "*-runner.jar"):
+            found = sorted(self.dist.glob(pattern))
+            if found:
+                return found[0]
+        return None
+
+    def _answers(self) -> bool:
+        try:
+            resp = requests.get(f"{self.ccompat_url}/subjects", timeout=2)
+            return resp.status_code == 200
+        except requests.RequestException:
+            return False
+
+    def start(self) -> bool:
+        if self.pid() is not None and self._answers():
+            return False
+        ensure_port_free(self.name, self.settings.host, self.settings.registry_port)
+        spawn(self._java(), self.log_file, self.pid_file, cwd=self.home)
+        wait_until(self.name, self._answers, self.settings.start_timeout_s, self._alive, self.log_file)
+        return True
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        healthy = pid is not None and self._answers()
+        return ServiceStatus(self.name, pid is not None, healthy, pid, self.ccompat_url,
+                             f"Apicurio {self.settings.registry_version}, SQL storage")

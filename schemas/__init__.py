@@ -1,0 +1,1 @@
+"""Topic and schema catalog, Avro serde and registry access."""
