@@ -1,0 +1,109 @@
+"""Ordered SQL migrations, recorded in schema_migrations, idempotent.
+
+Files are ``NNNN_name.sql`` (every database) and ``NNNN_name.<flavour>.sql`` where the flavour is
+``timescale`` (the TimescaleDB extension is available: hypertables, compression, policies,
+continuous aggregate) or ``plain`` (native range partitioning by day, managed by pg_partman).
+``{{partition_by_ts}}`` in a file renders to the flavour's partitioning clause.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+
+from schemas.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+Flavour = Literal["timescale", "plain"]
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescale|plain))?\.sql$")
+_LOCK_KEY = 0x5CA1_0001  # advisory lock: one migrator at a time
+
+_TEMPLATE = {"timescale": {"partition_by_ts": ""}, "plain": {"partition_by_ts": "PARTITION BY RANGE (ts)"}}
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+
+    def sql(self, flavour: Flavour) -> str:
+        text = self.path.read_text(encoding="utf-8")
+        for key, value in _TEMPLATE[flavour].items():
+            text = text.replace("{{" + key + "}}", value)
+        return text
+
+    def checksum(self, flavour: Flavour) -> str:
+        return hashlib.sha256(self.sql(flavour).encode()).hexdigest()
+
+
+def discover(flavour: Flavour, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migrations that apply to ``flavour``, in version order (common file before flavour file)."""
+    found: list[tuple[str, int, Migration]] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if match is None:
+            raise ConfigError(f"{path}: migration file names must look like 0001_name[.timescale|.plain].sql")
+        version, name, only = match.groups()
+        if only is not None and only != flavour:
+            continue
+        found.append((version, 1 if only else 0, Migration(f"{version}{'.' + only if only else ''}", name, path)))
+    return [m for _, _, m in sorted(found, key=lambda item: (item[0], item[1]))]
+
+
+def detect_flavour(conn: psycopg.Connection) -> Flavour:
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    return "timescale" if row else "plain"
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    flavour: Flavour
+    applied: list[str]
+    skipped: list[str]
+
+
+def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> MigrateResult:
+    """Apply pending migrations on an autocommit connection; each file runs in its own transaction."""
+    if not conn.autocommit:
+        raise ValueError("migrate() needs an autocommit connection")
+    flavour = detect_flavour(conn)
+    if flavour == "timescale":
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+        version text PRIMARY KEY, name text NOT NULL, flavour text NOT NULL, checksum text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now())""")
+    conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+    try:
+        done = {row[0]: (row[1], row[2]) for row in
+                conn.execute("SELECT version, checksum, flavour FROM schema_migrations").fetchall()}
+        applied: list[str] = []
+        skipped: list[str] = []
+        for migration in discover(flavour, directory):
+            checksum = migration.checksum(flavour)
+            if migration.version in done:
+                old_checksum, old_flavour = done[migration.version]
+                if old_flavour != flavour:
+                    raise ConfigError(f"database was migrated as {old_flavour}, now looks {flavour}")
+                if old_checksum != checksum:
+                    raise ConfigError(f"migration {migration.path.name} changed after it was applied; "
+                                      f"add a new migration instead")
+                skipped.append(migration.version)
+                continue
+            log.info("applying migration %s (%s)", migration.path.name, flavour)
+            with conn.transaction():
+                conn.execute(migration.sql(flavour).encode())
+                conn.execute("INSERT INTO schema_migrations (version, name, flavour, checksum) "
+                             "VALUES (%s, %s, %s, %s)", (migration.version, migration.name, flavour, checksum))
+            applied.append(migration.version)
+        return MigrateResult(flavour, applied, skipped)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
