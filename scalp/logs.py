@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -35,11 +36,11 @@ class SecretMask(logging.Filter):
 
 
 def setup_logging(level: str = "INFO", log_dir: Path | None = None, file_name: str = "scalp.jsonl",
-                  secrets: Iterable[str] = ()) -> None:
-    """Configure the root logger once per process. Logs go to stderr so stdout stays for results."""
+                  secrets: Iterable[str] = (), stream: TextIO | None = None) -> None:
+    """Configure the root logger: JSON lines to ``stream`` (default stdout) and to ``log_dir/file_name``."""
     formatter = JsonFormatter(_FIELDS, rename_fields={"levelname": "level", "asctime": "ts"})
     mask = SecretMask(secrets)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_dir / file_name, encoding="utf-8"))
@@ -52,5 +53,5 @@ def setup_logging(level: str = "INFO", log_dir: Path | None = None, file_name: s
         handler.addFilter(mask)
         root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("urllib3", "httpx", "httpcore", "aiokafka", "faust"):
+    for noisy in ("urllib3", "httpx", "httpx2", "httpcore", "aiokafka", "faust"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

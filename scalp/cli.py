@@ -1,0 +1,224 @@
+"""The `scalp` command line (DESIGN.md section 4). Exit codes: 0 ok, 2 usage/config, 1 runtime failure."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from schemas.errors import ConfigError, ScalpError
+
+from .context import Context
+from .logs import setup_logging
+from .settings import load_settings
+
+log = logging.getLogger("scalp")
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(func: F) -> F:
+    """One-line errors: ConfigError -> exit 2, other ScalpError -> exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail(str(exc), 2)
+        except ScalpError as exc:
+            fail(str(exc), 1)
+        except KeyboardInterrupt:
+            fail("interrupted", 1)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Settings file (default: $SCALP_CONFIG or config/pipeline.yaml).")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """scalp-pipeline: capture, stream, store and replay an intraday SPY/QQQ scalping session."""
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    context = Context(settings)
+    setup_logging(settings.logging.level, settings.logging.dir, settings.logging.file_name,
+                  secrets=context.secrets())
+    log.debug("settings digest %s", settings.digest())
+    ctx.obj = context
+
+
+# --- stack -------------------------------------------------------------------------------------
+
+@main.group()
+def stack() -> None:
+    """The local Kafka + Apicurio Registry + PostgreSQL, without Docker."""
+
+
+def _stack(ctx: click.Context) -> Any:
+    from .stack.manager import Stack
+
+    return Stack(ctx.obj.settings.stack)
+
+
+@stack.command("up")
+@click.pass_context
+@guarded
+def stack_up(ctx: click.Context) -> None:
+    """Install what is missing (cached), start every service and wait until each answers. Idempotent."""
+    results = _stack(ctx).up(report=lambda line: click.echo(line, err=True))
+    started = [name for name, did in results if did]
+    click.echo(f"stack up: {', '.join(started) + ' started' if started else 'already running'}")
+
+
+@stack.command("down")
+@click.pass_context
+@guarded
+def stack_down(ctx: click.Context) -> None:
+    """Stop every service (data is kept under the state dir)."""
+    _stack(ctx).down(report=click.echo)
+
+
+@stack.command("status")
+@click.pass_context
+@guarded
+def stack_status(ctx: click.Context) -> None:
+    """Report each service; exit 1 if any is not healthy."""
+    statuses = _stack(ctx).status()
+    table = Table("service", "state", "pid", "address", "detail")
+    for s in statuses:
+        state = "healthy" if s.healthy else ("running, not answering" if s.running else "stopped")
+        table.add_row(s.name, state, str(s.pid or "-"), s.address, s.detail)
+    out.print(table)
+    if not all(s.healthy for s in statuses):
+        sys.exit(1)
+
+
+@stack.command("env")
+@click.pass_context
+@guarded
+def stack_env(ctx: click.Context) -> None:
+    """Print `export` lines for the local stack (use: eval "$(scalp stack env)")."""
+    settings = ctx.obj.settings
+    setup_logging(settings.logging.level, settings.logging.dir, settings.logging.file_name,
+                  secrets=ctx.obj.secrets(), stream=sys.stderr)  # stdout is for the export lines
+    for name, value in _stack(ctx).env().items():
+        click.echo(f"export {name}={value}")
+
+
+# --- db ----------------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database schema and upkeep."""
+
+
+@db.command("migrate")
+@click.pass_context
+@guarded
+def db_migrate(ctx: click.Context) -> None:
+    """Apply pending migrations (idempotent); TimescaleDB features when the extension exists."""
+    from sinks.db import connect
+    from sinks.migrate import migrate
+
+    settings = ctx.obj.settings
+    with connect(settings.database, autocommit=True) as conn:
+        result = migrate(conn)
+    click.echo(f"migrate ({result.flavour}): {len(result.applied)} applied"
+               f"{' (' + ', '.join(result.applied) + ')' if result.applied else ''}, "
+               f"{len(result.skipped)} already applied")
+
+
+# --- topics ------------------------------------------------------------------------------------
+
+@main.group()
+def topics() -> None:
+    """Kafka topics from the catalog (schemas/topics.yaml)."""
+
+
+@topics.command("create")
+@click.option("--no-dlq", is_flag=True, help="Do not create the <topic>.dlq dead-letter topics.")
+@click.pass_context
+@guarded
+def topics_create(ctx: click.Context, no_dlq: bool) -> None:
+    """Create every catalog topic and register its schema (idempotent)."""
+    from schemas.admin import TopicAdmin
+
+    context: Context = ctx.obj
+    created = TopicAdmin(context.settings.kafka, context.catalog).create_all(with_dlq=not no_dlq)
+    for spec in context.catalog:
+        context.serde.ensure_registered(spec.name)
+    new = [name for name, did in created.items() if did]
+    click.echo(f"topics: {len(new)} created, {len(created) - len(new)} already existed; "
+               f"{len(context.catalog.names())} schemas registered")
+
+
+@topics.command("list")
+@click.pass_context
+@guarded
+def topics_list(ctx: click.Context) -> None:
+    """List topics with partitions, end offsets and message counts."""
+    from schemas.admin import TopicAdmin
+
+    context: Context = ctx.obj
+    table = Table("topic", "partitions", "messages", "end offsets")
+    for info in TopicAdmin(context.settings.kafka, context.catalog).list():
+        table.add_row(info.name, str(info.partitions), str(info.messages), ",".join(map(str, info.end_offsets)))
+    out.print(table)
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--no-stack", is_flag=True, help="Use the services named in the environment; do not start any.")
+@click.pass_context
+@guarded
+def demo(ctx: click.Context, no_stack: bool) -> None:
+    """The main job. For now: stack up, migrate, create topics, round-trip every topic, print a summary."""
+    from schemas.admin import TopicAdmin
+    from sinks.db import connect
+    from sinks.migrate import migrate
+
+    from .roundtrip import round_trip_all
+
+    context: Context = ctx.obj
+    settings = context.settings
+    if not no_stack:
+        _stack(ctx).up(report=lambda line: click.echo(line, err=True))
+    with connect(settings.database, autocommit=True) as conn:
+        result = migrate(conn)
+    click.echo(f"database: {result.flavour} flavour, {len(result.applied)} migrations applied, "
+               f"{len(result.skipped)} already applied")
+    created = TopicAdmin(settings.kafka, context.catalog).create_all()
+    click.echo(f"topics: {sum(created.values())} created, {len(created) - sum(created.values())} existed")
+    results = round_trip_all(settings.kafka, context.serde, context.catalog)
+    table = Table("topic", "partition@offset", "schema id", "key", "bytes", "round trip",
+                  title="One record of every topic through the registry and Kafka")
+    for r in results:
+        table.add_row(r.topic, f"{r.partition}@{r.offset}", str(r.schema_id), r.key, str(r.size),
+                      "[green]identical[/green]" if r.equal else "[red]DIFFERENT[/red]")
+    out.print(table)
+    bad = [r.topic for r in results if not r.equal]
+    if bad:
+        fail(f"round trip changed records of {', '.join(bad)}", 1)
+    click.echo(f"demo: {len(results)}/{len(results)} topics round-tripped identically")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Builds the components from settings (the only place that wires packages together)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.catalog import Catalog, catalog
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+
+from .settings import AppSettings, secret_or_none
+
+
+@dataclass
+class Context:
+    settings: AppSettings
+    catalog: Catalog = field(default_factory=catalog)
+    _serde: AvroSerde | None = None
+
+    @property
+    def serde(self) -> AvroSerde:
+        if self._serde is None:
+            self._serde = AvroSerde(SchemaRegistry(self.settings.registry), self.settings.kafka, self.catalog)
+        return self._serde
+
+    def secrets(self) -> list[str]:
+        s = self.settings
+        values = [secret_or_none(s.polygon.api_key), secret_or_none(s.tradier.token)]
+        from urllib.parse import urlsplit
+
+        password = urlsplit(s.database.dsn).password
+        values.append(password)
+        return [v for v in values if v]
