@@ -17,7 +17,7 @@ from fastavro.validation import ValidationError, validate
 
 from .catalog import Catalog, TopicSpec
 from .errors import SerializationError
-from .registry import SchemaRegistry, subject_for
+from .registry import Registry, subject_for
 from .settings import KafkaSettings
 
 MAGIC = 0
@@ -34,16 +34,18 @@ def _first_bad_field(record: dict[str, Any], parsed: Any, spec: TopicSpec) -> st
         validate(record, parsed, raise_errors=True)
     except ValidationError as exc:
         for error in exc.errors:
+            # fastavro names "<namespace>.<Record>.<field>"; report "<field>" or "<NestedRecord>.<field>"
             path = str(getattr(error, "field", "") or "")
-            # fastavro reports "<Record>.<field>" paths; keep what follows the record name
-            return path.split(".", 1)[1] if "." in path else path or None
+            namespace = spec.schema.get("namespace", "")
+            path = path.removeprefix(f"{namespace}.").removeprefix(f"{spec.schema['name']}.")
+            return path or None
     return None
 
 
 class AvroSerde:
     """Encodes records for catalog topics and decodes any Confluent-framed Avro value."""
 
-    def __init__(self, registry: SchemaRegistry, kafka: KafkaSettings, catalog: Catalog) -> None:
+    def __init__(self, registry: Registry, kafka: KafkaSettings, catalog: Catalog) -> None:
         self.registry = registry
         self.kafka = kafka
         self.catalog = catalog
