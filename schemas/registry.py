@@ -73,3 +73,4 @@ class SchemaRegistry:
 
     def subjects(self) -> list[str]:
         return [str(s) for s in self._client.get_subjects()]
+

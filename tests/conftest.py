@@ -1,0 +1,110 @@
+"""Service discovery for tests: environment variables first, else the local stack (started if needed).
+
+Tests run against the real Kafka, Apicurio Registry and PostgreSQL. A service that cannot be reached
+fails the run (in CI and locally alike): nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from schemas.catalog import Catalog, catalog
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from schemas.settings import KafkaSettings
+from scalp.settings import AppSettings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_EXTERNAL = ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def app_settings() -> AppSettings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def local_stack(app_settings: AppSettings):  # type: ignore[no-untyped-def]
+    """The local stack, started if it is not running (idempotent)."""
+    from scalp.stack.manager import Stack
+
+    stack = Stack(app_settings.stack)
+    stack.up()
+    return stack
+
+
+@pytest.fixture(scope="session")
+def services(app_settings: AppSettings, request: pytest.FixtureRequest) -> AppSettings:
+    """Settings pointing at reachable services; the local stack unless the environment names others."""
+    if not any(os.environ.get(name) for name in _EXTERNAL):
+        request.getfixturevalue("local_stack")
+    problems = []
+    try:
+        AdminClient({"bootstrap.servers": app_settings.kafka.bootstrap_servers}).list_topics(timeout=10)
+    except Exception as exc:
+        problems.append(f"Kafka at {app_settings.kafka.bootstrap_servers}: {exc}")
+    try:
+        SchemaRegistry(app_settings.registry).subjects()
+    except Exception as exc:
+        problems.append(f"registry at {app_settings.registry.url}: {exc}")
+    try:
+        with psycopg.connect(app_settings.database.dsn, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        problems.append(f"PostgreSQL at {app_settings.database.safe_url}: {type(exc).__name__}")
+    if problems:
+        pytest.fail("services unreachable (run `scalp stack up` or ./run test):\n" + "\n".join(problems))
+    return app_settings
+
+
+@pytest.fixture(scope="session")
+def cat() -> Catalog:
+    return catalog()
+
+
+@pytest.fixture(scope="session")
+def test_kafka(services: AppSettings, cat: Catalog) -> Iterator[KafkaSettings]:
+    """Kafka settings with a per-session topic prefix; the topics are created and deleted around the run."""
+    from schemas.admin import TopicAdmin
+
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    kafka = services.kafka.model_copy(update={"topic_prefix": prefix})
+    admin = TopicAdmin(kafka, cat)
+    admin.create_all(with_dlq=False)
+    yield kafka
+    names = [kafka.topic(name) for name in cat.names()]
+    for future in admin.admin.delete_topics(names, operation_timeout=30).values():
+        future.result()
+
+
+@pytest.fixture(scope="session")
+def registry(services: AppSettings) -> SchemaRegistry:
+    return SchemaRegistry(services.registry)
+
+
+@pytest.fixture(scope="session")
+def serde(registry: SchemaRegistry, test_kafka: KafkaSettings, cat: Catalog) -> AvroSerde:
+    return AvroSerde(registry, test_kafka, cat)
+
+
+@pytest.fixture
+def fresh_db(services: AppSettings) -> Iterator[str]:
+    """A new, empty database in the same server; dropped afterwards. Yields its DSN."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"scalp_test_{uuid.uuid4().hex[:10]}"
+    dsn = services.database.dsn
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(dsn)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

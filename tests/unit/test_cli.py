@@ -1,0 +1,66 @@
+"""CLI exit codes, run as a user would (a subprocess of the installed entry point's module)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def scalp(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "scalp.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=REPO, check=False)
+
+
+def test_help_lists_the_commands() -> None:
+    proc = scalp("--help")
+    assert proc.returncode == 0
+    for command in ("stack", "db", "topics", "demo"):
+        assert command in proc.stdout
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    proc = scalp("frobnicate")
+    assert proc.returncode == 2
+
+
+def test_malformed_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("database:\n  urll: postgresql://x\n")
+    proc = scalp("--config", str(bad), "stack", "env")
+    assert proc.returncode == 2
+    assert "database.urll" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_wrong_type_in_env_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stack:\n  kafka_port: nineteen\n")
+    proc = scalp("--config", str(cfg), "stack", "env")
+    assert proc.returncode == 2
+    assert "stack.kafka_port" in proc.stderr
+
+
+def test_unreachable_database_exits_1_without_the_password() -> None:
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = scalp("db", "migrate", env={"DATABASE_URL": f"postgresql://scalp:topsecretpw@127.0.0.1:{port}/scalp"})
+    assert proc.returncode == 1
+    assert "unreachable" in proc.stderr
+    assert "topsecretpw" not in proc.stderr + proc.stdout
+    assert f"scalp:***@127.0.0.1:{port}" in proc.stderr
+
+
+def test_stack_env_prints_exports_only(tmp_path: Path) -> None:
+    proc = scalp("stack", "env", env={"SCALP_STATE_DIR": str(tmp_path)})
+    assert proc.returncode == 0
+    lines = proc.stdout.strip().splitlines()
+    assert all(line.startswith("export ") for line in lines)
+    names = {line.split()[1].split("=")[0] for line in lines}
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL"} <= names
+    assert f"export SCALP_STATE_DIR={tmp_path}" in lines

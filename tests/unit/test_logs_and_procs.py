@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import ServiceError
+from scalp.logs import setup_logging
+from scalp.stack.procs import ensure_port_free, port_in_use
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_lines_to_stream_and_file_with_secrets_masked(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    setup_logging("INFO", tmp_path, "t.jsonl", secrets=["hunter2-token"], stream=stream)
+    logging.getLogger("scalp.test").info("connecting to %s with %s", "market_trades[1]@42", "hunter2-token")
+    file_lines = (tmp_path / "t.jsonl").read_text().splitlines()
+    for text in (stream.getvalue().splitlines()[-1], file_lines[-1]):
+        entry = json.loads(text)
+        assert entry["level"] == "INFO"
+        assert entry["name"] == "scalp.test"
+        assert entry["message"] == "connecting to market_trades[1]@42 with ***"
+        assert "hunter2" not in text
+
+
+def test_port_taken_names_the_port_and_the_process() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert port_in_use("127.0.0.1", port)
+        with pytest.raises(ServiceError) as info:
+            ensure_port_free("kafka", "127.0.0.1", port)
+    message = str(info.value)
+    assert f"127.0.0.1:{port} is already taken" in message
+    assert f"(pid {os.getpid()})" in message
+
+
+def test_free_port_passes() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ensure_port_free("kafka", "127.0.0.1", port)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import ConfigError
+from scalp.settings import ENV_OVERRIDES, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_local_stack(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, ""), env={})
+    assert s.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert s.registry.url == "http://127.0.0.1:18081/apis/ccompat/v7"
+    assert s.database.dsn == "postgresql://scalp@127.0.0.1:15432/scalp"
+    assert s.kafka.topic_prefix == ""
+    assert s.polygon.ws_url == "wss://socket.massive.com/stocks"
+    assert s.polygon.rest_url == "https://api.massive.com"
+    assert s.tradier.base_url == "https://api.tradier.com/v1"
+    assert s.tradier.stream_url == "wss://ws.tradier.com/v1/accounts/events"
+
+
+def test_every_contract_env_name_overrides(tmp_path: Path) -> None:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "k:1", "SCHEMA_REGISTRY_URL": "http://r:2/apis/ccompat/v7",
+        "DATABASE_URL": "postgresql://u:pw@d:3/x", "SCALP_TOPIC_PREFIX": "dev_",
+        "POLYGON_API_KEY": "pk", "POLYGON_WS_URL": "ws://127.0.0.1:9/stocks",
+        "POLYGON_REST_URL": "http://127.0.0.1:9", "TRADIER_TOKEN": "tt", "TRADIER_ACCOUNT_ID": "VA1",
+        "TRADIER_BASE_URL": "http://127.0.0.1:8/v1", "TRADIER_STREAM_URL": "ws://127.0.0.1:8/v1/accounts/events",
+        "SCALP_LOG_DIR": str(tmp_path / "logs"), "SCALP_STATE_DIR": str(tmp_path / "state"),
+    }
+    s = load_settings(write(tmp_path, ""), env=env)
+    assert s.kafka.bootstrap_servers == "k:1"
+    assert s.kafka.topic("market_trades") == "dev_market_trades"
+    assert s.registry.url == "http://r:2/apis/ccompat/v7"
+    assert s.database.dsn == "postgresql://u:pw@d:3/x"
+    assert s.database.safe_url == "postgresql://u:***@d:3/x"
+    assert s.polygon.api_key is not None and s.polygon.api_key.get_secret_value() == "pk"
+    assert s.polygon.ws_url == "ws://127.0.0.1:9/stocks"
+    assert s.polygon.rest_url == "http://127.0.0.1:9"
+    assert s.tradier.token is not None and s.tradier.token.get_secret_value() == "tt"
+    assert s.tradier.account_id == "VA1"
+    assert s.tradier.base_url == "http://127.0.0.1:8/v1"
+    assert s.tradier.stream_url == "ws://127.0.0.1:8/v1/accounts/events"
+    assert s.logging.dir == tmp_path / "logs"
+    assert s.stack.state_dir == tmp_path / "state"
+    assert set(env) <= set(ENV_OVERRIDES)
+
+
+def test_massive_api_key_is_an_alias_and_polygon_wins(tmp_path: Path) -> None:
+    alias_only = load_settings(write(tmp_path, ""), env={"MASSIVE_API_KEY": "m"})
+    assert alias_only.polygon.api_key is not None
+    assert alias_only.polygon.api_key.get_secret_value() == "m"
+    both = load_settings(write(tmp_path, ""), env={"MASSIVE_API_KEY": "m", "POLYGON_API_KEY": "p"})
+    assert both.polygon.api_key is not None
+    assert both.polygon.api_key.get_secret_value() == "p"
+
+
+def test_secrets_never_show_in_repr_or_digest(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, ""), env={"POLYGON_API_KEY": "sekrit-key", "TRADIER_TOKEN": "sekrit-tok",
+                                                 "DATABASE_URL": "postgresql://u:sekrit-pw@h/db"})
+    assert "sekrit" not in repr(s)
+    assert "sekrit" not in s.model_dump_json()
+    other = load_settings(write(tmp_path, ""), env={"POLYGON_API_KEY": "other", "TRADIER_TOKEN": "x",
+                                                     "DATABASE_URL": "postgresql://u:other@h/db"})
+    assert s.digest() == other.digest()  # digest covers non-secret settings only
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'kafka\.bootstrap_serverz'"):
+        load_settings(write(tmp_path, "kafka:\n  bootstrap_serverz: x\n"), env={})
+
+
+def test_unknown_section_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'kafak'"):
+        load_settings(write(tmp_path, "kafak: {}\n"), env={})
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"key 'stack\.kafka_port'"):
+        load_settings(write(tmp_path, "stack:\n  kafka_port: lots\n"), env={})
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path, "kafka: [unclosed\n"), env={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.yaml", env={})
+
+
+def test_shipped_config_loads() -> None:
+    s = load_settings(env={})
+    assert s.registry.compatibility == "BACKWARD"
