@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -31,24 +32,31 @@ class AvroProducer:
         config.update(extra or {})
         self._producer = Producer(config)
         self._failures: list[str] = []
-        self.delivered: list[tuple[str, int, int]] = []  # (topic, partition, offset), when tracking
-        self.track = False
+        self._positions: dict[int, tuple[str, int, int]] = {}
+        self._seq = 0
+        self.track = False  # remember where each record landed (tests, round-trip checks)
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+    @property
+    def delivered(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, offset) of each delivered record, in produce order (when tracking)."""
+        return [self._positions[seq] for seq in sorted(self._positions)]
+
+    def _on_delivery(self, seq: int, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._failures.append(f"{msg.topic()}: {err.str()}")
             log.error("delivery failed for %s: %s", msg.topic(), err.str())
         elif self.track:
-            self.delivered.append((msg.topic(), msg.partition(), msg.offset()))
+            self._positions[seq] = (msg.topic(), msg.partition(), msg.offset())
 
     def produce(self, topic: str, record: dict[str, Any]) -> None:
         """Encode ``record`` for catalog topic ``topic`` and queue it (keyed per the catalog)."""
         value = self.serde.encode(topic, record)
         key = self.serde.key(topic, record)
+        self._seq += 1
+        callback = functools.partial(self._on_delivery, self._seq)
         while True:
             try:
-                self._producer.produce(self.kafka.topic(topic), value=value, key=key,
-                                       on_delivery=self._on_delivery)
+                self._producer.produce(self.kafka.topic(topic), value=value, key=key, on_delivery=callback)
                 break
             except BufferError:  # local queue full: serve callbacks, then retry
                 self._producer.poll(0.1)

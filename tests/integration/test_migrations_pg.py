@@ -1,0 +1,95 @@
+"""Migrations on the real PostgreSQL (plain flavour: native partitioning managed by pg_partman)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+
+from schemas.catalog import catalog
+from schemas.errors import ConfigError
+from sinks.migrate import discover, migrate
+
+TIME_TABLES = ["market_trades", "market_quotes", "bars_1m", "options_chain", "features", "signals",
+               "risk_decisions", "order_intents", "orders", "fills", "trade_ledger", "account_snapshot",
+               "ingest_gaps"]
+
+
+def columns(conn: psycopg.Connection, table: str) -> set[str]:
+    rows = conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                        "AND table_schema = 'public'", (table,)).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_migrate_creates_everything_and_rerun_is_a_no_op(fresh_db: str) -> None:
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        first = migrate(conn)
+        assert first.flavour == "plain"
+        assert first.applied == [m.version for m in discover("plain")]
+        second = migrate(conn)
+        assert second.applied == []
+        assert second.skipped == first.applied
+
+        for spec in catalog():
+            assert set(spec.field_names()) <= columns(conn, spec.name), spec.name
+        for table in ("signal_labels", "config_snapshots", "sink_offsets", "risk_day"):
+            assert columns(conn, table), table
+
+        # time tables are range-partitioned on ts with daily partitions from pg_partman
+        for table in TIME_TABLES:
+            strategy, key = conn.execute(
+                "SELECT p.partstrat, a.attname FROM pg_partitioned_table p "
+                "JOIN pg_class c ON c.oid = p.partrelid "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = p.partattrs[0] "
+                "WHERE c.relname = %s", (table,)).fetchone()
+            assert (strategy, key) == ("r", "ts"), table
+            parts = conn.execute("SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
+                                 "WHERE c.relname = %s", (table,)).fetchone()[0]
+            assert parts >= 8, table  # 7 days back + today + ahead + default
+            config = conn.execute("SELECT partition_interval FROM partman.part_config "
+                                  "WHERE parent_table = %s", (f"public.{table}",)).fetchone()
+            assert config == ("1 day",)
+
+        # every unique key includes ts
+        uniques = conn.execute(
+            "SELECT c.conrelid::regclass::text, array_agg(a.attname) FROM pg_constraint c "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
+            "WHERE c.contype = 'u' AND c.conrelid::regclass::text = ANY(%s) GROUP BY 1, c.conname",
+            (TIME_TABLES,)).fetchall()
+        assert {t for t, _ in uniques} == set(TIME_TABLES)
+        for table, cols in uniques:
+            assert "ts" in cols, table
+
+
+def test_unique_keys_reject_duplicates_and_linkage_is_verified(fresh_db: str) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        migrate(conn)
+        row = ("SPY", now, 1, 600.0, 100, [12], 4, 3, 7, "t1", now)
+        insert = ("INSERT INTO market_trades (symbol, ts, ts_ns, price, size, conditions, exchange, tape, seq, "
+                  "trade_id, ts_ingest) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+        conn.execute(insert, row)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(insert, row)
+
+        decision = ("INSERT INTO risk_decisions (signal_id, ts, ts_ns, symbol, decision, veto_reasons, "
+                    "limits_snapshot, session_policy_digest) VALUES (%s, %s, 1, 'SPY', %s, %s, '{}', 'd')")
+        conn.execute(decision, ("sig-1", now, "approve", []))
+        assert conn.execute("SELECT signal_id FROM risk_decisions_unlinked").fetchall() == [("sig-1",)]
+        conn.execute("INSERT INTO signals (id, symbol, ts, ts_ns, session, setup, side, score, features_ref, "
+                     "status, source_commit, session_policy_digest) VALUES "
+                     "('sig-1', 'SPY', %s, 1, 'rth', 'vwap_reclaim', 'long', 1.0, 'SPY@1', 'promoted', 'c', 'd')",
+                     (now,))
+        assert conn.execute("SELECT count(*) FROM risk_decisions_unlinked").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(decision, ("sig-2", now, "veto", []))  # a veto must say why
+
+
+def test_changed_migration_is_refused(fresh_db: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "0001_t.sql").write_text("CREATE TABLE t (x int);")
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert migrate(conn, tmp_path).applied == ["0001"]
+        (tmp_path / "0001_t.sql").write_text("CREATE TABLE t (x bigint);")
+        with pytest.raises(ConfigError, match="changed after it was applied"):
+            migrate(conn, tmp_path)

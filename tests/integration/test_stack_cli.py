@@ -1,0 +1,52 @@
+"""`scalp stack` and `scalp demo` as a user runs them, against the running local stack."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def scalp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scalp.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env=dict(os.environ), check=False)
+
+
+def test_stack_up_twice_is_a_no_op(local_stack) -> None:  # type: ignore[no-untyped-def]
+    pids = {s.name: s.pid for s in local_stack.status()}
+    proc = scalp("stack", "up")
+    assert proc.returncode == 0, proc.stderr
+    assert "already running" in proc.stdout
+    for service in ("postgres", "kafka", "registry"):
+        assert f"{service}: already running" in proc.stderr
+    assert {s.name: s.pid for s in local_stack.status()} == pids
+
+
+def test_stack_status_reports_every_service_healthy(local_stack) -> None:  # type: ignore[no-untyped-def]
+    proc = scalp("stack", "status")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for service in ("postgres", "kafka", "registry"):
+        assert re.search(rf"{service}\s+│\s+healthy", proc.stdout), proc.stdout
+
+
+def test_topics_create_is_idempotent_and_list_shows_them(local_stack) -> None:  # type: ignore[no-untyped-def]
+    first = scalp("topics", "create")
+    assert first.returncode == 0, first.stderr
+    second = scalp("topics", "create")
+    assert second.returncode == 0
+    assert re.search(r"topics: 0 created, 28 already existed", second.stdout), second.stdout
+    listing = scalp("topics", "list")
+    assert listing.returncode == 0
+    assert re.search(r"market_quotes\s+│\s+3\s+│", listing.stdout)
+    assert "market_quotes.dlq" in listing.stdout
+
+
+def test_demo_round_trips_every_topic(local_stack) -> None:  # type: ignore[no-untyped-def]
+    proc = scalp("demo")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "demo: 14/14 topics round-tripped identically" in proc.stdout
+    assert proc.stdout.count("identical") >= 15
