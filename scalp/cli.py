@@ -48,8 +48,13 @@ def guarded(func: F) -> F:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Settings file (default: $SCALP_CONFIG or config/pipeline.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Settings file (default: $SCALP_CONFIG or config/pipeline.yaml).",
+)
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None) -> None:
     """scalp-pipeline: capture, stream, store and replay an intraday SPY/QQQ scalping session."""
@@ -58,13 +63,13 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     except ConfigError as exc:
         fail(str(exc), 2)
     context = Context(settings)
-    setup_logging(settings.logging.level, settings.logging.dir, settings.logging.file_name,
-                  secrets=context.secrets())
+    setup_logging(settings.logging.level, settings.logging.dir, settings.logging.file_name, secrets=context.secrets())
     log.debug("settings digest %s", settings.digest())
     ctx.obj = context
 
 
 # --- stack -------------------------------------------------------------------------------------
+
 
 @main.group()
 def stack() -> None:
@@ -116,13 +121,19 @@ def stack_status(ctx: click.Context) -> None:
 def stack_env(ctx: click.Context) -> None:
     """Print `export` lines for the local stack (use: eval "$(scalp stack env)")."""
     settings = ctx.obj.settings
-    setup_logging(settings.logging.level, settings.logging.dir, settings.logging.file_name,
-                  secrets=ctx.obj.secrets(), stream=sys.stderr)  # stdout is for the export lines
+    setup_logging(
+        settings.logging.level,
+        settings.logging.dir,
+        settings.logging.file_name,
+        secrets=ctx.obj.secrets(),
+        stream=sys.stderr,
+    )  # stdout is for the export lines
     for name, value in _stack(ctx).env().items():
         click.echo(f"export {name}={value}")
 
 
 # --- db ----------------------------------------------------------------------------------------
+
 
 @main.group()
 def db() -> None:
@@ -140,12 +151,15 @@ def db_migrate(ctx: click.Context) -> None:
     settings = ctx.obj.settings
     with connect(settings.database, autocommit=True) as conn:
         result = migrate(conn)
-    click.echo(f"migrate ({result.flavour}): {len(result.applied)} applied"
-               f"{' (' + ', '.join(result.applied) + ')' if result.applied else ''}, "
-               f"{len(result.skipped)} already applied")
+    click.echo(
+        f"migrate ({result.flavour}): {len(result.applied)} applied"
+        f"{' (' + ', '.join(result.applied) + ')' if result.applied else ''}, "
+        f"{len(result.skipped)} already applied"
+    )
 
 
 # --- topics ------------------------------------------------------------------------------------
+
 
 @main.group()
 def topics() -> None:
@@ -165,8 +179,10 @@ def topics_create(ctx: click.Context, no_dlq: bool) -> None:
     for spec in context.catalog:
         context.serde.ensure_registered(spec.name)
     new = [name for name, did in created.items() if did]
-    click.echo(f"topics: {len(new)} created, {len(created) - len(new)} already existed; "
-               f"{len(context.catalog.names())} schemas registered")
+    click.echo(
+        f"topics: {len(new)} created, {len(created) - len(new)} already existed; "
+        f"{len(context.catalog.names())} schemas registered"
+    )
 
 
 @topics.command("list")
@@ -184,6 +200,7 @@ def topics_list(ctx: click.Context) -> None:
 
 
 # --- demo --------------------------------------------------------------------------------------
+
 
 @main.command()
 @click.option("--no-stack", is_flag=True, help="Use the services named in the environment; do not start any.")
@@ -203,16 +220,31 @@ def demo(ctx: click.Context, no_stack: bool) -> None:
         _stack(ctx).up(report=lambda line: click.echo(line, err=True))
     with connect(settings.database, autocommit=True) as conn:
         result = migrate(conn)
-    click.echo(f"database: {result.flavour} flavour, {len(result.applied)} migrations applied, "
-               f"{len(result.skipped)} already applied")
+    click.echo(
+        f"database: {result.flavour} flavour, {len(result.applied)} migrations applied, "
+        f"{len(result.skipped)} already applied"
+    )
     created = TopicAdmin(settings.kafka, context.catalog).create_all()
     click.echo(f"topics: {sum(created.values())} created, {len(created) - sum(created.values())} existed")
     results = round_trip_all(settings.kafka, context.serde, context.catalog)
-    table = Table("topic", "partition@offset", "schema id", "key", "bytes", "round trip",
-                  title="One record of every topic through the registry and Kafka")
+    table = Table(
+        "topic",
+        "partition@offset",
+        "schema id",
+        "key",
+        "bytes",
+        "round trip",
+        title="One record of every topic through the registry and Kafka",
+    )
     for r in results:
-        table.add_row(r.topic, f"{r.partition}@{r.offset}", str(r.schema_id), r.key, str(r.size),
-                      "[green]identical[/green]" if r.equal else "[red]DIFFERENT[/red]")
+        table.add_row(
+            r.topic,
+            f"{r.partition}@{r.offset}",
+            str(r.schema_id),
+            r.key,
+            str(r.size),
+            "[green]identical[/green]" if r.equal else "[red]DIFFERENT[/red]",
+        )
     out.print(table)
     bad = [r.topic for r in results if not r.equal]
     if bad:

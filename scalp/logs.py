@@ -35,8 +35,13 @@ class SecretMask(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", log_dir: Path | None = None, file_name: str = "scalp.jsonl",
-                  secrets: Iterable[str] = (), stream: TextIO | None = None) -> None:
+def setup_logging(
+    level: str = "INFO",
+    log_dir: Path | None = None,
+    file_name: str = "scalp.jsonl",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
     """Configure the root logger: JSON lines to ``stream`` (default stdout) and to ``log_dir/file_name``."""
     formatter = JsonFormatter(_FIELDS, rename_fields={"levelname": "level", "asctime": "ts"})
     mask = SecretMask(secrets)

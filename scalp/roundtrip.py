@@ -26,8 +26,9 @@ class RoundTrip:
     equal: bool
 
 
-def round_trip_all(kafka: KafkaSettings, serde: AvroSerde, catalog: Catalog,
-                   timeout_s: float = 30.0) -> list[RoundTrip]:
+def round_trip_all(
+    kafka: KafkaSettings, serde: AvroSerde, catalog: Catalog, timeout_s: float = 30.0
+) -> list[RoundTrip]:
     records = {spec.name: example_record(catalog, spec.name) for spec in catalog}
     producer = AvroProducer(kafka, serde)
     producer.track = True
@@ -45,10 +46,21 @@ def round_trip_all(kafka: KafkaSettings, serde: AvroSerde, catalog: Catalog,
             msg = consumer.poll(timeout_s)
             if msg is None or msg.error() is not None:
                 raise FatalError(f"{physical}[{partition}]@{offset}: could not read back the record")
-            value: bytes = msg.value()
+            value = msg.value()
+            if value is None:
+                raise FatalError(f"{physical}[{partition}]@{offset}: empty value")
             decoded: dict[str, Any] = serde.decode(value, spec.name)
-            results.append(RoundTrip(physical, partition, offset, serde.schema_id(value, spec.name),
-                                     (msg.key() or b"").decode(), len(value), decoded == records[spec.name]))
+            results.append(
+                RoundTrip(
+                    physical,
+                    partition,
+                    offset,
+                    serde.schema_id(value, spec.name),
+                    (msg.key() or b"").decode(),
+                    len(value),
+                    decoded == records[spec.name],
+                )
+            )
     finally:
         consumer.close()
     return results

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from .catalog import Catalog
 from .errors import RetryableError
@@ -16,7 +17,7 @@ from .settings import KafkaSettings
 class TopicInfo:
     name: str
     partitions: int
-    messages: int          # sum over partitions of (high watermark - low watermark)
+    messages: int  # sum over partitions of (high watermark - low watermark)
     end_offsets: tuple[int, ...]
 
 
@@ -34,12 +35,24 @@ class TopicAdmin:
         """Create every catalog topic (and its DLQ); returns physical name -> created now."""
         wanted: list[NewTopic] = []
         for spec in self.catalog:
-            wanted.append(NewTopic(self.kafka.topic(spec.name), spec.partitions, 1,
-                                   config=_config(spec.retention_ms, spec.cleanup_policy)))
+            wanted.append(
+                NewTopic(
+                    self.kafka.topic(spec.name),
+                    spec.partitions,
+                    1,
+                    config=_config(spec.retention_ms, spec.cleanup_policy),
+                )
+            )
             if with_dlq:
                 dlq = self.catalog.dlq
-                wanted.append(NewTopic(self.kafka.topic(spec.dlq), dlq.partitions, 1,
-                                       config=_config(dlq.retention_ms, dlq.cleanup_policy)))
+                wanted.append(
+                    NewTopic(
+                        self.kafka.topic(spec.dlq),
+                        dlq.partitions,
+                        1,
+                        config=_config(dlq.retention_ms, dlq.cleanup_policy),
+                    )
+                )
         existing = self._existing(timeout_s)
         todo = [t for t in wanted if t.topic not in existing]
         result = {t.topic: False for t in wanted}
@@ -63,8 +76,9 @@ class TopicAdmin:
 
     def list(self, timeout_s: float = 10.0) -> list[TopicInfo]:
         existing = self._existing(timeout_s)
-        consumer = Consumer({**self.kafka.client_config(), "group.id": "scalp-topics-list",
-                             "enable.auto.commit": False})
+        consumer = Consumer(
+            {**self.kafka.client_config(), "group.id": "scalp-topics-list", "enable.auto.commit": False}
+        )
         infos: list[TopicInfo] = []
         try:
             for name in sorted(existing):

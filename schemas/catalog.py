@@ -99,11 +99,16 @@ def load_catalog(topics_file: Path = TOPICS_FILE, avro_dir: Path = AVRO_DIR) -> 
             raise ConfigError(f"{topics_file}: topics.{name}.key '{merged['key']}' is not a schema field")
         if merged["cleanup_policy"] not in ("delete", "compact"):
             raise ConfigError(f"{topics_file}: topics.{name}.cleanup_policy must be delete or compact")
-        topics[name] = TopicSpec(name=name, key=merged["key"], schema_file=merged["schema"],
-                                 partitions=int(merged["partitions"]),
-                                 retention_ms=int(merged["retention_ms"]),
-                                 cleanup_policy=merged["cleanup_policy"], doc=merged.get("doc", ""),
-                                 schema=schema)
+        topics[name] = TopicSpec(
+            name=name,
+            key=merged["key"],
+            schema_file=merged["schema"],
+            partitions=int(merged["partitions"]),
+            retention_ms=int(merged["retention_ms"]),
+            cleanup_policy=merged["cleanup_policy"],
+            doc=merged.get("doc", ""),
+            schema=schema,
+        )
     dlq = raw["dlq"]
     return Catalog(topics, DlqSpec(int(dlq["partitions"]), int(dlq["retention_ms"]), dlq["cleanup_policy"]))
 

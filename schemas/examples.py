@@ -17,12 +17,29 @@ EXAMPLE_TS_NS = 1_795_446_000_000_000_000
 _EXAMPLE_DATE = dt.date(2026, 11, 23)
 
 _STRINGS = {
-    "symbol": "SPY", "underlying": "SPY", "contract_symbol": "O:SPY261123C00600000", "contract_type": "call",
-    "session": "rth", "aggregated_from": "polygon_am", "source": "ws", "setup": "vwap_reclaim",
-    "side": "long", "status": "generated", "decision": "approve", "broker": "paper", "order_class": "otoco",
-    "order_type": "limit", "entry_type": "limit", "duration": "day", "instrument": "equity", "kind": "trades",
-    "reason": "reconnect", "exit_reason": "tp", "limits_snapshot": '{"max_trades_per_day": 5}',
-    "payload": '{"class": "otoco"}', "features_ref": f"SPY@{EXAMPLE_TS_NS}",
+    "symbol": "SPY",
+    "underlying": "SPY",
+    "contract_symbol": "O:SPY261123C00600000",
+    "contract_type": "call",
+    "session": "rth",
+    "aggregated_from": "polygon_am",
+    "source": "ws",
+    "setup": "vwap_reclaim",
+    "side": "long",
+    "status": "generated",
+    "decision": "approve",
+    "broker": "paper",
+    "order_class": "otoco",
+    "order_type": "limit",
+    "entry_type": "limit",
+    "duration": "day",
+    "instrument": "equity",
+    "kind": "trades",
+    "reason": "reconnect",
+    "exit_reason": "tp",
+    "limits_snapshot": '{"max_trades_per_day": 5}',
+    "payload": '{"class": "otoco"}',
+    "features_ref": f"SPY@{EXAMPLE_TS_NS}",
 }
 
 _EMPTY_ARRAYS = {"veto_reasons", "filters_blocked", "breach_flags"}

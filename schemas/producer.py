@@ -46,7 +46,7 @@ class AvroProducer:
             self._failures.append(f"{msg.topic()}: {err.str()}")
             log.error("delivery failed for %s: %s", msg.topic(), err.str())
         elif self.track:
-            self._positions[seq] = (msg.topic(), msg.partition(), msg.offset())
+            self._positions[seq] = (str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0))
 
     def produce(self, topic: str, record: dict[str, Any]) -> None:
         """Encode ``record`` for catalog topic ``topic`` and queue it (keyed per the catalog)."""

@@ -39,8 +39,9 @@ class SchemaRegistry:
             return int(self._client.register_schema(subject, Schema(schema_str, "AVRO")))
         except SchemaRegistryError as exc:
             if exc.http_status_code == 409:
-                raise SerializationError(subject, None, f"schema rejected as incompatible: {exc.error_message}") \
-                    from None
+                raise SerializationError(
+                    subject, None, f"schema rejected as incompatible: {exc.error_message}"
+                ) from None
             if exc.http_status_code in (400, 422):
                 raise SerializationError(subject, None, f"schema rejected: {exc.error_message}") from None
             raise RetryableError(f"registry {self.settings.url}: {exc}") from exc
@@ -49,8 +50,15 @@ class SchemaRegistry:
 
     def set_compatibility(self, subject: str, level: str | None = None) -> None:
         level = (level or self.settings.compatibility).upper()
-        if level not in {"BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
-                         "FULL_TRANSITIVE", "NONE"}:
+        if level not in {
+            "BACKWARD",
+            "BACKWARD_TRANSITIVE",
+            "FORWARD",
+            "FORWARD_TRANSITIVE",
+            "FULL",
+            "FULL_TRANSITIVE",
+            "NONE",
+        }:
             raise ConfigError(f"registry.compatibility: unknown level '{level}'")
         self._client.set_compatibility(subject_name=subject, level=level)
 
@@ -69,8 +77,10 @@ class SchemaRegistry:
             raise RetryableError(f"registry {self.settings.url}: {exc}") from exc
 
     def latest_id(self, subject: str) -> int:
-        return int(self._client.get_latest_version(subject).schema_id)
+        schema_id = self._client.get_latest_version(subject).schema_id
+        if schema_id is None:
+            raise SerializationError(subject, None, "registry returned no id for the latest version")
+        return int(schema_id)
 
     def subjects(self) -> list[str]:
         return [str(s) for s in self._client.get_subjects()]
-

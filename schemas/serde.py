@@ -29,7 +29,7 @@ def _first_bad_field(record: dict[str, Any], parsed: Any, spec: TopicSpec) -> st
     for field in spec.schema["fields"]:
         name = field["name"]
         if name not in record and "default" not in field:
-            return name
+            return str(name)
     try:
         validate(record, parsed, raise_errors=True)
     except ValidationError as exc:
@@ -38,7 +38,7 @@ def _first_bad_field(record: dict[str, Any], parsed: Any, spec: TopicSpec) -> st
             path = str(getattr(error, "field", "") or "")
             namespace = spec.schema.get("namespace", "")
             path = path.removeprefix(f"{namespace}.").removeprefix(f"{spec.schema['name']}.")
-            return path or None
+            return str(path) or None
     return None
 
 
@@ -49,10 +49,10 @@ class AvroSerde:
         self.registry = registry
         self.kafka = kafka
         self.catalog = catalog
-        self._parsed: dict[str, Any] = {}                 # topic name -> parsed catalog schema
-        self._ids: dict[str, int] = {}                    # topic name -> registered schema id
-        self._writers: dict[int, Any] = {}                # schema id -> parsed writer schema
-        self._resolved: dict[tuple[int, str], Any] = {}   # (writer id, topic) -> reader schema or None
+        self._parsed: dict[str, Any] = {}  # topic name -> parsed catalog schema
+        self._ids: dict[str, int] = {}  # topic name -> registered schema id
+        self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema
+        self._resolved: dict[tuple[int, str], Any] = {}  # (writer id, topic) -> reader schema or None
 
     def parsed(self, topic: str) -> Any:
         if topic not in self._parsed:
@@ -79,8 +79,9 @@ class AvroSerde:
             fastavro.schemaless_writer(out, parsed, record)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
             field = _first_bad_field(record, parsed, self.catalog[topic])
-            raise SerializationError(topic, field, f"record does not match {self.catalog[topic].schema_file}: "
-                                     f"{type(exc).__name__}: {exc}") from None
+            raise SerializationError(
+                topic, field, f"record does not match {self.catalog[topic].schema_file}: {type(exc).__name__}: {exc}"
+            ) from None
         return out.getvalue()
 
     def key(self, topic: str, record: dict[str, Any]) -> bytes:
@@ -113,7 +114,11 @@ class AvroSerde:
                 self._resolved[key] = None if same else self.parsed(topic)
             reader = self._resolved[key]
         try:
-            return fastavro.schemaless_reader(io.BytesIO(memoryview(data)[5:]), writer, reader)  # type: ignore[no-any-return]
+            record = fastavro.schemaless_reader(io.BytesIO(memoryview(data)[5:]), writer, reader)
         except Exception as exc:
-            raise SerializationError(topic or "?", None, f"cannot decode with schema id {schema_id}: "
-                                     f"{type(exc).__name__}: {exc}") from None
+            raise SerializationError(
+                topic or "?", None, f"cannot decode with schema id {schema_id}: {type(exc).__name__}: {exc}"
+            ) from None
+        if not isinstance(record, dict):
+            raise SerializationError(topic or "?", None, f"schema id {schema_id} is not a record schema")
+        return record

@@ -83,8 +83,10 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> Migra
         applied_at timestamptz NOT NULL DEFAULT now())""")
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
-        done = {row[0]: (row[1], row[2]) for row in
-                conn.execute("SELECT version, checksum, flavour FROM schema_migrations").fetchall()}
+        done = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute("SELECT version, checksum, flavour FROM schema_migrations").fetchall()
+        }
         applied: list[str] = []
         skipped: list[str] = []
         for migration in discover(flavour, directory):
@@ -94,15 +96,18 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> Migra
                 if old_flavour != flavour:
                     raise ConfigError(f"database was migrated as {old_flavour}, now looks {flavour}")
                 if old_checksum != checksum:
-                    raise ConfigError(f"migration {migration.path.name} changed after it was applied; "
-                                      f"add a new migration instead")
+                    raise ConfigError(
+                        f"migration {migration.path.name} changed after it was applied; add a new migration instead"
+                    )
                 skipped.append(migration.version)
                 continue
             log.info("applying migration %s (%s)", migration.path.name, flavour)
             with conn.transaction():
                 conn.execute(migration.sql(flavour).encode())
-                conn.execute("INSERT INTO schema_migrations (version, name, flavour, checksum) "
-                             "VALUES (%s, %s, %s, %s)", (migration.version, migration.name, flavour, checksum))
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, flavour, checksum) VALUES (%s, %s, %s, %s)",
+                    (migration.version, migration.name, flavour, checksum),
+                )
             applied.append(migration.version)
         return MigrateResult(flavour, applied, skipped)
     finally:

@@ -28,8 +28,9 @@ def from_schema(schema: Any, named: dict[str, Any] | None = None) -> st.SearchSt
     if logical == "decimal":
         digits = schema["precision"] - schema["scale"]
         bound = Decimal(10) ** digits - 1
-        return st.decimals(min_value=-bound, max_value=bound, places=schema["scale"], allow_nan=False,
-                           allow_infinity=False)
+        return st.decimals(
+            min_value=-bound, max_value=bound, places=schema["scale"], allow_nan=False, allow_infinity=False
+        )
     kind = schema["type"]
     if kind == "array":
         return st.lists(from_schema(schema["items"], named), max_size=4)

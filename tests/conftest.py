@@ -15,11 +15,11 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from scalp.settings import AppSettings, load_settings
 from schemas.catalog import Catalog, catalog
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from schemas.settings import KafkaSettings
-from scalp.settings import AppSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

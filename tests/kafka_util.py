@@ -14,8 +14,14 @@ def read_exact(kafka: KafkaSettings, delivered: list[tuple[str, int, int]], time
     wanted: dict[tuple[str, int], set[int]] = defaultdict(set)
     for topic, partition, offset in delivered:
         wanted[(topic, partition)].add(offset)
-    consumer = Consumer({**kafka.client_config(), "group.id": "scalp-tests-readback",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+    consumer = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": "scalp-tests-readback",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
     found: dict[tuple[str, int, int], Message] = {}
     try:
         consumer.assign([TopicPartition(t, p, min(offs)) for (t, p), offs in wanted.items()])

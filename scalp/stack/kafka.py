@@ -45,31 +45,65 @@ class Kafka(ProcessService):
                 for old in self.lib.glob("*.jar"):
                     old.unlink()
             self.lib.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run([mvn, "-B", "-q", "-f", str(INFRA / "pom.xml"),
-                                   "dependency:copy-dependencies", f"-DoutputDirectory={self.lib}",
-                                   "-DincludeScope=runtime"], capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(INFRA / "pom.xml"),
+                    "dependency:copy-dependencies",
+                    f"-DoutputDirectory={self.lib}",
+                    "-DincludeScope=runtime",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode != 0:
                 raise self._fail(f"fetching Kafka {version} jars with Maven failed:\n{proc.stdout[-2000:]}")
         self.data.mkdir(parents=True, exist_ok=True)
         template = Template((INFRA / "server.properties").read_text())
-        self.config.write_text(template.substitute(
-            host=self.settings.host, port=self.settings.kafka_port,
-            controller_port=self.settings.kafka_controller_port, data_dir=self.data))
+        self.config.write_text(
+            template.substitute(
+                host=self.settings.host,
+                port=self.settings.kafka_port,
+                controller_port=self.settings.kafka_controller_port,
+                data_dir=self.data,
+            )
+        )
         cluster_file = self.home / "cluster.id"
         if not cluster_file.exists():
             cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         if not (self.data / "meta.properties").exists():
             proc = subprocess.run(
-                [*self._java(), "kafka.tools.StorageTool", "format", "--cluster-id",
-                 cluster_file.read_text().strip(), "--config", str(self.config), "--ignore-formatted"],
-                capture_output=True, text=True, check=False)
+                [
+                    *self._java(),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--cluster-id",
+                    cluster_file.read_text().strip(),
+                    "--config",
+                    str(self.config),
+                    "--ignore-formatted",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode != 0:
                 raise self._fail(f"formatting the KRaft log dir failed: {proc.stderr or proc.stdout}")
 
     def _java(self) -> list[str]:
-        return ["java", f"-Xmx{self.settings.kafka_heap}", f"-Xms{self.settings.kafka_heap}",
-                f"-Dlog4j2.configurationFile=file:{INFRA / 'log4j2.properties'}",
-                f"-Dkafka.logs.dir={self.home / 'logs'}", "-cp", f"{self.lib}/*"]
+        return [
+            "java",
+            f"-Xmx{self.settings.kafka_heap}",
+            f"-Xms{self.settings.kafka_heap}",
+            f"-Dlog4j2.configurationFile=file:{INFRA / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.home / 'logs'}",
+            "-cp",
+            f"{self.lib}/*",
+        ]
 
     def _answers(self) -> bool:
         try:
@@ -91,5 +125,6 @@ class Kafka(ProcessService):
     def status(self) -> ServiceStatus:
         pid = self.pid()
         healthy = pid is not None and self._answers()
-        return ServiceStatus(self.name, pid is not None, healthy, pid, self.bootstrap,
-                             f"Kafka {self._pom_version()} KRaft")
+        return ServiceStatus(
+            self.name, pid is not None, healthy, pid, self.bootstrap, f"Kafka {self._pom_version()} KRaft"
+        )

@@ -57,27 +57,40 @@ class Postgres(ProcessService):
     def prepare(self) -> None:
         major = self.settings.postgres_major
         if not (self.bindir / "postgres").exists():
-            raise self._fail(f"PostgreSQL {major} server not found in {self.bindir}; "
-                             f"install postgresql-{major} postgresql-{major}-partman")
+            raise self._fail(
+                f"PostgreSQL {major} server not found in {self.bindir}; "
+                f"install postgresql-{major} postgresql-{major}-partman"
+            )
         if not Path(f"/usr/share/postgresql/{major}/extension/pg_partman.control").exists():
             raise self._fail(f"pg_partman not found; install postgresql-{major}-partman")
         if os.geteuid() == 0:
             try:
                 pwd.getpwnam(_RUN_AS)
             except KeyError:
-                raise self._fail(f"running as root needs the '{_RUN_AS}' system user "
-                                 f"(created by Debian's postgresql-common)") from None
+                raise self._fail(
+                    f"running as root needs the '{_RUN_AS}' system user (created by Debian's postgresql-common)"
+                ) from None
         self.sockets.mkdir(parents=True, exist_ok=True)
         if (self.data / "PG_VERSION").exists():
             self._chown()
             return
         self.data.mkdir(parents=True, exist_ok=True)
         self._chown()
-        self._run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.settings.postgres_user,
-                   "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                self.settings.postgres_user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+        )
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(_CONF.format(host=self.settings.host, port=self.settings.postgres_port,
-                                    sockets=self.sockets))
+            conf.write(_CONF.format(host=self.settings.host, port=self.settings.postgres_port, sockets=self.sockets))
 
     def _chown(self) -> None:
         if os.geteuid() != 0:
@@ -113,8 +126,7 @@ class Postgres(ProcessService):
             log.touch()
             user = pwd.getpwnam(_RUN_AS)
             os.chown(log, user.pw_uid, user.pw_gid)
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w", "-t", "120",
-                   "start"])
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w", "-t", "120", "start"])
         wait_until(self.name, self._answers, self.settings.start_timeout_s, self._alive, log)
         self._ensure_databases()
         return True
@@ -150,7 +162,11 @@ class Postgres(ProcessService):
     def status(self) -> ServiceStatus:
         pid = self.pid()
         healthy = pid is not None and self._answers()
-        return ServiceStatus(self.name, pid is not None, healthy, pid,
-                             f"{self.settings.host}:{self.settings.postgres_port}",
-                             f"database {self.settings.postgres_db}")
-
+        return ServiceStatus(
+            self.name,
+            pid is not None,
+            healthy,
+            pid,
+            f"{self.settings.host}:{self.settings.postgres_port}",
+            f"database {self.settings.postgres_db}",
+        )

@@ -55,13 +55,21 @@ def ensure_port_free(service: str, host: str, port: int) -> None:
         raise ServiceError(f"{service}: port {host}:{port} is already taken{who}; stop it or change the port")
 
 
-def spawn(argv: Sequence[str], log_file: Path, pid_file: Path, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> int:
+def spawn(
+    argv: Sequence[str], log_file: Path, pid_file: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> int:
     """Start ``argv`` detached (own session), output appended to ``log_file``, pid written to ``pid_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
-        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=cwd, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
     pid_file.write_text(str(proc.pid))
     return proc.pid
 
@@ -82,8 +90,9 @@ def stop_pid(pid: int, timeout_s: float) -> bool:
         return False
 
 
-def wait_until(service: str, probe: Callable[[], bool], timeout_s: float, alive: Callable[[], bool],
-               log_file: Path) -> None:
+def wait_until(
+    service: str, probe: Callable[[], bool], timeout_s: float, alive: Callable[[], bool], log_file: Path
+) -> None:
     """Poll ``probe`` until it answers True; fail early if the process died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -44,9 +44,13 @@ class Registry(ProcessService):
         download = self.home / "download"
         download.mkdir(parents=True, exist_ok=True)
         artifact = ARTIFACT.format(version=self.settings.registry_version)
-        proc = subprocess.run([mvn, "-B", "-q", "dependency:copy", f"-Dartifact={artifact}",
-                               f"-DoutputDirectory={download}"], capture_output=True, text=True,
-                              check=False, cwd=self.home)
+        proc = subprocess.run(
+            [mvn, "-B", "-q", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={download}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.home,
+        )
         if proc.returncode != 0:
             raise self._fail(f"fetching {artifact} with Maven failed:\n{proc.stdout[-2000:]}")
         archive = next(download.glob("apicurio-registry-app-*-all.tar.gz"))
@@ -72,8 +76,13 @@ class Registry(ProcessService):
             "apicurio.rest.deletion.artifact-version.enabled": "true",
             "quarkus.log.level": "WARN",
         }
-        return ["java", f"-Xmx{self.settings.registry_heap}", *(f"-D{k}={v}" for k, v in props.items()),
-                "-jar", str(self._runner())]
+        return [
+            "java",
+            f"-Xmx{self.settings.registry_heap}",
+            *(f"-D{k}={v}" for k, v in props.items()),
+            "-jar",
+            str(self._runner()),
+        ]
 
     def _runner(self) -> Path | None:
         """The launcher jar: quarkus-run.jar (fast-jar, 3.1+) or *-runner.jar (3.0.x)."""
@@ -101,5 +110,11 @@ class Registry(ProcessService):
     def status(self) -> ServiceStatus:
         pid = self.pid()
         healthy = pid is not None and self._answers()
-        return ServiceStatus(self.name, pid is not None, healthy, pid, self.ccompat_url,
-                             f"Apicurio {self.settings.registry_version}, SQL storage")
+        return ServiceStatus(
+            self.name,
+            pid is not None,
+            healthy,
+            pid,
+            self.ccompat_url,
+            f"Apicurio {self.settings.registry_version}, SQL storage",
+        )

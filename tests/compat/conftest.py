@@ -28,8 +28,9 @@ def timescale_dsn() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([node, "server.mjs", str(port)], cwd=PGLITE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [node, "server.mjs", str(port)], cwd=PGLITE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         assert proc.stdout is not None

@@ -12,9 +12,21 @@ import pytest
 
 from sinks.migrate import discover, migrate
 
-HYPERTABLES = {"market_trades", "market_quotes", "bars_1m", "options_chain", "features", "signals",
-               "risk_decisions", "order_intents", "orders", "fills", "trade_ledger", "account_snapshot",
-               "ingest_gaps"}
+HYPERTABLES = {
+    "market_trades",
+    "market_quotes",
+    "bars_1m",
+    "options_chain",
+    "features",
+    "signals",
+    "risk_decisions",
+    "order_intents",
+    "orders",
+    "fills",
+    "trade_ledger",
+    "account_snapshot",
+    "ingest_gaps",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +46,21 @@ def test_migrations_apply_in_the_timescale_flavour_and_rerun_is_a_no_op(conn: ps
 
 def test_hypertables_on_ts(conn: psycopg.Connection) -> None:
     migrate(conn)
-    rows = conn.execute("SELECT hypertable_name, column_name FROM timescaledb_information.dimensions "
-                        "WHERE hypertable_schema = 'public'").fetchall()
+    rows = conn.execute(
+        "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions WHERE hypertable_schema = 'public'"
+    ).fetchall()
     assert {name for name, _ in rows} == HYPERTABLES
     assert all(column == "ts" for _, column in rows)
 
 
 def test_compression_segmented_by_symbol(conn: psycopg.Connection) -> None:
     migrate(conn)
-    rows = dict(conn.execute("SELECT hypertable_name, attname FROM timescaledb_information.compression_settings "
-                             "WHERE segmentby_column_index = 1").fetchall())
+    rows = dict(
+        conn.execute(
+            "SELECT hypertable_name, attname FROM timescaledb_information.compression_settings "
+            "WHERE segmentby_column_index = 1"
+        ).fetchall()
+    )
     for table in ("market_trades", "market_quotes", "bars_1m", "features"):
         assert rows[table] == "symbol"
     assert rows["options_chain"] == "underlying"
@@ -51,15 +68,17 @@ def test_compression_segmented_by_symbol(conn: psycopg.Connection) -> None:
 
 def test_policies_exist(conn: psycopg.Connection) -> None:
     migrate(conn)
-    jobs = conn.execute("SELECT proc_name, hypertable_name, config::text FROM timescaledb_information.jobs "
-                        "WHERE proc_name <> 'policy_telemetry'").fetchall()
+    jobs = conn.execute(
+        "SELECT proc_name, hypertable_name, config::text FROM timescaledb_information.jobs "
+        "WHERE proc_name <> 'policy_telemetry'"
+    ).fetchall()
     retention = {h for p, h, _ in jobs if p == "policy_retention"}
     compression = {h for p, h, _ in jobs if p == "policy_compression"}
     refresh = [c for p, _, c in jobs if p == "policy_refresh_continuous_aggregate"]
     assert retention == {"market_trades", "market_quotes"}
     assert {"market_trades", "market_quotes", "bars_1m", "features", "options_chain"} <= compression
     assert len(refresh) == 1
-    retention_cfg = [c for p, h, c in jobs if p == "policy_retention" and h == "market_trades"][0]
+    retention_cfg = next(c for p, h, c in jobs if p == "policy_retention" and h == "market_trades")
     assert '"drop_after": "30 days"' in retention_cfg or "30 days" in retention_cfg
 
 
@@ -70,16 +89,20 @@ def test_continuous_aggregate_answers_a_time_bucket_query(conn: psycopg.Connecti
     base = "2026-11-23 14:30:00+00"
     trades = [(0, 600.0, 100), (10, 601.0, 300), (59, 599.5, 100), (61, 602.0, 50)]
     for i, (second, price, size) in enumerate(trades):
-        conn.execute("INSERT INTO market_trades (symbol, ts, ts_ns, price, size, exchange, seq, trade_id, ts_ingest) "
-                     "VALUES ('SPY', %s::timestamptz + make_interval(secs => %s), 0, %s, %s, 4, %s, %s, now())",
-                     (base, second, price, size, i, f"t{i}"))
+        conn.execute(
+            "INSERT INTO market_trades (symbol, ts, ts_ns, price, size, exchange, seq, trade_id, ts_ingest) "
+            "VALUES ('SPY', %s::timestamptz + make_interval(secs => %s), 0, %s, %s, 4, %s, %s, now())",
+            (base, second, price, size, i, f"t{i}"),
+        )
     conn.execute("CALL refresh_continuous_aggregate('bars_1m_trades_cagg', '2026-11-23', '2026-11-24')")
-    bars = conn.execute("SELECT ts, o, h, l, c, v, vwap, trades FROM bars_1m_trades_cagg "
-                        "WHERE symbol = 'SPY' ORDER BY ts").fetchall()
+    bars = conn.execute(
+        "SELECT ts, o, h, l, c, v, vwap, trades FROM bars_1m_trades_cagg WHERE symbol = 'SPY' ORDER BY ts"
+    ).fetchall()
     assert len(bars) == 2
-    _, o, h, l, c, v, vwap, n = bars[0]
-    assert (o, h, l, c, v, n) == (600.0, 601.0, 599.5, 599.5, 500, 3)
+    _, o, h, low, c, v, vwap, n = bars[0]
+    assert (o, h, low, c, v, n) == (600.0, 601.0, 599.5, 599.5, 500, 3)
     assert vwap == pytest.approx((600.0 * 100 + 601.0 * 300 + 599.5 * 100) / 500)
-    direct = conn.execute("SELECT time_bucket(INTERVAL '1 minute', ts) AS b, sum(size) FROM market_trades "
-                          "GROUP BY b ORDER BY b").fetchall()
+    direct = conn.execute(
+        "SELECT time_bucket(INTERVAL '1 minute', ts) AS b, sum(size) FROM market_trades GROUP BY b ORDER BY b"
+    ).fetchall()
     assert [row[1] for row in direct] == [500, 50]

@@ -20,8 +20,9 @@ TOPICS = catalog().names()
 
 
 @pytest.mark.parametrize("topic", TOPICS)
-def test_schema_round_trips_through_registry_and_kafka(topic: str, serde: AvroSerde, test_kafka: KafkaSettings,
-                                                       registry: SchemaRegistry) -> None:
+def test_schema_round_trips_through_registry_and_kafka(
+    topic: str, serde: AvroSerde, test_kafka: KafkaSettings, registry: SchemaRegistry
+) -> None:
     spec = serde.catalog[topic]
     producer = AvroProducer(test_kafka, serde)
     producer.track = True

@@ -11,14 +11,27 @@ from schemas.catalog import catalog
 from schemas.errors import ConfigError
 from sinks.migrate import discover, migrate
 
-TIME_TABLES = ["market_trades", "market_quotes", "bars_1m", "options_chain", "features", "signals",
-               "risk_decisions", "order_intents", "orders", "fills", "trade_ledger", "account_snapshot",
-               "ingest_gaps"]
+TIME_TABLES = [
+    "market_trades",
+    "market_quotes",
+    "bars_1m",
+    "options_chain",
+    "features",
+    "signals",
+    "risk_decisions",
+    "order_intents",
+    "orders",
+    "fills",
+    "trade_ledger",
+    "account_snapshot",
+    "ingest_gaps",
+]
 
 
 def columns(conn: psycopg.Connection, table: str) -> set[str]:
-    rows = conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
-                        "AND table_schema = 'public'", (table,)).fetchall()
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND table_schema = 'public'", (table,)
+    ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -42,13 +55,18 @@ def test_migrate_creates_everything_and_rerun_is_a_no_op(fresh_db: str) -> None:
                 "SELECT p.partstrat, a.attname FROM pg_partitioned_table p "
                 "JOIN pg_class c ON c.oid = p.partrelid "
                 "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = p.partattrs[0] "
-                "WHERE c.relname = %s", (table,)).fetchone()
+                "WHERE c.relname = %s",
+                (table,),
+            ).fetchone()
             assert (strategy, key) == ("r", "ts"), table
-            parts = conn.execute("SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
-                                 "WHERE c.relname = %s", (table,)).fetchone()[0]
+            parts = conn.execute(
+                "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent WHERE c.relname = %s",
+                (table,),
+            ).fetchone()[0]
             assert parts >= 8, table  # 7 days back + today + ahead + default
-            config = conn.execute("SELECT partition_interval FROM partman.part_config "
-                                  "WHERE parent_table = %s", (f"public.{table}",)).fetchone()
+            config = conn.execute(
+                "SELECT partition_interval FROM partman.part_config WHERE parent_table = %s", (f"public.{table}",)
+            ).fetchone()
             assert config == ("1 day",)
 
         # every unique key includes ts
@@ -56,7 +74,8 @@ def test_migrate_creates_everything_and_rerun_is_a_no_op(fresh_db: str) -> None:
             "SELECT c.conrelid::regclass::text, array_agg(a.attname) FROM pg_constraint c "
             "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
             "WHERE c.contype = 'u' AND c.conrelid::regclass::text = ANY(%s) GROUP BY 1, c.conname",
-            (TIME_TABLES,)).fetchall()
+            (TIME_TABLES,),
+        ).fetchall()
         assert {t for t, _ in uniques} == set(TIME_TABLES)
         for table, cols in uniques:
             assert "ts" in cols, table
@@ -67,20 +86,26 @@ def test_unique_keys_reject_duplicates_and_linkage_is_verified(fresh_db: str) ->
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         migrate(conn)
         row = ("SPY", now, 1, 600.0, 100, [12], 4, 3, 7, "t1", now)
-        insert = ("INSERT INTO market_trades (symbol, ts, ts_ns, price, size, conditions, exchange, tape, seq, "
-                  "trade_id, ts_ingest) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+        insert = (
+            "INSERT INTO market_trades (symbol, ts, ts_ns, price, size, conditions, exchange, tape, seq, "
+            "trade_id, ts_ingest) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        )
         conn.execute(insert, row)
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(insert, row)
 
-        decision = ("INSERT INTO risk_decisions (signal_id, ts, ts_ns, symbol, decision, veto_reasons, "
-                    "limits_snapshot, session_policy_digest) VALUES (%s, %s, 1, 'SPY', %s, %s, '{}', 'd')")
+        decision = (
+            "INSERT INTO risk_decisions (signal_id, ts, ts_ns, symbol, decision, veto_reasons, "
+            "limits_snapshot, session_policy_digest) VALUES (%s, %s, 1, 'SPY', %s, %s, '{}', 'd')"
+        )
         conn.execute(decision, ("sig-1", now, "approve", []))
         assert conn.execute("SELECT signal_id FROM risk_decisions_unlinked").fetchall() == [("sig-1",)]
-        conn.execute("INSERT INTO signals (id, symbol, ts, ts_ns, session, setup, side, score, features_ref, "
-                     "status, source_commit, session_policy_digest) VALUES "
-                     "('sig-1', 'SPY', %s, 1, 'rth', 'vwap_reclaim', 'long', 1.0, 'SPY@1', 'promoted', 'c', 'd')",
-                     (now,))
+        conn.execute(
+            "INSERT INTO signals (id, symbol, ts, ts_ns, session, setup, side, score, features_ref, "
+            "status, source_commit, session_policy_digest) VALUES "
+            "('sig-1', 'SPY', %s, 1, 'rth', 'vwap_reclaim', 'long', 1.0, 'SPY@1', 'promoted', 'c', 'd')",
+            (now,),
+        )
         assert conn.execute("SELECT count(*) FROM risk_decisions_unlinked").fetchone() == (0,)
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(decision, ("sig-2", now, "veto", []))  # a veto must say why

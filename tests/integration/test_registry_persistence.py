@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import uuid
 
-from schemas.registry import SchemaRegistry
 from scalp.settings import AppSettings
+from schemas.registry import SchemaRegistry
 
 
 def test_schema_id_is_stable_across_restart(local_stack, services: AppSettings) -> None:  # type: ignore[no-untyped-def]
     registry = SchemaRegistry(services.registry)
     subject = f"persist_{uuid.uuid4().hex[:8]}-value"
-    schema = {"type": "record", "name": "P", "namespace": "scalp.v1.test",
-              "fields": [{"name": "x", "type": "long"}, {"name": subject.split("-")[0], "type": "string"}]}
+    schema = {
+        "type": "record",
+        "name": "P",
+        "namespace": "scalp.v1.test",
+        "fields": [{"name": "x", "type": "long"}, {"name": subject.split("-")[0], "type": "string"}],
+    }
     schema_id = registry.register(subject, json.dumps(schema))
     before = registry.schema_str(schema_id)
 

@@ -9,11 +9,11 @@ import uuid
 import pytest
 
 from schemas.errors import SerializationError
+from schemas.examples import example_record
 from schemas.producer import AvroProducer
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from schemas.settings import KafkaSettings
-from schemas.examples import example_record
 from tests.kafka_util import read_exact
 
 
@@ -50,8 +50,9 @@ def test_incompatible_change_is_rejected(registry: SchemaRegistry, serde: AvroSe
     assert registry.latest_id(subject) == v1
 
 
-def test_old_records_decode_with_the_evolved_reader(registry: SchemaRegistry, serde: AvroSerde,
-                                                    test_kafka: KafkaSettings) -> None:
+def test_old_records_decode_with_the_evolved_reader(
+    registry: SchemaRegistry, serde: AvroSerde, test_kafka: KafkaSettings
+) -> None:
     """A record written with v1 is read by code whose catalog has v2 (the new field takes its default)."""
     producer = AvroProducer(test_kafka, serde)
     producer.track = True
@@ -67,8 +68,7 @@ def test_old_records_decode_with_the_evolved_reader(registry: SchemaRegistry, se
     spec = serde.catalog["market_trades"]
     evolved = copy.deepcopy(spec.schema)
     evolved["fields"].append({"name": "venue_note", "type": ["null", "string"], "default": None, "doc": "new"})
-    new_catalog = Catalog({**serde.catalog.topics, "market_trades": replace(spec, schema=evolved)},
-                          serde.catalog.dlq)
+    new_catalog = Catalog({**serde.catalog.topics, "market_trades": replace(spec, schema=evolved)}, serde.catalog.dlq)
     reader = AvroSerde(SchemaRegistry(registry.settings), test_kafka, new_catalog)
     decoded = reader.decode(msg.value(), "market_trades")
     assert decoded == {**record, "venue_note": None}

@@ -12,8 +12,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def scalp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scalp.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=dict(os.environ), check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "scalp.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=dict(os.environ),
+        check=False,
+    )
 
 
 def test_stack_up_twice_is_a_no_op(local_stack) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,22 @@ import pytest
 from schemas.catalog import AVRO_DIR, Catalog, load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
-CONTRACT_TOPICS = ["market_trades", "market_quotes", "bars_1m", "options_chain", "features", "signals",
-                   "risk_decisions", "order_intents", "orders", "fills", "trade_ledger", "account_snapshot",
-                   "risk_day", "ingest_gaps"]
+CONTRACT_TOPICS = [
+    "market_trades",
+    "market_quotes",
+    "bars_1m",
+    "options_chain",
+    "features",
+    "signals",
+    "risk_decisions",
+    "order_intents",
+    "orders",
+    "fills",
+    "trade_ledger",
+    "account_snapshot",
+    "risk_day",
+    "ingest_gaps",
+]
 
 
 def test_catalog_has_exactly_the_contract_topics(cat: Catalog) -> None:
@@ -61,9 +74,11 @@ def test_partitions_retention_and_keys(cat: Catalog) -> None:
 
 def test_unknown_topic_key_in_catalog_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "topics.yaml"
-    bad.write_text("defaults: {partitions: 1, retention_ms: 1, cleanup_policy: delete}\n"
-                   "dlq: {partitions: 1, retention_ms: 1, cleanup_policy: delete}\n"
-                   "topics:\n  market_trades: {key: symbol, schema: market_trades.avsc, partitons: 3}\n")
+    bad.write_text(
+        "defaults: {partitions: 1, retention_ms: 1, cleanup_policy: delete}\n"
+        "dlq: {partitions: 1, retention_ms: 1, cleanup_policy: delete}\n"
+        "topics:\n  market_trades: {key: symbol, schema: market_trades.avsc, partitons: 3}\n"
+    )
     with pytest.raises(Exception, match="partitons"):
         load_catalog(bad)
 
@@ -75,8 +90,11 @@ def test_every_topic_has_a_table_with_every_field() -> None:
     for spec in cat:
         match = re.search(rf"CREATE TABLE IF NOT EXISTS {spec.name} \((.*?)\n\)", sql, re.S)
         assert match, f"no table for {spec.name}"
-        columns = {line.split()[0] for line in match.group(1).splitlines()
-                   if line.strip() and not line.strip().startswith(("CONSTRAINT", "PRIMARY", "--"))}
+        columns = {
+            line.split()[0]
+            for line in match.group(1).splitlines()
+            if line.strip() and not line.strip().startswith(("CONSTRAINT", "PRIMARY", "--"))
+        }
         missing = set(spec.field_names()) - columns
         assert not missing, f"{spec.name}: columns missing for {missing}"
         assert "ts_ns" in columns

@@ -12,8 +12,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def scalp(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "scalp.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=REPO, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "scalp.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
 
 
 def test_help_lists_the_commands() -> None:

@@ -12,8 +12,10 @@ def test_flavours_pick_their_files_in_order() -> None:
     plain = [m.version for m in discover("plain")]
     timescale = [m.version for m in discover("timescale")]
     assert plain == sorted(plain)
-    assert "0002.plain" in plain and "0002.timescale" not in plain
-    assert "0002.timescale" in timescale and "0002.plain" not in timescale
+    assert "0002.plain" in plain
+    assert "0002.timescale" not in plain
+    assert "0002.timescale" in timescale
+    assert "0002.plain" not in timescale
     assert plain[0] == timescale[0] == "0001"
 
 

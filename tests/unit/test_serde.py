@@ -47,12 +47,15 @@ def test_subject_is_topic_value_with_prefix(cat: Catalog) -> None:
     assert registry.compatibility["dev_fills-value"] == "BACKWARD"
 
 
-@pytest.mark.parametrize(("topic", "field", "value"), [
-    ("market_trades", "price", "not a number"),
-    ("market_trades", "size", 2**70),
-    ("market_quotes", "tape", "z"),
-    ("signals", "filters_passed", [1, 2]),
-])
+@pytest.mark.parametrize(
+    ("topic", "field", "value"),
+    [
+        ("market_trades", "price", "not a number"),
+        ("market_trades", "size", 2**70),
+        ("market_quotes", "tape", "z"),
+        ("signals", "filters_passed", [1, 2]),
+    ],
+)
 def test_bad_field_names_topic_and_field(cat: Catalog, topic: str, field: str, value: Any) -> None:
     serde, _ = make_serde(cat)
     record = example_record(cat, topic)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import ConfigError
 from scalp.settings import ENV_OVERRIDES, load_settings
+from schemas.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -28,12 +28,19 @@ def test_defaults_are_the_local_stack(tmp_path: Path) -> None:
 
 def test_every_contract_env_name_overrides(tmp_path: Path) -> None:
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": "k:1", "SCHEMA_REGISTRY_URL": "http://r:2/apis/ccompat/v7",
-        "DATABASE_URL": "postgresql://u:pw@d:3/x", "SCALP_TOPIC_PREFIX": "dev_",
-        "POLYGON_API_KEY": "pk", "POLYGON_WS_URL": "ws://127.0.0.1:9/stocks",
-        "POLYGON_REST_URL": "http://127.0.0.1:9", "TRADIER_TOKEN": "tt", "TRADIER_ACCOUNT_ID": "VA1",
-        "TRADIER_BASE_URL": "http://127.0.0.1:8/v1", "TRADIER_STREAM_URL": "ws://127.0.0.1:8/v1/accounts/events",
-        "SCALP_LOG_DIR": str(tmp_path / "logs"), "SCALP_STATE_DIR": str(tmp_path / "state"),
+        "KAFKA_BOOTSTRAP_SERVERS": "k:1",
+        "SCHEMA_REGISTRY_URL": "http://r:2/apis/ccompat/v7",
+        "DATABASE_URL": "postgresql://u:pw@d:3/x",
+        "SCALP_TOPIC_PREFIX": "dev_",
+        "POLYGON_API_KEY": "pk",
+        "POLYGON_WS_URL": "ws://127.0.0.1:9/stocks",
+        "POLYGON_REST_URL": "http://127.0.0.1:9",
+        "TRADIER_TOKEN": "tt",
+        "TRADIER_ACCOUNT_ID": "VA1",
+        "TRADIER_BASE_URL": "http://127.0.0.1:8/v1",
+        "TRADIER_STREAM_URL": "ws://127.0.0.1:8/v1/accounts/events",
+        "SCALP_LOG_DIR": str(tmp_path / "logs"),
+        "SCALP_STATE_DIR": str(tmp_path / "state"),
     }
     s = load_settings(write(tmp_path, ""), env=env)
     assert s.kafka.bootstrap_servers == "k:1"
@@ -41,10 +48,12 @@ def test_every_contract_env_name_overrides(tmp_path: Path) -> None:
     assert s.registry.url == "http://r:2/apis/ccompat/v7"
     assert s.database.dsn == "postgresql://u:pw@d:3/x"
     assert s.database.safe_url == "postgresql://u:***@d:3/x"
-    assert s.polygon.api_key is not None and s.polygon.api_key.get_secret_value() == "pk"
+    assert s.polygon.api_key is not None
+    assert s.polygon.api_key.get_secret_value() == "pk"
     assert s.polygon.ws_url == "ws://127.0.0.1:9/stocks"
     assert s.polygon.rest_url == "http://127.0.0.1:9"
-    assert s.tradier.token is not None and s.tradier.token.get_secret_value() == "tt"
+    assert s.tradier.token is not None
+    assert s.tradier.token.get_secret_value() == "tt"
     assert s.tradier.account_id == "VA1"
     assert s.tradier.base_url == "http://127.0.0.1:8/v1"
     assert s.tradier.stream_url == "ws://127.0.0.1:8/v1/accounts/events"
@@ -63,12 +72,20 @@ def test_massive_api_key_is_an_alias_and_polygon_wins(tmp_path: Path) -> None:
 
 
 def test_secrets_never_show_in_repr_or_digest(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, ""), env={"POLYGON_API_KEY": "sekrit-key", "TRADIER_TOKEN": "sekrit-tok",
-                                                 "DATABASE_URL": "postgresql://u:sekrit-pw@h/db"})
+    s = load_settings(
+        write(tmp_path, ""),
+        env={
+            "POLYGON_API_KEY": "sekrit-key",
+            "TRADIER_TOKEN": "sekrit-tok",
+            "DATABASE_URL": "postgresql://u:sekrit-pw@h/db",
+        },
+    )
     assert "sekrit" not in repr(s)
     assert "sekrit" not in s.model_dump_json()
-    other = load_settings(write(tmp_path, ""), env={"POLYGON_API_KEY": "other", "TRADIER_TOKEN": "x",
-                                                     "DATABASE_URL": "postgresql://u:other@h/db"})
+    other = load_settings(
+        write(tmp_path, ""),
+        env={"POLYGON_API_KEY": "other", "TRADIER_TOKEN": "x", "DATABASE_URL": "postgresql://u:other@h/db"},
+    )
     assert s.digest() == other.digest()  # digest covers non-secret settings only
 
 
