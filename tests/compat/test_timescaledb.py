@@ -11,22 +11,9 @@ import psycopg
 import pytest
 
 from sinks.migrate import discover, migrate
+from tests.cli_util import TIME_TABLES
 
-HYPERTABLES = {
-    "market_trades",
-    "market_quotes",
-    "bars_1m",
-    "options_chain",
-    "features",
-    "signals",
-    "risk_decisions",
-    "order_intents",
-    "orders",
-    "fills",
-    "trade_ledger",
-    "account_snapshot",
-    "ingest_gaps",
-}
+HYPERTABLES = set(TIME_TABLES)
 
 
 @pytest.fixture(scope="module")

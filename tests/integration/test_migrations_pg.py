@@ -10,22 +10,7 @@ import pytest
 from schemas.catalog import catalog
 from schemas.errors import ConfigError
 from sinks.migrate import discover, migrate
-
-TIME_TABLES = [
-    "market_trades",
-    "market_quotes",
-    "bars_1m",
-    "options_chain",
-    "features",
-    "signals",
-    "risk_decisions",
-    "order_intents",
-    "orders",
-    "fills",
-    "trade_ledger",
-    "account_snapshot",
-    "ingest_gaps",
-]
+from tests.cli_util import TIME_TABLES
 
 
 def columns(conn: psycopg.Connection, table: str) -> set[str]:

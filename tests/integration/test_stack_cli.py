@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def scalp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scalp.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=dict(os.environ),
-        check=False,
-    )
+from tests.cli_util import scalp
 
 
 def test_stack_up_twice_is_a_no_op(local_stack) -> None:  # type: ignore[no-untyped-def]

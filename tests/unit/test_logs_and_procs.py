@@ -60,3 +60,13 @@ def test_free_port_passes() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     ensure_port_free("kafka", "127.0.0.1", port)
+
+
+def test_missing_java_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scalp.stack.kafka import Kafka
+    from scalp.stack.settings import StackSettings
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    with pytest.raises(ServiceError) as info:
+        Kafka(StackSettings(state_dir=tmp_path / "state")).prepare()
+    assert str(info.value) == "java not found; install openjdk-17-jre-headless"
