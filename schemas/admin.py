@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from .catalog import Catalog
-from .errors import RetryableError
+from .errors import ConfigError, RetryableError
 from .settings import KafkaSettings
 
 
@@ -21,41 +23,37 @@ class TopicInfo:
     end_offsets: tuple[int, ...]
 
 
-def _config(spec_retention: int, cleanup: str) -> dict[str, str]:
-    return {"retention.ms": str(spec_retention), "cleanup.policy": cleanup}
-
-
 class TopicAdmin:
     def __init__(self, kafka: KafkaSettings, catalog: Catalog) -> None:
         self.kafka = kafka
         self.catalog = catalog
         self.admin = AdminClient({**kafka.client_config()})
 
-    def create_all(self, with_dlq: bool = True, timeout_s: float = 30.0) -> dict[str, bool]:
-        """Create every catalog topic (and its DLQ); returns physical name -> created now."""
-        wanted: list[NewTopic] = []
+    def wanted(self, with_dlq: bool = True) -> dict[str, tuple[int, dict[str, str]]]:
+        """Physical topic name -> (partitions, configs) for every catalog topic (and DLQ)."""
+        out: dict[str, tuple[int, dict[str, str]]] = {}
         for spec in self.catalog:
-            wanted.append(
-                NewTopic(
-                    self.kafka.topic(spec.name),
-                    spec.partitions,
-                    1,
-                    config=_config(spec.retention_ms, spec.cleanup_policy),
-                )
-            )
+            out[self.kafka.topic(spec.name)] = (spec.partitions, spec.kafka_configs())
             if with_dlq:
-                dlq = self.catalog.dlq
-                wanted.append(
-                    NewTopic(
-                        self.kafka.topic(spec.dlq),
-                        dlq.partitions,
-                        1,
-                        config=_config(dlq.retention_ms, dlq.cleanup_policy),
-                    )
-                )
+                out[self.kafka.topic(spec.dlq)] = (self.catalog.dlq.partitions, self.catalog.dlq.kafka_configs())
+        return out
+
+    def create_all(self, with_dlq: bool = True, timeout_s: float = 30.0) -> dict[str, bool]:
+        """Create missing topics and reconcile the configs of existing ones; name -> created now.
+
+        A topic whose partition count differs from the catalog is an error: keyed consumers (Faust
+        tables and their changelogs) depend on it.
+        """
+        wanted = self.wanted(with_dlq)
         existing = self._existing(timeout_s)
-        todo = [t for t in wanted if t.topic not in existing]
-        result = {t.topic: False for t in wanted}
+        for name, (partitions, _) in wanted.items():
+            if name in existing and existing[name] != partitions:
+                raise ConfigError(
+                    f"topic {name} has {existing[name]} partitions but the catalog says {partitions}; "
+                    f"recreate it (data loss) or change schemas/topics.yaml"
+                )
+        todo = [NewTopic(n, p, 1, config=c) for n, (p, c) in wanted.items() if n not in existing]
+        result = {name: False for name in wanted}
         if todo:
             futures = self.admin.create_topics(todo, operation_timeout=timeout_s, request_timeout=timeout_s)
             for name, future in futures.items():
@@ -65,6 +63,24 @@ class TopicAdmin:
                 except KafkaException as exc:
                     if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                         raise RetryableError(f"creating topic {name} failed: {exc}") from exc
+        present = [n for n in wanted if n in existing]
+        if present:
+            resources = [
+                ConfigResource(
+                    ResourceType.TOPIC,
+                    name,
+                    incremental_configs=[
+                        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                        for k, v in wanted[name][1].items()
+                    ],
+                )
+                for name in present
+            ]
+            for resource, future in self.admin.incremental_alter_configs(resources).items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    raise RetryableError(f"updating configs of {resource.name} failed: {exc}") from exc
         return result
 
     def _existing(self, timeout_s: float) -> dict[str, int]:

@@ -29,6 +29,11 @@ class TopicSpec:
     cleanup_policy: str
     doc: str
     schema: dict[str, Any] = field(repr=False, compare=False, hash=False)
+    configs: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def kafka_configs(self) -> dict[str, str]:
+        """Every topic config this catalog entry sets."""
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy, **self.configs}
 
     @property
     def dlq(self) -> str:
@@ -56,6 +61,10 @@ class DlqSpec:
     partitions: int
     retention_ms: int
     cleanup_policy: str
+    configs: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def kafka_configs(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy, **self.configs}
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class Catalog:
         return [self[name.strip()] for name in spec.split(",") if name.strip()]
 
 
-_ALLOWED_KEYS = {"key", "schema", "partitions", "retention_ms", "cleanup_policy", "doc"}
+_ALLOWED_KEYS = {"key", "schema", "partitions", "retention_ms", "cleanup_policy", "doc", "configs"}
 
 
 def load_catalog(topics_file: Path = TOPICS_FILE, avro_dir: Path = AVRO_DIR) -> Catalog:
@@ -108,9 +117,14 @@ def load_catalog(topics_file: Path = TOPICS_FILE, avro_dir: Path = AVRO_DIR) -> 
             cleanup_policy=merged["cleanup_policy"],
             doc=merged.get("doc", ""),
             schema=schema,
+            configs={k: str(v) for k, v in {**defaults.get("configs", {}), **entry.get("configs", {})}.items()},
         )
     dlq = raw["dlq"]
-    return Catalog(topics, DlqSpec(int(dlq["partitions"]), int(dlq["retention_ms"]), dlq["cleanup_policy"]))
+    dlq_configs = {k: str(v) for k, v in dlq.get("configs", {}).items()}
+    return Catalog(
+        topics,
+        DlqSpec(int(dlq["partitions"]), int(dlq["retention_ms"]), dlq["cleanup_policy"], dlq_configs),
+    )
 
 
 @cache
