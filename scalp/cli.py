@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import ConfigError, ScalpError
+from schemas.errors import ConfigError
 
+from .cliutil import fail, guarded
 from .context import Context
 from .logs import setup_logging
 from .settings import load_settings
 
 log = logging.getLogger("scalp")
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def guarded(func: F) -> F:
-    """One-line errors: ConfigError -> exit 2, other ScalpError -> exit 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            fail(str(exc), 2)
-        except ScalpError as exc:
-            fail(str(exc), 1)
-        except KeyboardInterrupt:
-            fail("interrupted", 1)
-        return None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -251,6 +226,11 @@ def demo(ctx: click.Context, no_stack: bool) -> None:
         fail(f"round trip changed records of {', '.join(bad)}", 1)
     click.echo(f"demo: {len(results)}/{len(results)} topics round-tripped identically")
 
+
+from .cli_ingest import backfill, ingest  # noqa: E402
+
+main.add_command(ingest)
+main.add_command(backfill)
 
 if __name__ == "__main__":
     main()

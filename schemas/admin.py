@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -63,6 +64,7 @@ class TopicAdmin:
                 except KafkaException as exc:
                     if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                         raise RetryableError(f"creating topic {name} failed: {exc}") from exc
+            self._wait_for_leaders([t.topic for t in todo], timeout_s)
         present = [n for n in wanted if n in existing]
         if present:
             resources = [
@@ -82,6 +84,24 @@ class TopicAdmin:
                 except KafkaException as exc:
                     raise RetryableError(f"updating configs of {resource.name} failed: {exc}") from exc
         return result
+
+    def _wait_for_leaders(self, names: list[str], timeout_s: float) -> None:
+        """New topics are usable once every partition has a leader; wait for that."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            meta = self.admin.list_topics(timeout=timeout_s)
+            waiting = [
+                name
+                for name in names
+                if name not in meta.topics
+                or meta.topics[name].error is not None
+                or any(p.leader < 0 or p.error is not None for p in meta.topics[name].partitions.values())
+            ]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise RetryableError(f"topics without a leader after {timeout_s:.0f}s: {', '.join(waiting[:5])}")
+            time.sleep(0.1)
 
     def _existing(self, timeout_s: float) -> dict[str, int]:
         try:

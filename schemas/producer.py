@@ -1,9 +1,15 @@
-"""An idempotent Avro producer: acks=all, retries inside librdkafka, delivery errors surfaced."""
+"""An idempotent Avro producer: acks=all, retries inside librdkafka, delivery errors surfaced.
+
+Message timestamps are the record's venue event time (``ts`` in ns -> ms), so consumers can seek by
+time. Keys are partitioned with murmur2 (the Java client's and Faust's partitioner) so every client
+agrees on which partition a symbol lives in.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -14,9 +20,12 @@ from .settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+AckHook = Callable[[int, KafkaError | None, Message], None]
+_POLL_EVERY = 256
+
 
 class AvroProducer:
-    """Produces catalog records; ``flush()`` raises if any delivery failed (nothing is lost silently)."""
+    """Produces catalog records; ``flush()`` and ``check()`` raise if any delivery failed."""
 
     def __init__(self, kafka: KafkaSettings, serde: AvroSerde, extra: dict[str, Any] | None = None) -> None:
         self.kafka = kafka
@@ -28,6 +37,8 @@ class AvroProducer:
             "linger.ms": kafka.linger_ms,
             "delivery.timeout.ms": kafka.delivery_timeout_ms,
             "compression.type": "lz4",
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 1_000_000,
         }
         config.update(extra or {})
         self._producer = Producer(config)
@@ -35,6 +46,8 @@ class AvroProducer:
         self._positions: dict[int, tuple[str, int, int]] = {}
         self._seq = 0
         self.track = False  # remember where each record landed (tests, round-trip checks)
+        self.on_ack: AckHook | None = None  # called with (seq, error, message) for every delivery
+        self.acked = 0
 
     @property
     def delivered(self) -> list[tuple[str, int, int]]:
@@ -45,27 +58,71 @@ class AvroProducer:
         if err is not None:
             self._failures.append(f"{msg.topic()}: {err.str()}")
             log.error("delivery failed for %s: %s", msg.topic(), err.str())
-        elif self.track:
-            self._positions[seq] = (str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0))
+        else:
+            self.acked += 1
+            if self.track:
+                self._positions[seq] = (str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0))
+        if self.on_ack is not None:
+            self.on_ack(seq, err, msg)
 
-    def produce(self, topic: str, record: dict[str, Any]) -> None:
-        """Encode ``record`` for catalog topic ``topic`` and queue it (keyed per the catalog)."""
-        value = self.serde.encode(topic, record)
-        key = self.serde.key(topic, record)
+    def _send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        timestamp_ms: int,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> int:
         self._seq += 1
         callback = functools.partial(self._on_delivery, self._seq)
         while True:
             try:
-                self._producer.produce(self.kafka.topic(topic), value=value, key=key, on_delivery=callback)
+                self._producer.produce(
+                    topic, value=value, key=key, timestamp=timestamp_ms, headers=headers, on_delivery=callback
+                )
                 break
             except BufferError:  # local queue full: serve callbacks, then retry
                 self._producer.poll(0.1)
-        self._producer.poll(0)
+        if self._seq % _POLL_EVERY == 0:
+            self._producer.poll(0)
+        return self._seq
+
+    def produce(self, topic: str, record: dict[str, Any]) -> int:
+        """Encode ``record`` for catalog topic ``topic`` and queue it; returns its sequence number."""
+        value = self.serde.encode(topic, record)
+        key = self.serde.key(topic, record)
+        return self._send(self.kafka.topic(topic), value, key, int(record["ts"]) // 1_000_000)
+
+    def produce_dlq(
+        self,
+        topic: str,
+        raw: bytes,
+        reason: str,
+        key: bytes | None = None,
+        timestamp_ms: int = 0,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> int:
+        """Send ``raw`` (the original bytes) to ``<topic>.dlq`` with the reason in the headers."""
+        all_headers: list[tuple[str, str | bytes | None]] = [
+            ("error", reason.encode()),
+            ("source_topic", self.kafka.topic(topic).encode()),
+            *headers,
+        ]
+        dlq = self.kafka.topic(self.serde.catalog[topic].dlq)
+        log.warning("dead letter to %s: %s", dlq, reason)
+        return self._send(dlq, raw, key or b"", timestamp_ms, all_headers)
+
+    def poll(self, timeout_s: float = 0) -> None:
+        self._producer.poll(timeout_s)
+
+    def check(self) -> None:
+        """Raise if a delivery failed since the last check (after librdkafka's own retries)."""
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise FatalError(f"{len(failures)} deliveries failed; first: {failures[0]}")
 
     def flush(self, timeout_s: float = 60.0) -> None:
         remaining = self._producer.flush(timeout_s)
         if remaining:
             raise FatalError(f"{remaining} messages not delivered within {timeout_s:.0f}s")
-        if self._failures:
-            failures, self._failures = self._failures, []
-            raise FatalError(f"{len(failures)} deliveries failed; first: {failures[0]}")
+        self.check()

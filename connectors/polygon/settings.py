@@ -15,3 +15,21 @@ class PolygonSettings(BaseModel):
     rest_url: str = "https://api.massive.com"
     symbols: tuple[str, ...] = ("SPY", "QQQ")
     rest_timeout_s: float = Field(default=30.0, gt=0)
+    rest_retries: int = Field(default=8, ge=0)
+    rest_page_limit: int = Field(default=50_000, gt=0, le=50_000)
+    repair_deadline_s: float = Field(default=120.0, gt=0)
+    # reconnect backoff (jittered exponential), forever
+    reconnect_base_s: float = Field(default=0.5, gt=0)
+    reconnect_cap_s: float = Field(default=30.0, gt=0)
+    # time discontinuities that trigger a REST check (0 disables); bars are not checked (missing
+    # minute bars are minutes without eligible trades)
+    trade_gap_s: float = Field(default=300.0, ge=0)
+    quote_gap_s: float = Field(default=120.0, ge=0)
+    # how long (event time) published keys are remembered for de-duplication
+    dedupe_window_s: float = Field(default=900.0, gt=0)
+    # events read back from Kafka per partition at start (dedupe + gap check across restarts)
+    warm_start_events: int = Field(default=50_000, ge=0)
+    # options chain snapshots (with --options)
+    options_interval_s: float = Field(default=30.0, gt=0)
+    options_expiries: tuple[str, ...] = ("0dte", "next")
+    options_strike_window_pct: float = Field(default=2.0, gt=0)

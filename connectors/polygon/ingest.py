@@ -1,0 +1,363 @@
+"""The ingest processor: raw Polygon frames -> parsed, de-duplicated, gap-repaired Avro records in Kafka.
+
+One thread owns parsing and producing, so records of a symbol reach Kafka in the order the venue
+sent them, with repaired events placed before the first live event after the gap. The WebSocket
+reader (connectors.polygon.ws) only enqueues.
+
+Gaps are detected when a new connection starts (reconnect), when the process starts with history in
+Kafka (restart), and when consecutive events of a symbol are further apart than the configured
+thresholds (time). Each is repaired from REST, de-duplicated against what was already published,
+and recorded in ``ingest_gaps`` (status ``unrepaired`` with the error if REST could not deliver).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.errors import ConfigError, RetryableError, SerializationError
+from schemas.producer import AvroProducer
+
+from ..retry import Backoff, retry
+from . import parsing
+from .dedupe import SeenIndex
+from .options import OptionsPoller
+from .rest import PolygonRest
+from .settings import PolygonSettings
+from .ws import Frame, PolygonStream, StreamEnded
+
+log = logging.getLogger(__name__)
+KIND = {"market_trades": "trades", "market_quotes": "quotes", "bars_1m": "bars"}
+_OK_STATUS = {"connected", "auth_success", "success"}
+
+
+@dataclass
+class IngestStats:
+    frames: int = 0
+    events: int = 0
+    published: dict[str, int] = field(default_factory=lambda: {t: 0 for t in KIND})
+    duplicates: int = 0
+    dead_letters: int = 0
+    repaired: int = 0
+    gaps: int = 0
+    unrepaired: int = 0
+    options: int = 0
+    connections: int = 0
+    ignored: int = 0
+
+
+@dataclass(frozen=True)
+class IngestClock:
+    """ts_ingest source. Live: the receipt wall clock. Synthetic sessions: event time + a fixed latency,
+    so a simulated session is reproducible byte for byte (the whole session, clocks included, is simulated)."""
+
+    simulated_latency_ns: int | None = None
+
+    def stamp(self, record: dict[str, Any], receipt_ns: int) -> None:
+        if self.simulated_latency_ns is not None:
+            record["ts_ingest"] = record["ts"] + self.simulated_latency_ns
+        else:
+            record["ts_ingest"] = receipt_ns
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        settings: PolygonSettings,
+        symbols: list[str],
+        producer: AvroProducer,
+        *,
+        options: bool = False,
+        clock: IngestClock | None = None,
+        options_as_of: bool = False,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.settings = settings
+        self.symbols = [s.upper() for s in symbols]
+        self.subscribed = set(self.symbols)
+        self.producer = producer
+        self.clock = clock or IngestClock()
+        self.wall_ns = wall_ns
+        self.queue: queue.Queue[object] = queue.Queue()
+        self.stream = PolygonStream(settings, self.symbols, self.queue, clock_ns=wall_ns)
+        self.rest = PolygonRest(settings, clock_ns=wall_ns)
+        self.index = SeenIndex(int(settings.dedupe_window_s * 1e9))
+        self.stats = IngestStats()
+        self.pending: dict[tuple[str, str], tuple[int, str]] = {}  # (topic, symbol) -> (from_ns, reason)
+        self.connection = 0
+        self.last_price: dict[str, float] = {}
+        self.options = (
+            OptionsPoller(
+                settings,
+                self.rest,
+                as_of=options_as_of,
+                dead_letter=lambda row, why: self._dead_letter("options_chain", orjson.dumps(row, default=str), why),
+            )
+            if options
+            else None
+        )
+        self._stopping = threading.Event()
+        self._warned: set[str] = set()
+        self._gap_thresholds = {
+            "market_trades": int(settings.trade_gap_s * 1e9),
+            "market_quotes": int(settings.quote_gap_s * 1e9),
+            "bars_1m": 0,
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def warm_start(self, history: Iterator[tuple[str, dict[str, Any]]]) -> int:
+        """Seed de-duplication and gap detection from records already in Kafka (topic, record)."""
+        count = 0
+        for topic, record in history:
+            if record.get("symbol") in self.subscribed and topic in KIND:
+                self.index.add(topic, record)
+                count += 1
+        for (topic, symbol), track in self.index.tracks.items():
+            if track.last_ts is not None:
+                self.pending[(topic, symbol)] = (track.last_ts, "restart")
+        return count
+
+    def request_stop(self) -> None:
+        """Stop reading; the queue is drained and the producer flushed before run() returns."""
+        if not self._stopping.is_set():
+            log.info("stopping: draining %d queued frames", self.queue.qsize())
+            self._stopping.set()
+            threading.Thread(target=self.stream.stop, name="polygon-ws-stop", daemon=True).start()
+
+    def run(self, report_every_s: float = 10.0) -> IngestStats:
+        self.stream.start()
+        next_report = time.monotonic() + report_every_s
+        try:
+            while True:
+                try:
+                    item = self.queue.get(timeout=0.5)
+                except queue.Empty:
+                    item = None
+                if isinstance(item, Frame):
+                    self._frame(item)
+                elif isinstance(item, StreamEnded):
+                    if item.error is not None:
+                        raise item.error
+                    break
+                self.producer.poll(0)
+                self.producer.check()
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + report_every_s
+                    self._report()
+        finally:
+            if self.stream.session_ended or self._stopping.is_set():
+                log.info("flushing the producer")
+            self.producer.flush()
+            self.stats.connections = self.stream.connections
+            self._report()
+        return self.stats
+
+    def _report(self) -> None:
+        s = self.stats
+        log.info(
+            "ingest: %d events, published %s, %d duplicates dropped, %d dead letters, %d gaps "
+            "(%d unrepaired, %d events recovered), %d option rows, queue %d",
+            s.events,
+            s.published,
+            s.duplicates,
+            s.dead_letters,
+            s.gaps,
+            s.unrepaired,
+            s.repaired,
+            s.options,
+            self.queue.qsize(),
+        )
+
+    # --- frames and events -----------------------------------------------------------------------
+
+    def _frame(self, frame: Frame) -> None:
+        self.stats.frames += 1
+        if frame.connection != self.connection:
+            if self.connection != 0:
+                for (topic, symbol), track in self.index.tracks.items():
+                    if track.last_ts is not None and (topic, symbol) not in self.pending:
+                        self.pending[(topic, symbol)] = (track.last_ts, "reconnect")
+                log.warning("new Polygon connection %d: gaps will be repaired from REST", frame.connection)
+            self.connection = frame.connection
+        try:
+            events = orjson.loads(frame.data)
+        except orjson.JSONDecodeError as exc:
+            raw = frame.data.encode() if isinstance(frame.data, str) else frame.data
+            self._dead_letter("market_trades", raw, f"frame is not JSON: {exc}")
+            return
+        if not isinstance(events, list):
+            events = [events]
+        for event in events:
+            self._event(event, frame.receipt_ns)
+
+    def _event(self, event: Any, receipt_ns: int) -> None:
+        ev = event.get("ev") if isinstance(event, dict) else None
+        parse: Callable[..., dict[str, Any]]
+        if ev == "T":
+            topic, parse = "market_trades", parsing.ws_trade
+        elif ev == "Q":
+            topic, parse = "market_quotes", parsing.ws_quote
+        elif ev == "AM":
+            topic, parse = "bars_1m", parsing.ws_minute_bar
+        elif ev == "status":
+            self._status(event)
+            return
+        else:
+            self.stats.ignored += 1
+            self._warn_once(f"ev:{ev}", "ignoring unsubscribed event type %r", ev)
+            return
+        self.stats.events += 1
+        try:
+            record = parse(event, receipt_ns)
+        except parsing.ParseError as exc:
+            self._dead_letter(topic, orjson.dumps(event), str(exc), event.get("sym"))
+            return
+        symbol = record["symbol"]
+        if symbol not in self.subscribed:
+            self.stats.ignored += 1
+            self._warn_once(f"sym:{symbol}", "ignoring events for unsubscribed symbol %r", symbol)
+            return
+        self.clock.stamp(record, receipt_ns)
+        self._before_publish(topic, symbol, record)
+        self._publish(topic, record, event)
+        if topic == "market_trades":
+            self.last_price[symbol] = record["price"]
+        if self.options is not None:
+            for row in self.options.maybe_poll(record["ts"], self.last_price):
+                self._publish_option(row)
+
+    def _status(self, event: dict[str, Any]) -> None:
+        status = event.get("status")
+        if status in _OK_STATUS:
+            log.debug("Polygon status %s: %s", status, event.get("message"))
+        elif status == "session_end":
+            log.info("Polygon session ended: %s", event.get("message"))
+        else:
+            log.warning("Polygon status %s: %s", status, event.get("message"))
+
+    def _before_publish(self, topic: str, symbol: str, record: dict[str, Any]) -> None:
+        """Repair a pending gap (reconnect, restart) or a time discontinuity before this record."""
+        ts = record["ts"]
+        pending = self.pending.pop((topic, symbol), None)
+        if pending is not None:
+            from_ns, reason = pending
+            if ts > from_ns:
+                self.repair(topic, symbol, from_ns, ts, reason, record_always=True)
+            return
+        threshold = self._gap_thresholds[topic]
+        track = self.index.tracks.get((topic, symbol))
+        if threshold and track is not None and track.last_ts is not None and ts - track.last_ts > threshold:
+            self.repair(topic, symbol, track.last_ts, ts, "time", record_always=False)
+
+    def _publish(self, topic: str, record: dict[str, Any], raw: Any) -> bool:
+        if self.index.seen(topic, record):
+            self.stats.duplicates += 1
+            return False
+        try:
+            self.producer.produce(topic, record)
+        except SerializationError as exc:
+            self._dead_letter(topic, orjson.dumps(raw), str(exc), record.get("symbol"))
+            return False
+        self.index.add(topic, record)
+        self.stats.published[topic] += 1
+        return True
+
+    def _publish_option(self, record: dict[str, Any]) -> None:
+        self.clock.stamp(record, self.wall_ns())
+        try:
+            self.producer.produce("options_chain", record)
+            self.stats.options += 1
+        except SerializationError as exc:
+            self._dead_letter(
+                "options_chain", orjson.dumps(record, default=str), str(exc), record.get("contract_symbol")
+            )
+
+    def _dead_letter(self, topic: str, raw: bytes, reason: str, key: str | None = None) -> None:
+        self.stats.dead_letters += 1
+        self.producer.produce_dlq(
+            topic,
+            raw,
+            reason,
+            key=key.encode() if isinstance(key, str) else None,
+            headers=[("connection", str(self.connection).encode())],
+        )
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message + " (further occurrences are counted, not logged)", *args)
+
+    # --- gap repair ------------------------------------------------------------------------------
+
+    def _fetch(self, topic: str, symbol: str, from_ns: int, to_ns: int) -> list[dict[str, Any]]:
+        # WebSocket times are whole milliseconds: include the rest of the last millisecond
+        to_inclusive = to_ns + 999_999
+        if topic == "market_trades":
+            rows = self.rest.trades(symbol, from_ns, to_inclusive)
+        elif topic == "market_quotes":
+            rows = self.rest.quotes(symbol, from_ns, to_inclusive)
+        else:
+            rows = self.rest.minute_bars(symbol, from_ns // 1_000_000, to_ns // 1_000_000)
+        return list(rows)
+
+    def repair(self, topic: str, symbol: str, from_ns: int, to_ns: int, reason: str, record_always: bool) -> int:
+        """Fetch [from_ns, to_ns] from REST and publish what was not published yet; record the gap."""
+        kind = KIND[topic]
+        error: str | None = None
+        recovered = 0
+        try:
+            rows = retry(
+                lambda: self._fetch(topic, symbol, from_ns, to_ns),
+                what=f"repair {kind} {symbol}",
+                deadline_s=self.settings.repair_deadline_s,
+                backoff=Backoff(0.5, 10.0),
+                on_retry=lambda n, d, e: log.warning(
+                    "repair %s %s: attempt %d failed (%s); retry in %.1fs", kind, symbol, n, e, d
+                ),
+            )
+        except RetryableError as exc:
+            error = str(exc)
+            rows = []
+        except ConfigError:
+            raise
+        for record in rows:
+            self.clock.stamp(record, self.wall_ns())
+            if self._publish(topic, record, record):
+                recovered += 1
+        self.stats.repaired += recovered
+        if record_always or recovered or error:
+            status = "unrepaired" if error else "repaired"
+            self.stats.gaps += 1
+            if error:
+                self.stats.unrepaired += 1
+                log.error(
+                    "gap %s %s [%d, %d] (%s) could not be repaired: %s", symbol, kind, from_ns, to_ns, reason, error
+                )
+            else:
+                log.info(
+                    "gap %s %s [%d, %d] (%s): %d events recovered", symbol, kind, from_ns, to_ns, reason, recovered
+                )
+            self.producer.produce(
+                "ingest_gaps",
+                {
+                    "id": f"{symbol}:{kind}:{from_ns}",
+                    "symbol": symbol,
+                    "kind": kind,
+                    "ts": from_ns,
+                    "ts_from": from_ns,
+                    "ts_to": to_ns,
+                    "reason": reason,
+                    "events_recovered": recovered,
+                    "status": status,
+                    "error": error,
+                },
+            )
+        return recovered

@@ -1,0 +1,233 @@
+"""Polygon events and REST rows -> topic records, at the boundary.
+
+Venue times become UTC nanoseconds (WebSocket ``t``/``s``/``e`` are SIP milliseconds; REST
+``sip_timestamp`` is nanoseconds). ``ts_ingest`` is passed in by the caller. A missing field or a
+field of the wrong kind raises ParseError naming the field; the caller sends the raw event to the DLQ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from schemas.errors import ScalpError
+
+MS = 1_000_000  # ns per ms
+Record = dict[str, Any]
+
+
+class ParseError(ScalpError):
+    def __init__(self, kind: str, field: str, reason: str) -> None:
+        self.kind = kind
+        self.field = field
+        super().__init__(f"{kind}.{field}: {reason}")
+
+
+def _int(event: dict[str, Any], field: str, kind: str) -> int:
+    try:
+        value = event[field]
+    except KeyError:
+        raise ParseError(kind, field, "missing") from None
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise ParseError(kind, field, f"expected an integer, got {type(value).__name__}")
+
+
+def _num(event: dict[str, Any], field: str, kind: str) -> float:
+    try:
+        value = event[field]
+    except KeyError:
+        raise ParseError(kind, field, "missing") from None
+    if type(value) in (int, float):
+        return float(value)
+    raise ParseError(kind, field, f"expected a number, got {type(value).__name__}")
+
+
+def _str(event: dict[str, Any], field: str, kind: str) -> str:
+    try:
+        value = event[field]
+    except KeyError:
+        raise ParseError(kind, field, "missing") from None
+    if type(value) is str:
+        return value
+    if type(value) is int:  # some feeds send numeric ids
+        return str(value)
+    raise ParseError(kind, field, f"expected a string, got {type(value).__name__}")
+
+
+def _ints(value: Any, kind: str, field: str) -> list[int]:
+    if value is None:
+        return []
+    if type(value) is int:
+        return [value]
+    if type(value) is list and all(type(v) is int for v in value):
+        return value
+    raise ParseError(kind, field, "expected a list of integers")
+
+
+def ws_trade(ev: dict[str, Any], ts_ingest: int, source: str = "ws") -> Record:
+    return {
+        "symbol": _str(ev, "sym", "T"),
+        "ts": _int(ev, "t", "T") * MS,
+        "price": _num(ev, "p", "T"),
+        "size": _int(ev, "s", "T"),
+        "conditions": _ints(ev.get("c"), "T", "c"),
+        "exchange": _int(ev, "x", "T"),
+        "tape": ev.get("z"),
+        "seq": _int(ev, "q", "T"),
+        "trade_id": _str(ev, "i", "T"),
+        "ts_participant": None,
+        "ts_ingest": ts_ingest,
+        "source": source,
+    }
+
+
+def ws_quote(ev: dict[str, Any], ts_ingest: int, source: str = "ws") -> Record:
+    return {
+        "symbol": _str(ev, "sym", "Q"),
+        "ts": _int(ev, "t", "Q") * MS,
+        "bid": _num(ev, "bp", "Q"),
+        "ask": _num(ev, "ap", "Q"),
+        "bid_size": _int(ev, "bs", "Q"),
+        "ask_size": _int(ev, "as", "Q"),
+        "bid_exchange": _int(ev, "bx", "Q"),
+        "ask_exchange": _int(ev, "ax", "Q"),
+        "conditions": _ints(ev.get("c"), "Q", "c"),
+        "tape": ev.get("z"),
+        "seq": _int(ev, "q", "Q"),
+        "ts_ingest": ts_ingest,
+        "source": source,
+    }
+
+
+def ws_minute_bar(ev: dict[str, Any], ts_ingest: int) -> Record:
+    vwap = ev.get("vw")
+    return {
+        "symbol": _str(ev, "sym", "AM"),
+        "ts": _int(ev, "s", "AM") * MS,
+        "ts_end": _int(ev, "e", "AM") * MS,
+        "o": _num(ev, "o", "AM"),
+        "h": _num(ev, "h", "AM"),
+        "l": _num(ev, "l", "AM"),
+        "c": _num(ev, "c", "AM"),
+        "v": _int(ev, "v", "AM"),
+        "vwap": _opt_num(vwap),
+        "trades": None,
+        "aggregated_from": "polygon_am",
+        "ts_ingest": ts_ingest,
+    }
+
+
+def rest_trade(symbol: str, row: dict[str, Any], ts_ingest: int) -> Record:
+    participant = row.get("participant_timestamp")
+    return {
+        "symbol": symbol,
+        "ts": _int(row, "sip_timestamp", "trade"),
+        "price": _num(row, "price", "trade"),
+        "size": _int(row, "size", "trade"),
+        "conditions": _ints(row.get("conditions"), "trade", "conditions"),
+        "exchange": _int(row, "exchange", "trade"),
+        "tape": row.get("tape"),
+        "seq": _int(row, "sequence_number", "trade"),
+        "trade_id": _str(row, "id", "trade"),
+        "ts_participant": participant if type(participant) is int else None,
+        "ts_ingest": ts_ingest,
+        "source": "rest",
+    }
+
+
+def rest_quote(symbol: str, row: dict[str, Any], ts_ingest: int) -> Record:
+    return {
+        "symbol": symbol,
+        "ts": _int(row, "sip_timestamp", "quote"),
+        "bid": _num(row, "bid_price", "quote"),
+        "ask": _num(row, "ask_price", "quote"),
+        "bid_size": _int(row, "bid_size", "quote"),
+        "ask_size": _int(row, "ask_size", "quote"),
+        "bid_exchange": _int(row, "bid_exchange", "quote"),
+        "ask_exchange": _int(row, "ask_exchange", "quote"),
+        "conditions": _ints(row.get("conditions"), "quote", "conditions"),
+        "tape": row.get("tape"),
+        "seq": _int(row, "sequence_number", "quote"),
+        "ts_ingest": ts_ingest,
+        "source": "rest",
+    }
+
+
+def rest_minute_bar(symbol: str, row: dict[str, Any], ts_ingest: int) -> Record:
+    start_ms = _int(row, "timestamp", "agg")
+    vwap = row.get("vwap")
+    trades = row.get("transactions")
+    return {
+        "symbol": symbol,
+        "ts": start_ms * MS,
+        "ts_end": (start_ms + 60_000) * MS,
+        "o": _num(row, "open", "agg"),
+        "h": _num(row, "high", "agg"),
+        "l": _num(row, "low", "agg"),
+        "c": _num(row, "close", "agg"),
+        "v": _int(row, "volume", "agg"),
+        "vwap": _opt_num(vwap),
+        "trades": trades if type(trades) is int else None,
+        "aggregated_from": "rest",
+        "ts_ingest": ts_ingest,
+    }
+
+
+def _opt_num(value: Any) -> float | None:
+    return float(value) if type(value) in (int, float) else None
+
+
+def _opt_int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
+def option_snapshot(underlying_symbol: str, row: dict[str, Any], ts_ingest: int) -> Record:
+    """One /v3/snapshot/options row. ts is the latest venue time in it (quote, trade or underlying)."""
+    details = row.get("details") or {}
+    quote = row.get("last_quote") or {}
+    trade = row.get("last_trade") or {}
+    greeks = row.get("greeks") or {}
+    day = row.get("day") or {}
+    underlying = row.get("underlying_asset") or {}
+    times = [
+        t
+        for t in (quote.get("last_updated"), trade.get("sip_timestamp"), underlying.get("last_updated"))
+        if type(t) is int
+    ]
+    if not times:
+        raise ParseError("option", "last_quote.last_updated", "no venue timestamp in the snapshot")
+    expiration = _str(details, "expiration_date", "option")
+    try:
+        expiry = dt.date.fromisoformat(expiration)
+    except ValueError:
+        raise ParseError("option", "details.expiration_date", f"not a date: {expiration!r}") from None
+    contract_type = _str(details, "contract_type", "option")
+    if contract_type not in ("call", "put"):
+        raise ParseError("option", "details.contract_type", f"expected call or put, got {contract_type!r}")
+    return {
+        "contract_symbol": _str(details, "ticker", "option"),
+        "ts": max(times),
+        "underlying": underlying.get("ticker") or underlying_symbol,
+        "expiration": expiry,
+        "strike": _num(details, "strike_price", "option"),
+        "contract_type": contract_type,
+        "bid": _opt_num(quote.get("bid")),
+        "ask": _opt_num(quote.get("ask")),
+        "last": _opt_num(trade.get("price")),
+        "volume": _opt_int(day.get("volume")),
+        "open_interest": _opt_int(row.get("open_interest")),
+        "iv": _opt_num(row.get("implied_volatility")),
+        "delta": _opt_num(greeks.get("delta")),
+        "gamma": _opt_num(greeks.get("gamma")),
+        "theta": _opt_num(greeks.get("theta")),
+        "vega": _opt_num(greeks.get("vega")),
+        "underlying_price": _opt_num(underlying.get("price")),
+        "ts_ingest": ts_ingest,
+    }

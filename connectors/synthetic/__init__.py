@@ -1,0 +1,1 @@
+"""Deterministic synthetic sessions served over a Polygon-protocol WebSocket and REST server."""

@@ -1,0 +1,258 @@
+"""`scalp ingest polygon | synthetic` and `scalp backfill`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import signal
+import sys
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from pydantic import SecretStr
+
+from connectors.polygon.settings import PolygonSettings
+from schemas.errors import ConfigError
+
+from .cliutil import guarded
+from .context import Context
+
+log = logging.getLogger("scalp.ingest")
+ET = ZoneInfo("America/New_York")
+SIMULATED_LATENCY_NS = 2_000_000  # synthetic sessions: ts_ingest = event time + 2 ms (simulated clock)
+
+
+def _symbols(value: str) -> list[str]:
+    symbols = [s.strip().upper() for s in value.split(",") if s.strip()]
+    if not symbols:
+        raise click.BadParameter("at least one symbol")
+    for symbol in symbols:
+        if not symbol.replace(".", "").isalnum():
+            raise click.BadParameter(f"not a ticker: {symbol!r}")
+    return symbols
+
+
+def _run_pipeline(
+    context: Context, polygon: PolygonSettings, symbols: list[str], options: bool, simulated: bool
+) -> dict[str, Any]:
+    from connectors.polygon.ingest import IngestClock, IngestPipeline
+    from schemas.admin import TopicAdmin
+    from schemas.producer import AvroProducer
+    from schemas.reader import read_topic
+
+    settings = context.settings
+    TopicAdmin(settings.kafka, context.catalog).create_all()
+    producer = AvroProducer(settings.kafka, context.serde)
+    clock = IngestClock(SIMULATED_LATENCY_NS if simulated else None)
+    pipeline = IngestPipeline(polygon, symbols, producer, options=options, clock=clock, options_as_of=simulated)
+    if polygon.warm_start_events:
+        history = (
+            (topic, record)
+            for topic in ("market_trades", "market_quotes", "bars_1m")
+            for record in read_topic(settings.kafka, context.serde, topic, tail=polygon.warm_start_events)
+        )
+        seeded = pipeline.warm_start(history)
+        log.info("warm start: %d recent records read back from Kafka", seeded)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        pipeline.request_stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stats = pipeline.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return {
+        "events": stats.events,
+        "published": stats.published,
+        "duplicates_dropped": stats.duplicates,
+        "dead_letters": stats.dead_letters,
+        "gaps": stats.gaps,
+        "unrepaired": stats.unrepaired,
+        "recovered": stats.repaired,
+        "options_rows": stats.options,
+        "connections": stats.connections,
+        "ignored": stats.ignored,
+    }
+
+
+def _summary(result: dict[str, Any]) -> None:
+    published = result["published"]
+    click.echo(
+        f"ingest: {result['events']} events; published trades={published['market_trades']} "
+        f"quotes={published['market_quotes']} bars={published['bars_1m']} options={result['options_rows']}; "
+        f"{result['duplicates_dropped']} duplicates dropped, {result['dead_letters']} dead letters, "
+        f"{result['gaps']} gaps ({result['unrepaired']} unrepaired, {result['recovered']} events recovered), "
+        f"{result['connections']} connections"
+    )
+
+
+@click.group()
+def ingest() -> None:
+    """Market data into Kafka (Polygon/Massive live, or a synthetic session)."""
+
+
+@ingest.command("polygon")
+@click.option("--symbols", default="SPY,QQQ", show_default=True, help="Comma-separated tickers.")
+@click.option("--options", "with_options", is_flag=True, help="Also poll options chain snapshots.")
+@click.pass_context
+def ingest_polygon(ctx: click.Context, symbols: str, with_options: bool) -> None:
+    """Stream T, Q and AM for the symbols (POLYGON_WS_URL), repair gaps from REST (POLYGON_REST_URL).
+
+    Runs until SIGTERM/SIGINT, which drain the queue and flush the producer. Reconnects forever.
+    """
+
+    def run() -> None:
+        context: Context = ctx.obj
+        result = _run_pipeline(context, context.settings.polygon, _symbols(symbols), with_options, simulated=False)
+        _summary(result)
+
+    guarded(run)()
+
+
+@ingest.command("synthetic")
+@click.option("--date", "day", required=True, help="Session date (YYYY-MM-DD); must be an NYSE trading day.")
+@click.option("--symbols", default="SPY,QQQ", show_default=True)
+@click.option("--speed", type=float, default=None, help="Times real time (e.g. 60 = a minute per second).")
+@click.option("--max", "as_fast", is_flag=True, help="As fast as the pipeline takes it (the default).")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--start", default=None, help="Window start HH:MM US/Eastern (default 04:00).")
+@click.option("--end", default=None, help="Window end HH:MM US/Eastern (default the end of extended hours).")
+@click.option("--options", "with_options", is_flag=True, help="Also poll options chain snapshots.")
+@click.pass_context
+def ingest_synthetic(
+    ctx: click.Context,
+    day: str,
+    symbols: str,
+    speed: float | None,
+    as_fast: bool,
+    seed: int,
+    start: str | None,
+    end: str | None,
+    with_options: bool,
+) -> None:
+    """A deterministic synthetic session, served by a local Polygon-protocol server (separate process)
+    and ingested through the same path as `ingest polygon`. The same seed gives identical topics."""
+
+    def run() -> None:
+        from connectors.synthetic.generator import session_times
+        from connectors.synthetic.runner import synthetic_server
+
+        try:
+            session_date = dt.date.fromisoformat(day)
+        except ValueError:
+            raise ConfigError(f"--date: not a date: {day!r}") from None
+        if speed is not None and as_fast:
+            raise ConfigError("--speed and --max are exclusive")
+        if speed is not None and speed <= 0:
+            raise ConfigError("--speed must be positive")
+        session_times(session_date, start, end)  # validates the day and the window before starting
+        tickers = _symbols(symbols)
+        key = secrets.token_hex(16)
+        args = [
+            "--date",
+            session_date.isoformat(),
+            "--symbols",
+            ",".join(tickers),
+            "--seed",
+            str(seed),
+            "--api-key",
+            key,
+        ]
+        for flag, value in (("--start", start), ("--end", end), ("--speed", speed)):
+            if value is not None:
+                args += [flag, str(value)]
+        context: Context = ctx.obj
+        with synthetic_server(args) as server:
+            polygon = context.settings.polygon.model_copy(
+                update={
+                    "api_key": SecretStr(key),
+                    "ws_url": server.ws_url,
+                    "rest_url": server.rest_url,
+                    "warm_start_events": 0,
+                    "trade_gap_s": 0,
+                    "quote_gap_s": 0,
+                }
+            )
+            click.echo(f"synthetic session {session_date} {','.join(tickers)} seed {seed} at {server.ws_url}", err=True)
+            result = _run_pipeline(context, polygon, tickers, with_options, simulated=True)
+        _summary(result)
+
+    guarded(run)()
+
+
+def _parse_time(value: str, option: str) -> int:
+    """ISO datetime (offset required unless a bare date) -> UTC ns; a bare date is 00:00 US/Eastern."""
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value)
+            return int(dt.datetime(day.year, day.month, day.day, tzinfo=ET).timestamp()) * 1_000_000_000
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option}: not an ISO date or datetime: {value!r}") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"{option}: give a UTC offset (e.g. {value}-05:00 or {value}Z)")
+    return int(moment.timestamp() * 1_000_000) * 1_000
+
+
+@click.command()
+@click.option("--symbols", required=True, help="Comma-separated tickers.")
+@click.option("--from", "from_", required=True, help="Start (inclusive): YYYY-MM-DD (00:00 ET) or ISO datetime.")
+@click.option("--to", "to", required=True, help="End (exclusive): YYYY-MM-DD (00:00 ET) or ISO datetime.")
+@click.option("--kinds", default="trades,quotes,bars", show_default=True)
+@click.pass_context
+def backfill(ctx: click.Context, symbols: str, from_: str, to: str, kinds: str) -> None:
+    """REST history (POLYGON_REST_URL) into the same topics. Resumable: re-running a window publishes
+    nothing twice (keys already in Kafka are skipped)."""
+
+    def run() -> None:
+        import time
+
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from connectors.polygon.backfill import TOPICS, Backfill
+        from connectors.polygon.rest import PolygonRest
+        from schemas.admin import TopicAdmin
+        from schemas.producer import AvroProducer
+
+        from_ns, to_ns = _parse_time(from_, "--from"), _parse_time(to, "--to")
+        if to_ns <= from_ns:
+            raise ConfigError("--to must be after --from")
+        wanted = [k.strip() for k in kinds.split(",") if k.strip()]
+        unknown = [k for k in wanted if k not in TOPICS]
+        if unknown or not wanted:
+            raise ConfigError(f"--kinds: unknown {unknown}; choose from trades, quotes, bars")
+        context: Context = ctx.obj
+        settings = context.settings
+        TopicAdmin(settings.kafka, context.catalog).create_all()
+        producer = AvroProducer(settings.kafka, context.serde)
+        job = Backfill(settings.kafka, context.serde, producer, PolygonRest(settings.polygon, time.time_ns))
+        tickers = _symbols(symbols)
+        span = to_ns - from_ns
+        results = []
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]} rows"),
+            TimeElapsedColumn(),
+            disable=not sys.stderr.isatty(),
+        ) as progress:
+            for symbol in tickers:
+                for kind in wanted:
+                    task = progress.add_task(f"{symbol} {kind}", total=span, rows=0)
+
+                    def report(_s: str, _k: str, ts: int, rows: int, task: Any = task) -> None:
+                        progress.update(task, completed=min(span, ts - from_ns), rows=rows)
+
+                    results.append(job.run_one(symbol, kind, from_ns, to_ns, report))
+        for r in results:
+            click.echo(
+                f"backfill {r.symbol} {r.kind}: {r.fetched} fetched, {r.published} published, "
+                f"{r.already_present} already in Kafka"
+            )
+
+    guarded(run)()
