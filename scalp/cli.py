@@ -227,10 +227,12 @@ def demo(ctx: click.Context, no_stack: bool) -> None:
     click.echo(f"demo: {len(results)}/{len(results)} topics round-tripped identically")
 
 
+from .cli_bench import bench  # noqa: E402
 from .cli_ingest import backfill, ingest  # noqa: E402
 
 main.add_command(ingest)
 main.add_command(backfill)
+main.add_command(bench)
 
 if __name__ == "__main__":
     main()

@@ -30,8 +30,7 @@ def round_trip_all(
     kafka: KafkaSettings, serde: AvroSerde, catalog: Catalog, timeout_s: float = 30.0
 ) -> list[RoundTrip]:
     records = {spec.name: example_record(catalog, spec.name) for spec in catalog}
-    producer = AvroProducer(kafka, serde)
-    producer.track = True
+    producer = AvroProducer(kafka, serde, track=True)
     for topic, record in records.items():
         producer.produce(topic, record)
     producer.flush(timeout_s)

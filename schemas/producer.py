@@ -27,7 +27,17 @@ _POLL_EVERY = 256
 class AvroProducer:
     """Produces catalog records; ``flush()`` and ``check()`` raise if any delivery failed."""
 
-    def __init__(self, kafka: KafkaSettings, serde: AvroSerde, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        serde: AvroSerde,
+        extra: dict[str, Any] | None = None,
+        *,
+        track: bool = False,
+        report_successes: bool = False,
+    ) -> None:
+        """``track``: remember where each record landed. ``report_successes``: run ``on_ack`` for every
+        delivery (costs a Python callback per message); otherwise only failures call back."""
         self.kafka = kafka
         self.serde = serde
         config: dict[str, Any] = {
@@ -39,13 +49,15 @@ class AvroProducer:
             "compression.type": "lz4",
             "partitioner": "murmur2_random",
             "queue.buffering.max.messages": 1_000_000,
+            "delivery.report.only.error": not (track or report_successes),
         }
         config.update(extra or {})
         self._producer = Producer(config)
         self._failures: list[str] = []
         self._positions: dict[int, tuple[str, int, int]] = {}
         self._seq = 0
-        self.track = False  # remember where each record landed (tests, round-trip checks)
+        self.track = track
+        self._per_message = track or report_successes
         self.on_ack: AckHook | None = None  # called with (seq, error, message) for every delivery
         self.acked = 0
 
@@ -53,6 +65,12 @@ class AvroProducer:
     def delivered(self) -> list[tuple[str, int, int]]:
         """(topic, partition, offset) of each delivered record, in produce order (when tracking)."""
         return [self._positions[seq] for seq in sorted(self._positions)]
+
+    def _on_failure(self, err: KafkaError | None, msg: Message) -> None:
+        """Delivery callback when only failures are reported (no per-message state needed)."""
+        if err is not None:
+            self._failures.append(f"{msg.topic()}: {err.str()}")
+            log.error("delivery failed for %s: %s", msg.topic(), err.str())
 
     def _on_delivery(self, seq: int, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -74,7 +92,7 @@ class AvroProducer:
         headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> int:
         self._seq += 1
-        callback = functools.partial(self._on_delivery, self._seq)
+        callback = functools.partial(self._on_delivery, self._seq) if self._per_message else self._on_failure
         while True:
             try:
                 self._producer.produce(

@@ -53,6 +53,8 @@ class AvroSerde:
         self._ids: dict[str, int] = {}  # topic name -> registered schema id
         self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema
         self._resolved: dict[tuple[int, str], Any] = {}  # (writer id, topic) -> reader schema or None
+        self._headers: dict[str, bytes] = {}  # topic -> magic byte + schema id
+        self._key_fields: dict[str, str] = {}
 
     def parsed(self, topic: str) -> Any:
         if topic not in self._parsed:
@@ -71,10 +73,12 @@ class AvroSerde:
         return self._ids[topic]
 
     def encode(self, topic: str, record: dict[str, Any]) -> bytes:
-        schema_id = self.ensure_registered(topic)
+        header = self._headers.get(topic)
+        if header is None:
+            header = self._headers[topic] = _HEADER.pack(MAGIC, self.ensure_registered(topic))
         parsed = self._parsed[topic]
-        out = io.BytesIO()
-        out.write(_HEADER.pack(MAGIC, schema_id))
+        out = io.BytesIO(header)
+        out.seek(5)
         try:
             fastavro.schemaless_writer(out, parsed, record)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
@@ -85,6 +89,12 @@ class AvroSerde:
         return out.getvalue()
 
     def key(self, topic: str, record: dict[str, Any]) -> bytes:
+        field = self._key_fields.get(topic)
+        if field is None:
+            field = self._key_fields[topic] = self.catalog[topic].key
+        value = record[field]
+        if type(value) is str:
+            return value.encode()
         return self.catalog[topic].key_of(record).encode()
 
     def schema_id(self, data: bytes, topic: str = "?") -> int:

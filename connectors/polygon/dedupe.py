@@ -44,9 +44,15 @@ class SeenIndex:
         return track is not None and event_key(topic, record) in track.keys
 
     def add(self, topic: str, record: dict[str, Any]) -> None:
+        self.add_new(topic, record)
+
+    def add_new(self, topic: str, record: dict[str, Any]) -> bool:
+        """Remember ``record``; False (and nothing changes) if its key was already seen."""
         track = self.track(topic, record["symbol"])
-        ts = record["ts"]
         key = event_key(topic, record)
+        if key in track.keys:
+            return False
+        ts = record["ts"]
         track.keys[key] = ts
         track.order.append((ts, key))
         if track.last_ts is None or ts > track.last_ts:
@@ -60,3 +66,4 @@ class SeenIndex:
             old_ts, old_key = order.popleft()
             if keys.get(old_key) == old_ts:
                 del keys[old_key]
+        return True

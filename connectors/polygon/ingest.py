@@ -221,11 +221,15 @@ class IngestPipeline:
             self._dead_letter(topic, orjson.dumps(event), str(exc), event.get("sym"))
             return
         symbol = record["symbol"]
+        if type(symbol) is not str:
+            self._dead_letter(topic, orjson.dumps(event), f"{ev}.sym: expected a string")
+            return
         if symbol not in self.subscribed:
             self.stats.ignored += 1
             self._warn_once(f"sym:{symbol}", "ignoring events for unsubscribed symbol %r", symbol)
             return
-        self.clock.stamp(record, receipt_ns)
+        if self.clock.simulated_latency_ns is not None:
+            self.clock.stamp(record, receipt_ns)
         self._before_publish(topic, symbol, record)
         self._publish(topic, record, event)
         if topic == "market_trades":
@@ -266,7 +270,7 @@ class IngestPipeline:
         except SerializationError as exc:
             self._dead_letter(topic, orjson.dumps(raw), str(exc), record.get("symbol"))
             return False
-        self.index.add(topic, record)
+        self.index.add_new(topic, record)
         self.stats.published[topic] += 1
         return True
 

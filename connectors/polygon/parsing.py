@@ -67,39 +67,56 @@ def _ints(value: Any, kind: str, field: str) -> list[int]:
     raise ParseError(kind, field, "expected a list of integers")
 
 
+def _ms(event: dict[str, Any], field: str, kind: str) -> int:
+    value = event.get(field)
+    if type(value) is not int:
+        _int(event, field, kind)  # raises the precise error
+        value = int(value)  # type: ignore[arg-type]  # an integral float
+    return value * MS
+
+
 def ws_trade(ev: dict[str, Any], ts_ingest: int, source: str = "ws") -> Record:
-    return {
-        "symbol": _str(ev, "sym", "T"),
-        "ts": _int(ev, "t", "T") * MS,
-        "price": _num(ev, "p", "T"),
-        "size": _int(ev, "s", "T"),
-        "conditions": _ints(ev.get("c"), "T", "c"),
-        "exchange": _int(ev, "x", "T"),
-        "tape": ev.get("z"),
-        "seq": _int(ev, "q", "T"),
-        "trade_id": _str(ev, "i", "T"),
-        "ts_participant": None,
-        "ts_ingest": ts_ingest,
-        "source": source,
-    }
+    """A T event. Types of plain fields are checked when the record is encoded (a mismatch there is
+    a SerializationError naming the field, and the raw event goes to the DLQ)."""
+    try:
+        return {
+            "symbol": ev["sym"],
+            "ts": _ms(ev, "t", "T"),
+            "price": ev["p"],
+            "size": ev["s"],
+            "conditions": ev.get("c") or [],
+            "exchange": ev["x"],
+            "tape": ev.get("z"),
+            "seq": ev["q"],
+            "trade_id": ev["i"],
+            "ts_participant": None,
+            "ts_ingest": ts_ingest,
+            "source": source,
+        }
+    except KeyError as exc:
+        raise ParseError("T", str(exc.args[0]), "missing") from None
 
 
 def ws_quote(ev: dict[str, Any], ts_ingest: int, source: str = "ws") -> Record:
-    return {
-        "symbol": _str(ev, "sym", "Q"),
-        "ts": _int(ev, "t", "Q") * MS,
-        "bid": _num(ev, "bp", "Q"),
-        "ask": _num(ev, "ap", "Q"),
-        "bid_size": _int(ev, "bs", "Q"),
-        "ask_size": _int(ev, "as", "Q"),
-        "bid_exchange": _int(ev, "bx", "Q"),
-        "ask_exchange": _int(ev, "ax", "Q"),
-        "conditions": _ints(ev.get("c"), "Q", "c"),
-        "tape": ev.get("z"),
-        "seq": _int(ev, "q", "Q"),
-        "ts_ingest": ts_ingest,
-        "source": source,
-    }
+    try:
+        conditions = ev.get("c")
+        return {
+            "symbol": ev["sym"],
+            "ts": _ms(ev, "t", "Q"),
+            "bid": ev["bp"],
+            "ask": ev["ap"],
+            "bid_size": ev["bs"],
+            "ask_size": ev["as"],
+            "bid_exchange": ev["bx"],
+            "ask_exchange": ev["ax"],
+            "conditions": [conditions] if type(conditions) is int else conditions or [],
+            "tape": ev.get("z"),
+            "seq": ev["q"],
+            "ts_ingest": ts_ingest,
+            "source": source,
+        }
+    except KeyError as exc:
+        raise ParseError("Q", str(exc.args[0]), "missing") from None
 
 
 def ws_minute_bar(ev: dict[str, Any], ts_ingest: int) -> Record:

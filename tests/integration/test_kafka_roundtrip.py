@@ -24,8 +24,7 @@ def test_schema_round_trips_through_registry_and_kafka(
     topic: str, serde: AvroSerde, test_kafka: KafkaSettings, registry: SchemaRegistry
 ) -> None:
     spec = serde.catalog[topic]
-    producer = AvroProducer(test_kafka, serde)
-    producer.track = True
+    producer = AvroProducer(test_kafka, serde, track=True)
     sent: list[dict[str, Any]] = []
 
     @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))

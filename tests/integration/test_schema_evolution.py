@@ -54,8 +54,7 @@ def test_old_records_decode_with_the_evolved_reader(
     registry: SchemaRegistry, serde: AvroSerde, test_kafka: KafkaSettings
 ) -> None:
     """A record written with v1 is read by code whose catalog has v2 (the new field takes its default)."""
-    producer = AvroProducer(test_kafka, serde)
-    producer.track = True
+    producer = AvroProducer(test_kafka, serde, track=True)
     record = example_record(serde.catalog, "market_trades")
     producer.produce("market_trades", record)
     producer.flush(30)

@@ -1,0 +1,1 @@
+"""Benchmarks (`scalp bench <name>`); results go to BENCHMARKS.md."""

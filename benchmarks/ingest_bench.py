@@ -1,0 +1,309 @@
+"""`scalp bench ingest`: socket receipt -> acknowledged Kafka write, one process.
+
+Throughput: a feeder process replays a synthetic session's events (pre-serialised Polygon frames) as fast
+as the client reads; the real ingest path (massive WebSocketClient -> queue -> parse -> dedupe -> Avro ->
+idempotent producer, acks=all) is timed from the first frame received to the last acknowledgement.
+Latency: the feeder paces the same events at a steady rate; each record's receipt-to-ack time is measured
+in the delivery callback. The naive peer reads the same socket with a plain websockets client, encodes
+JSON and produces synchronously (one flush per event), as weaker projects do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from connectors.polygon.ingest import IngestPipeline
+from connectors.polygon.settings import PolygonSettings
+from connectors.synthetic.generator import Session
+from schemas.admin import TopicAdmin
+from schemas.catalog import Catalog
+from schemas.producer import AvroProducer
+from schemas.serde import AvroSerde
+from schemas.settings import KafkaSettings
+
+KEY = "bench-key"
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    seconds: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def write_frames(path: Path, events: int, frame_size: int = 500) -> int:
+    """Synthetic SPY/QQQ events from the open onwards, one JSON array per line; returns the event count."""
+    session = Session(dt.date(2026, 11, 20), ["SPY", "QQQ"], 3, "09:30", "16:00")
+    written = 0
+    with path.open("w", encoding="utf-8") as fh:
+        frame: list[dict[str, Any]] = []
+        for event in session.stream():
+            frame.append(event)
+            written += 1
+            if len(frame) == frame_size or written == events:
+                fh.write(json.dumps(frame, separators=(",", ":")) + "\n")
+                frame = []
+            if written == events:
+                break
+        if frame:
+            fh.write(json.dumps(frame, separators=(",", ":")) + "\n")
+    return written
+
+
+@contextlib.contextmanager
+def feeder(frames: Path, rate: float = 0.0) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.feeder", "--frames", str(frames), "--api-key", KEY, "--rate", str(rate)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"feeder did not start: {line!r}")
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class TimedProducer(AvroProducer):
+    """Records receipt time per produced record and the ack latency of each delivery."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, report_successes=True, **kwargs)
+        self.receipt: dict[int, int] = {}
+        self.latencies_ns: list[int] = []
+        self.first_receipt: int | None = None
+        self.last_ack = 0
+        self.on_ack = self._ack
+
+    def produce(self, topic: str, record: dict[str, Any]) -> int:
+        seq = super().produce(topic, record)
+        self.receipt[seq] = record["ts_ingest"]
+        if self.first_receipt is None:
+            self.first_receipt = record["ts_ingest"]
+        return seq
+
+    def _ack(self, seq: int, err: Any, msg: Any) -> None:
+        now = time.time_ns()
+        self.last_ack = now
+        received = self.receipt.pop(seq, None)
+        if received is not None and err is None:
+            self.latencies_ns.append(now - received)
+
+
+class FirstReceipt(AvroProducer):
+    """The production producer (failure-only delivery reports), noting the first record's receipt time."""
+
+    first_receipt: int | None = None
+
+    def produce(self, topic: str, record: dict[str, Any]) -> int:
+        if self.first_receipt is None:
+            self.first_receipt = record["ts_ingest"]
+        return super().produce(topic, record)
+
+
+def run_pipeline(
+    kafka: KafkaSettings, serde: AvroSerde, ws_url: str, name: str, timed: bool
+) -> tuple[Result, AvroProducer]:
+    """Throughput (timed=False): first receipt to the end of the final flush, i.e. every record acked."""
+    polygon = PolygonSettings(
+        api_key=SecretStr(KEY),
+        ws_url=ws_url,
+        rest_url="http://127.0.0.1:9",
+        warm_start_events=0,
+        trade_gap_s=0,
+        quote_gap_s=0,
+    )
+    producer: TimedProducer | FirstReceipt = TimedProducer(kafka, serde) if timed else FirstReceipt(kafka, serde)
+    pipeline = IngestPipeline(polygon, ["SPY", "QQQ"], producer)
+    stats = pipeline.run(report_every_s=3600)
+    done = time.time_ns()  # run() returns after producer.flush(): every record is acknowledged
+    events = sum(stats.published.values())
+    assert producer.first_receipt is not None
+    return Result(name, events, (done - producer.first_receipt) / 1e9), producer
+
+
+def percentiles(values_ns: list[int]) -> tuple[float, float, float]:
+    ordered = sorted(values_ns)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return q[49] / 1e6, q[98] / 1e6, ordered[-1] / 1e6
+
+
+def run_naive(kafka: KafkaSettings, ws_url: str, events: int, topic: str) -> tuple[Result, list[int]]:
+    """JSON values, one synchronous produce + flush per event (the anti-pattern)."""
+    import asyncio
+
+    from confluent_kafka import Producer
+    from websockets.asyncio.client import connect
+
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "acks": "all"})
+    latencies: list[int] = []
+    count = 0
+    first = last = 0
+
+    async def consume() -> None:
+        nonlocal count, first, last
+        async with connect(ws_url, max_size=None, compression=None) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"action": "auth", "params": KEY}))
+            await ws.recv()
+            await ws.send(json.dumps({"action": "subscribe", "params": "T.SPY,Q.SPY,AM.SPY,T.QQQ,Q.QQQ,AM.QQQ"}))
+            await ws.recv()
+            async for frame in ws:
+                received = time.time_ns()
+                first = first or received
+                for event in json.loads(frame):
+                    if event.get("ev") == "status":
+                        return
+                    producer.produce(topic, json.dumps(event).encode(), key=str(event.get("sym")).encode())
+                    producer.flush()
+                    last = time.time_ns()
+                    latencies.append(last - received)
+                    count += 1
+                    if count >= events:
+                        return
+
+    asyncio.run(consume())
+    return Result("naive peer (JSON, sync produce per event)", count, (last - first) / 1e9), latencies
+
+
+def encode_only_rate(serde: AvroSerde, n: int = 100_000) -> float:
+    """fastavro encode of quote records alone (the largest per-event cost), records/s."""
+    from schemas.examples import example_record
+
+    record = example_record(serde.catalog, "market_quotes")
+    serde.encode("market_quotes", record)
+    start = time.perf_counter()
+    for _ in range(n):
+        serde.encode("market_quotes", record)
+    return n / (time.perf_counter() - start)
+
+
+def machine() -> str:
+    import os
+    import platform
+
+    cpu = "unknown cpu"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB"
+    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+
+
+def run(
+    kafka_base: KafkaSettings,
+    serde_factory: Any,
+    catalog: Catalog,
+    events: int = 300_000,
+    latency_rate: float = 10_000,
+    latency_seconds: float = 15,
+    naive_events: int = 20_000,
+) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:6]}_"
+    kafka = kafka_base.model_copy(update={"topic_prefix": prefix})
+    admin = TopicAdmin(kafka, catalog)
+    admin.create_all(with_dlq=True)
+    from confluent_kafka.cimpl import NewTopic
+
+    for future in admin.admin.create_topics([NewTopic(f"{prefix}naive_peer", 3, 1)]).values():
+        future.result()
+    serde = serde_factory(kafka)
+    results: dict[str, Any] = {"machine": machine(), "events": events, "encode_only": encode_only_rate(serde)}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            frames = Path(tmp) / "frames.jsonl"
+            total = write_frames(frames, events)
+            with feeder(frames) as url:
+                throughput, _ = run_pipeline(kafka, serde, url, "scalp ingest (Avro, batched, acks=all)", False)
+            results["throughput"] = throughput
+            paced = Path(tmp) / "paced.jsonl"
+            write_frames(paced, int(latency_rate * latency_seconds), frame_size=max(1, int(latency_rate / 100)))
+            with feeder(paced, rate=latency_rate) as url:
+                steady, timed = run_pipeline(kafka, serde, url, f"scalp ingest at {latency_rate:.0f} ev/s", True)
+            assert isinstance(timed, TimedProducer)
+            steady.p50_ms, steady.p99_ms, steady.max_ms = percentiles(timed.latencies_ns)
+            results["latency"] = steady
+            naive_frames = Path(tmp) / "naive.jsonl"
+            write_frames(naive_frames, naive_events)
+            with feeder(naive_frames) as url:
+                naive, naive_lat = run_naive(kafka, url, naive_events, f"{prefix}naive_peer")
+            naive.p50_ms, naive.p99_ms, naive.max_ms = percentiles(naive_lat)
+            results["naive"] = naive
+            with feeder(paced, rate=latency_rate) as url:
+                naive_steady, naive_steady_lat = run_naive(kafka, url, int(latency_rate * 3), f"{prefix}naive_peer")
+            naive_steady.name = f"naive peer at {latency_rate:.0f} ev/s (3 s)"
+            naive_steady.p50_ms, naive_steady.p99_ms, naive_steady.max_ms = percentiles(naive_steady_lat)
+            results["naive_latency"] = naive_steady
+            results["total_generated"] = total
+    finally:
+        names = [n for n in admin.admin.list_topics(timeout=10).topics if n.startswith(prefix)]
+        for future in admin.admin.delete_topics(names, operation_timeout=60).values():
+            with contextlib.suppress(Exception):
+                future.result()
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    rows = [results["throughput"], results["naive"], results["latency"], results["naive_latency"]]
+    lines = [
+        "## Ingest: socket receipt to acknowledged Kafka write (`scalp bench ingest`)",
+        "",
+        f"Machine: {results['machine']}. Kafka 4.1.1 single node (local stack), acks=all, idempotent producer.",
+        f"Events: a synthetic SPY+QQQ session from the open (quotes about 4x trades), served by a feeder process "
+        f"over a local WebSocket in Polygon's protocol. Run on {dt.date.today().isoformat()}.",  # noqa: DTZ011
+        "",
+        "| run | events | seconds | events/s | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+
+        def fmt(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f}"
+
+        lines.append(
+            f"| {r.name} | {r.events} | {r.seconds:.2f} | {r.rate:,.0f} | {fmt(r.p50_ms)} | "
+            f"{fmt(r.p99_ms)} | {fmt(r.max_ms)} |"
+        )
+    lines += [
+        "",
+        "Targets: at least 150k events/s; p99 under 20 ms at 10k events/s.",
+        "",
+        f"Avro encoding alone (fastavro, one 13-field quote record per call, same process): "
+        f"{results['encode_only']:,.0f} records/s. The ingest path runs parsing, de-duplication, encoding and "
+        "producing on one thread (per-symbol order, gap repair in line), so its ceiling is roughly one over the "
+        "sum of those per-event costs; the WebSocket reader thread shares the interpreter lock.",
+        "The naive peer cannot keep up with 10k events/s: its backlog waits in the socket, where latency measured "
+        "from receipt does not see it (its row shows the rate it actually reached).",
+        "",
+    ]
+    return "\n".join(lines)

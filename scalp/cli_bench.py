@@ -1,0 +1,63 @@
+"""`scalp bench <name>`: benchmarks against the real services; results are written to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from .cliutil import guarded
+from .context import Context
+from .stack.settings import REPO_ROOT
+
+BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
+
+
+def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the section of benchmark ``name`` in BENCHMARKS.md."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks (need the running stack); results go to BENCHMARKS.md."""
+
+
+@bench.command("ingest")
+@click.option("--events", type=int, default=300_000, show_default=True, help="Events for the throughput run.")
+@click.option("--rate", type=float, default=10_000, show_default=True, help="Events/s for the latency run.")
+@click.option("--seconds", type=float, default=15, show_default=True, help="Length of the latency run.")
+@click.option("--no-write", is_flag=True, help="Print only; do not update BENCHMARKS.md.")
+@click.pass_context
+def bench_ingest(ctx: click.Context, events: int, rate: float, seconds: float, no_write: bool) -> None:
+    """Socket receipt to acknowledged Kafka write: events/s, and p50/p99 latency at a steady rate,
+    with a naive peer (JSON, one synchronous produce per event) side by side."""
+
+    def run() -> None:
+        from benchmarks import ingest_bench
+        from schemas.registry import SchemaRegistry
+        from schemas.serde import AvroSerde
+
+        context: Context = ctx.obj
+        settings = context.settings
+        results = ingest_bench.run(
+            settings.kafka,
+            lambda kafka: AvroSerde(SchemaRegistry(settings.registry), kafka, context.catalog),
+            context.catalog,
+            events=events,
+            latency_rate=rate,
+            latency_seconds=seconds,
+        )
+        text = ingest_bench.markdown(results)
+        click.echo(text)
+        if not no_write:
+            write_section("ingest", text)
+            click.echo(f"written to {BENCHMARKS_MD}")
+
+    guarded(run)()
