@@ -43,6 +43,12 @@ class SeenIndex:
         track = self.tracks.get((topic, record.get("symbol", "")))
         return track is not None and event_key(topic, record) in track.keys
 
+    def forget(self, topic: str, record: dict[str, Any]) -> None:
+        """Undo add_new() for a record that could not be published (its key may come again)."""
+        track = self.tracks.get((topic, record["symbol"]))
+        if track is not None:
+            track.keys.pop(event_key(topic, record), None)
+
     def add(self, topic: str, record: dict[str, Any]) -> None:
         self.add_new(topic, record)
 

@@ -262,15 +262,15 @@ class IngestPipeline:
             self.repair(topic, symbol, track.last_ts, ts, "time", record_always=False)
 
     def _publish(self, topic: str, record: dict[str, Any], raw: Any) -> bool:
-        if self.index.seen(topic, record):
+        if not self.index.add_new(topic, record):
             self.stats.duplicates += 1
             return False
         try:
             self.producer.produce(topic, record)
         except SerializationError as exc:
+            self.index.forget(topic, record)
             self._dead_letter(topic, orjson.dumps(raw), str(exc), record.get("symbol"))
             return False
-        self.index.add_new(topic, record)
         self.stats.published[topic] += 1
         return True
 
