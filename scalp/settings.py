@@ -20,7 +20,7 @@ from connectors.polygon.settings import PolygonSettings
 from connectors.tradier.settings import TradierSettings
 from schemas.errors import ConfigError
 from schemas.settings import KafkaSettings, RegistrySettings
-from sinks.settings import DatabaseSettings
+from sinks.settings import DatabaseSettings, SinkSettings
 
 from .stack.settings import REPO_ROOT, StackSettings
 
@@ -45,6 +45,7 @@ class AppSettings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     polygon: PolygonSettings = Field(default_factory=PolygonSettings)
     tradier: TradierSettings = Field(default_factory=TradierSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 

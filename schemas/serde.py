@@ -52,8 +52,8 @@ class AvroSerde:
         self._parsed: dict[str, Any] = {}  # topic name -> parsed catalog schema
         self._ids: dict[str, int] = {}  # topic name -> registered schema id
         self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema
-        self._resolved: dict[tuple[int, str], Any] = {}  # (writer id, topic) -> reader schema or None
         self._headers: dict[str, bytes] = {}  # topic -> magic byte + schema id
+        self._plans: dict[tuple[bytes, str | None], tuple[Any, Any]] = {}  # (header, topic) -> writer, reader
         self._key_fields: dict[str, str] = {}
 
     def parsed(self, topic: str) -> Any:
@@ -112,23 +112,28 @@ class AvroSerde:
             self._writers[schema_id] = parsed
         return parsed
 
-    def decode(self, data: bytes, topic: str | None = None) -> dict[str, Any]:
-        """Decode a framed value. With ``topic`` the result is resolved to that topic's catalog schema."""
-        schema_id = self.schema_id(data, topic or "?")
+    def _plan(self, header: bytes, topic: str | None) -> tuple[Any, Any]:
+        """(writer, reader) for a 5-byte header on ``topic``; cached, so the hot path is one dict lookup."""
+        schema_id = self.schema_id(header, topic or "?")
         writer = self._writer(schema_id)
         reader = None
         if topic is not None:
-            key = (schema_id, topic)
-            if key not in self._resolved:
-                same = self._ids.get(topic) == schema_id or writer == self.parsed(topic)
-                self._resolved[key] = None if same else self.parsed(topic)
-            reader = self._resolved[key]
+            same = self._ids.get(topic) == schema_id or writer == self.parsed(topic)
+            reader = None if same else self.parsed(topic)
+        return writer, reader
+
+    def decode(self, data: bytes, topic: str | None = None) -> dict[str, Any]:
+        """Decode a framed value. With ``topic`` the result is resolved to that topic's catalog schema."""
+        key = (data[:5], topic)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(data[:5], topic)
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(memoryview(data)[5:]), writer, reader)
+            record = fastavro.schemaless_reader(io.BytesIO(data[5:]), plan[0], plan[1])
         except Exception as exc:
             raise SerializationError(
-                topic or "?", None, f"cannot decode with schema id {schema_id}: {type(exc).__name__}: {exc}"
+                topic or "?", None, f"cannot decode with schema id {self.schema_id(data)}: {type(exc).__name__}: {exc}"
             ) from None
-        if not isinstance(record, dict):
-            raise SerializationError(topic or "?", None, f"schema id {schema_id} is not a record schema")
+        if type(record) is not dict:
+            raise SerializationError(topic or "?", None, f"schema id {self.schema_id(data)} is not a record schema")
         return record

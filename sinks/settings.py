@@ -34,3 +34,18 @@ class DatabaseSettings(BaseModel):
     @property
     def safe_url(self) -> str:
         return redact_url(self.dsn)
+
+
+class SinkSettings(BaseModel):
+    """The sink worker: batching, bounds and operations."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group_id: str = "scalp-sink"
+    batch_max_rows: int = Field(default=20_000, gt=0)
+    batch_max_ms: int = Field(default=500, gt=0)
+    max_buffered_records: int = Field(default=200_000, gt=0)
+    retry_base_s: float = Field(default=0.5, gt=0)
+    retry_cap_s: float = Field(default=15.0, gt=0)
+    http_port: int = Field(default=9464, ge=0)  # /metrics and /healthz; 0 disables
+    http_host: str = "127.0.0.1"

@@ -1,0 +1,349 @@
+"""`scalp sink`: a consumer-group worker writing every topic into its table exactly once.
+
+Offsets live in PostgreSQL (``sink_offsets``), written in the same transaction as the rows; on assignment
+the worker seeks to them, so a crash at any point (SIGKILL included) resumes exactly where the database
+says. Kafka offset commits are informational only and auto-commit is off. Batches flush on size or age.
+While PostgreSQL is unreachable the worker pauses its partitions, keeps the batch and retries with
+backoff; it never holds more than ``max_buffered_records``. SIGTERM flushes the batch and leaves the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from connectors.retry import Backoff
+from schemas.catalog import Catalog
+from schemas.errors import RetryableError, SerializationError
+from schemas.serde import AvroSerde
+from schemas.settings import KafkaSettings
+
+from .metrics import SinkMetrics
+from .rows import TableSpec
+from .settings import DatabaseSettings, SinkSettings
+from .writer import Batch, FencedError, Pending, PgWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What the dead-letter queue needs of the original message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None
+
+
+@dataclass
+class WorkerState:
+    assigned: list[tuple[str, int]] = field(default_factory=list)
+    paused: bool = False
+    last_flush: float = field(default_factory=time.monotonic)
+    last_error: str | None = None
+    buffered: int = 0
+    rows_written: int = 0
+
+
+class SinkWorker:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        db: DatabaseSettings,
+        settings: SinkSettings,
+        serde: AvroSerde,
+        catalog: Catalog,
+        topics: list[str],
+        metrics: SinkMetrics | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings
+        self.serde = serde
+        self.catalog = catalog
+        self.topics = topics
+        self.physical = {kafka.topic(t): t for t in topics}
+        self.writer = PgWriter(db, settings.group_id, catalog)
+        self.metrics = metrics or SinkMetrics()
+        self.state = WorkerState()
+        self.batch = Batch()
+        self.batch_started = time.monotonic()
+        self._stop = threading.Event()
+        self._dlq = Producer({**kafka.client_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+        self._dlq_failures: list[str] = []
+        self.consumer = Consumer(
+            {
+                **kafka.client_config(),
+                "group.id": settings.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "range",
+                "max.poll.interval.ms": 600_000,
+                "fetch.max.bytes": 52_428_800,
+            }
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, idle_exit_s: float | None = None) -> None:
+        """Consume until stop() (or, with ``idle_exit_s``, until caught up and idle that long)."""
+        self._wait_for_database()
+        self.consumer.subscribe(
+            list(self.physical), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                room = self.settings.max_buffered_records - self.batch.size
+                messages = (
+                    self.consumer.consume(num_messages=max(1, min(10_000, room)), timeout=0.2) if room > 0 else []
+                )
+                for msg in messages:
+                    self._take(msg)
+                if messages:
+                    idle_since = time.monotonic()
+                due = time.monotonic() - self.batch_started >= self.settings.batch_max_ms / 1000
+                if self.batch.size >= self.settings.batch_max_rows or (due and self.batch.offsets) or room <= 0:
+                    self.flush()
+                elif (
+                    not messages
+                    and idle_exit_s is not None
+                    and not self.batch.offsets
+                    and time.monotonic() - idle_since >= idle_exit_s
+                ):
+                    break
+                self.state.buffered = self.batch.size
+        finally:
+            self.flush()
+            self.consumer.close()  # leaves the group (revoke runs and flushes nothing new)
+            self._dlq.flush(30)
+            self.writer.close()
+            log.info("sink stopped: %d rows written", self.state.rows_written)
+
+    def _wait_for_database(self) -> None:
+        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
+        while not self._stop.is_set():
+            try:
+                self.writer.connect()
+                return
+            except RetryableError as exc:
+                delay = backoff.next_delay()
+                self.state.last_error = str(exc)
+                log.warning("%s; retrying in %.1fs (attempt %d)", exc, delay, backoff.attempt)
+                self._stop.wait(delay)
+
+    # --- messages --------------------------------------------------------------------------------
+
+    def _take(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
+            return
+        physical, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
+        topic = self.physical[physical]
+        value = msg.value()
+        meta = Meta(physical, partition, offset, msg.key(), value, msg.headers())  # type: ignore[arg-type]
+        self.batch.offsets[(physical, partition)] = offset + 1
+        try:
+            if value is None:
+                raise SerializationError(topic, None, "empty value (tombstone)")
+            record = self._decode(value, topic)
+            spec = self._spec(topic)
+            self.batch.add(Pending(topic, spec.row(record), int(record.get("ts") or 0), meta))
+        except SerializationError as exc:
+            self._dead_letter(meta, str(exc))
+        except (KeyError, TypeError, ValueError) as exc:
+            self._dead_letter(meta, f"{topic}: record does not fit table {topic}: {type(exc).__name__}: {exc}")
+
+    def _decode(self, value: bytes, topic: str) -> dict[str, Any]:
+        """Decode; while the registry is unreachable (a schema id not seen yet), wait and retry."""
+        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
+        while True:
+            try:
+                return self.serde.decode(value, topic)
+            except RetryableError as exc:
+                delay = backoff.next_delay()
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                self._stop.wait(delay)
+
+    def _spec(self, topic: str) -> TableSpec:
+        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
+        while True:
+            try:
+                return self.writer.spec(topic)
+            except (RetryableError, psycopg.OperationalError) as exc:
+                self.writer.close()
+                delay = backoff.next_delay()
+                log.warning("reading the columns of %s: %s; retrying in %.1fs", topic, exc, delay)
+                self._stop.wait(delay)
+
+    def _dead_letter(self, meta: Meta, reason: str) -> None:
+        """Send the original bytes and headers to <topic>.dlq (flushed before the batch commits)."""
+        topic = self.physical[meta.topic]
+        headers: list[tuple[str, str | bytes | None]] = [
+            *(meta.headers or []),
+            ("error", reason.encode()),
+            ("source_topic", meta.topic.encode()),
+            ("source_partition", str(meta.partition).encode()),
+            ("source_offset", str(meta.offset).encode()),
+        ]
+        log.warning("%s[%d]@%d to the dead-letter queue: %s", meta.topic, meta.partition, meta.offset, reason)
+
+        def failed(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self._dlq_failures.append(err.str())
+
+        self._dlq.produce(
+            self.kafka.topic(self.catalog[topic].dlq),
+            value=meta.value,
+            key=meta.key,
+            headers=headers,
+            on_delivery=failed,
+        )
+        self.metrics.dlq.labels(topic).inc()
+
+    def _reject(self, pending: Pending, reason: str) -> None:
+        self._dead_letter(pending.meta, reason)
+
+    # --- flushing --------------------------------------------------------------------------------
+
+    def flush(self, max_attempts: int | None = None) -> None:
+        """Write the batch and its offsets; on database trouble pause, back off and retry until it lands
+        (or ``max_attempts`` failed: then RetryableError, and the batch is still held)."""
+        if not self.batch.offsets:
+            self.batch_started = time.monotonic()
+            return
+        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
+        while True:
+            started = time.monotonic()
+            try:
+                self._flush_dlq()
+                result = self.writer.write(self.batch, self._reject)
+                self._flush_dlq()  # rows rejected during the write are in the DLQ before... the commit below
+            except FencedError as exc:
+                log.warning("%s: dropping their batch and re-reading the stored offsets", exc)
+                self._refetch(exc.partitions)
+                break
+            except RetryableError as exc:
+                self.state.last_error = str(exc)
+                if max_attempts is not None and backoff.attempt + 1 >= max_attempts:
+                    raise
+                if not self.state.paused:
+                    self._pause(True)
+                delay = backoff.next_delay()
+                log.warning("%s; partitions paused, retry %d in %.1fs", exc, backoff.attempt, delay)
+                self._sleep_polling(delay)
+                if self._stop.is_set() and backoff.attempt > 3:
+                    log.error(
+                        "stopping with %d unwritten rows: they stay in Kafka (offsets were not advanced)",
+                        self.batch.size,
+                    )
+                    break
+                continue
+            self.metrics.batch_seconds.observe(time.monotonic() - started)
+            for table, count in result.written.items():
+                self.metrics.rows.labels(table).inc(count)
+                self.state.rows_written += count
+            if result.duplicates:
+                self.metrics.duplicates.inc(result.duplicates)
+            self._commit_informational()
+            self.state.last_error = None
+            self.state.last_flush = time.monotonic()
+            break
+        if self.state.paused:
+            self._pause(False)
+        self.batch = Batch()
+        self.batch_started = time.monotonic()
+
+    def _flush_dlq(self) -> None:
+        remaining = self._dlq.flush(30)
+        if remaining or self._dlq_failures:
+            failures, self._dlq_failures = self._dlq_failures, []
+            raise RetryableError(f"dead-letter queue not acknowledged ({remaining} pending; {failures[:1]})")
+
+    def _commit_informational(self) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.batch.offsets.items()]
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except Exception as exc:  # informational only: the database holds the truth
+                log.debug("kafka commit failed (informational): %s", exc)
+
+    def _pause(self, pause: bool) -> None:
+        partitions = [TopicPartition(t, p) for t, p in self.state.assigned]
+        if partitions:
+            (self.consumer.pause if pause else self.consumer.resume)(partitions)
+        self.state.paused = pause
+
+    def _sleep_polling(self, seconds: float) -> None:
+        """Wait while serving the consumer (partitions are paused: nothing new is fetched)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for msg in self.consumer.consume(num_messages=100, timeout=0.1):
+                self._take(msg)  # only messages already in flight before the pause
+            if self._stop.is_set():
+                return
+
+    def _refetch(self, partitions: list[tuple[str, int]]) -> None:
+        keys = set(partitions)
+        self.batch.drop_partitions(keys, lambda p: (p.meta.topic, p.meta.partition))
+        stored = self._stored_with_retry(partitions)
+        for topic, partition in partitions:
+            offset = stored.get((topic, partition), 0)
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    # --- rebalancing -----------------------------------------------------------------------------
+
+    def _stored_with_retry(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
+        while True:
+            try:
+                return self.writer.stored_offsets(partitions)
+            except RetryableError as exc:
+                delay = backoff.next_delay()
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        stored = self._stored_with_retry(keys)
+        for tp in partitions:
+            tp.offset = stored.get((tp.topic, tp.partition), -2)  # -2: OFFSET_BEGINNING
+        consumer.assign(partitions)
+        self.state.assigned = keys
+        log.info("assigned %s", ", ".join(f"{t}[{p}]@{stored.get((t, p), 'start')}" for t, p in keys))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self.flush(max_attempts=1)
+        except RetryableError as exc:  # the new owner re-reads from the stored offsets: nothing is lost
+            log.warning("flush on revoke failed (%s); the batch is dropped and will be re-read", exc)
+            self.batch = Batch()
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self.batch.drop_partitions(keys, lambda p: (p.meta.topic, p.meta.partition))
+        self.state.assigned = [k for k in self.state.assigned if k not in keys]
+        consumer.unassign()
+        log.info("revoked %d partitions", len(partitions))
+
+    # --- lag -------------------------------------------------------------------------------------
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        out = {}
+        for topic, partition in self.state.assigned:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+            stored = self.writer.expected.get((topic, partition)) or 0
+            out[(topic, partition)] = max(0, high - stored)
+        return out
