@@ -49,3 +49,7 @@ class SinkSettings(BaseModel):
     retry_cap_s: float = Field(default=15.0, gt=0)
     http_port: int = Field(default=9464, ge=0)  # /metrics and /healthz; 0 disables
     http_host: str = "127.0.0.1"
+    # consumer group: a dead member's partitions move after session_timeout_ms; with a stable
+    # instance_id (static membership) a restarted worker takes its partitions back at once
+    session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    instance_id: str | None = None

@@ -89,6 +89,8 @@ class SinkWorker:
                 "partition.assignment.strategy": "range",
                 "max.poll.interval.ms": 600_000,
                 "fetch.max.bytes": 52_428_800,
+                "session.timeout.ms": settings.session_timeout_ms,
+                **({"group.instance.id": settings.instance_id} if settings.instance_id else {}),
             }
         )
 

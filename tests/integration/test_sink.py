@@ -1,0 +1,110 @@
+"""`scalp sink` against the real Kafka, registry and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from scalp.settings import AppSettings
+from schemas.catalog import catalog
+from schemas.examples import EXAMPLE_TS_NS, example_record
+from tests.cli_util import scalp
+from tests.sink_util import migrated, producer_for, quotes, scalar, sink_config
+
+
+@pytest.fixture
+def prefix(services: AppSettings) -> Iterator[str]:
+    value = f"snk{uuid.uuid4().hex[:8]}_"
+    yield value
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": services.kafka.bootstrap_servers})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(value)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
+
+
+def run_sink(config: Path, dsn: str, prefix: str, *args: str) -> object:
+    return scalp("--config", str(config), "sink", *args, env={"DATABASE_URL": dsn, "SCALP_TOPIC_PREFIX": prefix})
+
+
+def test_every_table_receives_records_from_its_topic(
+    services: AppSettings, fresh_db: str, prefix: str, tmp_path: Path
+) -> None:
+    dsn = migrated(fresh_db)
+    producer, _, _ = producer_for(services, prefix)
+    from schemas.admin import TopicAdmin
+
+    TopicAdmin(producer.kafka, catalog()).create_all()
+    for spec in catalog():
+        producer.produce(spec.name, example_record(catalog(), spec.name))
+    producer.flush()
+    config = sink_config(tmp_path)
+    proc = run_sink(config, dsn, prefix, "--until-idle", "2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for spec in catalog():
+        assert scalar(dsn, f"SELECT count(*) FROM {spec.name}") == 1, spec.name  # noqa: S608
+    expected_ts = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
+    assert scalar(dsn, "SELECT ts FROM market_trades") == expected_ts
+    assert scalar(dsn, "SELECT ts_ns FROM market_trades") == EXAMPLE_TS_NS
+    assert scalar(dsn, "SELECT cash FROM account_snapshot") == Decimal("1234.500000")
+    assert scalar(dsn, "SELECT jsonb_array_length(legs) FROM orders") == 1
+    assert scalar(dsn, "SELECT payload->>'class' FROM orders") == "otoco"
+    assert scalar(dsn, "SELECT ts_date FROM risk_day") == dt.date(2026, 11, 23)
+    assert scalar(dsn, "SELECT expiration FROM options_chain") == dt.date(2026, 11, 23)
+    assert scalar(dsn, "SELECT limits_snapshot->>'max_trades_per_day' FROM risk_decisions") == "5"
+    # a second run finds nothing new: the stored offsets are the end offsets
+    again = run_sink(config, dsn, prefix, "--until-idle", "2")
+    assert again.returncode == 0
+    assert "sink: 0 rows written" in again.stdout
+    status = run_sink(config, dsn, prefix, "--status")
+    assert "total lag 0" in status.stdout
+
+
+def test_poison_records_go_to_the_dlq_and_the_rest_is_written(
+    services: AppSettings, fresh_db: str, prefix: str, tmp_path: Path
+) -> None:
+    dsn = migrated(fresh_db)
+    producer, kafka, _ = producer_for(services, prefix)
+    from schemas.admin import TopicAdmin
+
+    TopicAdmin(kafka, catalog()).create_all()
+    good = quotes(500)
+    for i, record in enumerate(good):
+        producer.produce("market_quotes", record)
+        if i == 100:
+            producer._send(kafka.topic("market_quotes"), b"not avro at all", b"SPY", 0)
+        if i == 200:
+            producer._send(kafka.topic("market_quotes"), struct.pack(">bI", 0, 987654) + b"\x00", b"SPY", 0)
+    signals = []
+    for i in range(60):
+        record = example_record(catalog(), "signals")
+        record.update(id=f"sig-{i}", ts=EXAMPLE_TS_NS + i, status="weird" if i == 30 else "generated")
+        signals.append(record)
+        producer.produce("signals", record)
+    producer.flush()
+    config = sink_config(tmp_path)
+    proc = run_sink(config, dsn, prefix, "--until-idle", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert scalar(dsn, "SELECT count(*) FROM market_quotes") == 500
+    assert scalar(dsn, "SELECT count(*) FROM signals") == 59
+    assert scalar(dsn, "SELECT count(*) FROM signals WHERE id = 'sig-30'") == 0
+    report = run_sink(config, dsn, prefix, "--dlq-report")
+    assert report.returncode == 0
+    assert "dead letters: 3 in 2 topics" in report.stdout
+    assert "unknown schema id 987654" in report.stdout
+    assert "CheckViolation" in report.stdout
+    assert "unknown magic byte" in report.stdout
+
+
+def test_unknown_topic_is_a_usage_error(services: AppSettings) -> None:
+    proc = scalp("sink", "--topics", "market_trades,nope")
+    assert proc.returncode == 2
+    assert "unknown topic 'nope'" in proc.stderr

@@ -1,0 +1,85 @@
+"""Helpers for sink tests: a migrated fresh database, prefixed topics, producing, running `scalp sink`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from scalp.settings import AppSettings
+from schemas.catalog import catalog
+from schemas.producer import AvroProducer
+from schemas.registry import SchemaRegistry
+from schemas.serde import AvroSerde
+from schemas.settings import KafkaSettings
+from sinks.migrate import migrate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def migrated(dsn: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        migrate(conn)
+    return dsn
+
+
+def sink_config(tmp: Path, instance: str | None = None, **extra: Any) -> Path:
+    lines = ["sink:", "  http_port: 0", "  session_timeout_ms: 6000", "  batch_max_rows: 20000"]
+    if instance:
+        lines.append(f"  instance_id: {instance}")
+    lines += [f"  {k}: {v}" for k, v in extra.items()]
+    path = tmp / f"sink-{instance or 'x'}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sink_env(dsn: str, prefix: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": dsn, "SCALP_TOPIC_PREFIX": prefix}
+
+
+def start_sink(config: Path, dsn: str, prefix: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "scalp.cli", "--config", str(config), "sink", *args],
+        env=sink_env(dsn, prefix),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def producer_for(services: AppSettings, prefix: str) -> tuple[AvroProducer, KafkaSettings, AvroSerde]:
+    kafka = services.kafka.model_copy(update={"topic_prefix": prefix})
+    serde = AvroSerde(SchemaRegistry(services.registry), kafka, catalog())
+    return AvroProducer(kafka, serde), kafka, serde
+
+
+def quotes(n: int, start_ns: int = 1_795_446_000_000_000_000) -> list[dict[str, Any]]:
+    return [
+        {
+            "symbol": "SPY" if i % 3 else "QQQ",
+            "ts": start_ns + i * 1_000_000,
+            "bid": 600.0 + (i % 50) / 100,
+            "ask": 600.01 + (i % 50) / 100,
+            "bid_size": 100,
+            "ask_size": 200,
+            "bid_exchange": 11,
+            "ask_exchange": 12,
+            "conditions": [],
+            "tape": 2,
+            "seq": i,
+            "ts_ingest": start_ns + i * 1_000_000 + 5,
+            "source": "synthetic",
+        }
+        for i in range(n)
+    ]
+
+
+def scalar(dsn: str, query: str, *params: Any) -> Any:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query, params).fetchone()
+        return row[0] if row else None
