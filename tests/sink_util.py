@@ -81,5 +81,5 @@ def quotes(n: int, start_ns: int = 1_795_446_000_000_000_000) -> list[dict[str, 
 
 def scalar(dsn: str, query: str, *params: Any) -> Any:
     with psycopg.connect(dsn) as conn:
-        row = conn.execute(query, params).fetchone()
+        row = conn.execute(query, params or None).fetchone()
         return row[0] if row else None
