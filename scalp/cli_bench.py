@@ -61,3 +61,37 @@ def bench_ingest(ctx: click.Context, events: int, rate: float, seconds: float, n
             click.echo(f"written to {BENCHMARKS_MD}")
 
     guarded(run)()
+
+
+@bench.command("sink")
+@click.option("--rows", type=int, default=500_000, show_default=True, help="Records pre-filled into the topic.")
+@click.option("--naive-rows", type=int, default=20_000, show_default=True, help="Records the naive peer writes.")
+@click.option("--no-write", is_flag=True, help="Print only; do not update BENCHMARKS.md.")
+@click.pass_context
+def bench_sink(ctx: click.Context, rows: int, naive_rows: int, no_write: bool) -> None:
+    """Rows/s into the partitioned, indexed market_quotes with exactly-once on, one worker, with a naive
+    peer and Quix Streams' PostgreSQL sink side by side (Quix is installed into .scalp/bench on first use)."""
+
+    def run() -> None:
+        from benchmarks import sink_bench
+        from schemas.registry import SchemaRegistry
+        from schemas.serde import AvroSerde
+
+        context: Context = ctx.obj
+        settings = context.settings
+        results = sink_bench.run(
+            settings.kafka,
+            lambda kafka: AvroSerde(SchemaRegistry(settings.registry), kafka, context.catalog),
+            context.catalog,
+            settings.database.dsn,
+            settings.registry.url,
+            rows=rows,
+            naive_rows=naive_rows,
+        )
+        text = sink_bench.markdown(results)
+        click.echo(text)
+        if not no_write:
+            write_section("sink", text)
+            click.echo(f"written to {BENCHMARKS_MD}")
+
+    guarded(run)()

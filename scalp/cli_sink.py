@@ -94,7 +94,9 @@ def _run(context: Context, topics: list[str], until_idle: float | None) -> None:
             signal.signal(sig, handler)
         if server is not None:
             server.shutdown()
-    click.echo(f"sink: {worker.state.rows_written} rows written")
+    state = worker.state
+    elapsed = (state.last_commit - state.first_message) if state.first_message and state.last_commit else 0.0
+    click.echo(f"sink: {state.rows_written} rows written in {elapsed:.2f}s (first message to last commit)")
 
 
 def _status(context: Context, topics: list[str]) -> None:

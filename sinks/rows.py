@@ -20,7 +20,6 @@ from psycopg.types.json import Jsonb
 from schemas.catalog import TopicSpec
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US = dt.timedelta(microseconds=1)
 
 
 def ns_to_datetime(ns: int) -> dt.datetime:
@@ -38,7 +37,7 @@ class TableSpec:
     table: str
     columns: tuple[str, ...]
     oids: tuple[int, ...]
-    row: Callable[[dict[str, Any]], tuple[Any, ...]]
+    row: Callable[[dict[str, Any]], list[Any]]
 
     def copy_sql(self) -> psycopg.sql.Composed:
         return psycopg.sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
@@ -57,43 +56,49 @@ def table_spec(conn: psycopg.Connection, spec: TopicSpec) -> TableSpec:
     fields = {f["name"]: f["type"] for f in spec.schema["fields"]}
     columns: list[str] = []
     oids: list[int] = []
-    steps: list[Callable[[dict[str, Any]], Any]] = []
+    sources: list[str] = []
+    fixes: list[tuple[int, Callable[[Any], Any]]] = []
     for name, oid, type_name in rows:
         if name == "ts_ns" and "ts" in fields:
-            steps.append(itemgetter("ts"))
+            sources.append("ts")
         elif name in fields:
-            steps.append(_converter(name, fields[name], type_name))
+            fix = _converter(fields[name], type_name)
+            if fix is not None:
+                fixes.append((len(sources), fix))
+            sources.append(name)
         else:
             continue  # a column the topic does not feed (defaults apply)
         columns.append(name)
         oids.append(oid)
+    getter = itemgetter(*sources)
 
-    def row(record: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(step(record) for step in steps)
+    def row(record: dict[str, Any]) -> list[Any]:
+        values = list(getter(record))
+        for index, fix in fixes:
+            values[index] = fix(values[index])
+        return values
 
     return TableSpec(spec.name, tuple(columns), tuple(oids), row)
 
 
-def _converter(name: str, avro_type: Any, pg_type: str) -> Callable[[dict[str, Any]], Any]:
+def _nanos(value: Any) -> Any:
+    return None if value is None else EPOCH + dt.timedelta(microseconds=value // 1000)
+
+
+def _jsonb(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = orjson.loads(value)  # JSON text carried in a string field
+    return Jsonb(value, dumps=_dumps)
+
+
+def _converter(avro_type: Any, pg_type: str) -> Callable[[Any], Any] | None:
     if _is_nanos(avro_type):
-
-        def nanos(record: dict[str, Any]) -> Any:
-            value = record[name]
-            return None if value is None else EPOCH + dt.timedelta(microseconds=value // 1000)
-
-        return nanos
+        return _nanos
     if pg_type == "jsonb":
-
-        def jsonb(record: dict[str, Any]) -> Any:
-            value = record[name]
-            if value is None:
-                return None
-            if isinstance(value, str):
-                value = orjson.loads(value)  # JSON text carried in a string field
-            return Jsonb(value, dumps=_dumps)
-
-        return jsonb
-    return itemgetter(name)
+        return _jsonb
+    return None
 
 
 def _dumps(obj: Any) -> str:

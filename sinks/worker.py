@@ -52,6 +52,8 @@ class WorkerState:
     last_error: str | None = None
     buffered: int = 0
     rows_written: int = 0
+    first_message: float | None = None  # monotonic time of the first message taken
+    last_commit: float | None = None  # monotonic time of the last successful batch commit
 
 
 class SinkWorker:
@@ -89,6 +91,8 @@ class SinkWorker:
                 "partition.assignment.strategy": "range",
                 "max.poll.interval.ms": 600_000,
                 "fetch.max.bytes": 52_428_800,
+                "max.partition.fetch.bytes": 16_777_216,
+                "queued.min.messages": 200_000,
                 "session.timeout.ms": settings.session_timeout_ms,
                 **({"group.instance.id": settings.instance_id} if settings.instance_id else {}),
             }
@@ -154,6 +158,8 @@ class SinkWorker:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
             return
+        if self.state.first_message is None:
+            self.state.first_message = time.monotonic()
         physical, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
         topic = self.physical[physical]
         value = msg.value()
@@ -172,6 +178,10 @@ class SinkWorker:
 
     def _decode(self, value: bytes, topic: str) -> dict[str, Any]:
         """Decode; while the registry is unreachable (a schema id not seen yet), wait and retry."""
+        try:
+            return self.serde.decode(value, topic)
+        except RetryableError:
+            pass
         backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
         while True:
             try:
@@ -182,6 +192,9 @@ class SinkWorker:
                 self._stop.wait(delay)
 
     def _spec(self, topic: str) -> TableSpec:
+        spec = self.writer.specs.get(topic)
+        if spec is not None:
+            return spec
         backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
         while True:
             try:
@@ -263,7 +276,7 @@ class SinkWorker:
                 self.metrics.duplicates.inc(result.duplicates)
             self._commit_informational()
             self.state.last_error = None
-            self.state.last_flush = time.monotonic()
+            self.state.last_flush = self.state.last_commit = time.monotonic()
             break
         if self.state.paused:
             self._pause(False)

@@ -47,7 +47,7 @@ class Pending:
     """A decoded message waiting to be written (``meta`` is kept for the dead-letter queue)."""
 
     topic: str  # catalog topic (= table)
-    row: tuple[Any, ...]
+    row: list[Any]
     ts_ns: int
     meta: Any
 
