@@ -133,6 +133,45 @@ def db_migrate(ctx: click.Context) -> None:
     )
 
 
+@db.command("maintain")
+@click.option("--retention-days", type=int, default=30, show_default=True, help="Keep ticks this many days.")
+@click.option(
+    "--archive-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the ticks about to be dropped to Parquet here first (verified before dropping).",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would happen; change nothing.")
+@click.pass_context
+@guarded
+def db_maintain(ctx: click.Context, retention_days: int, archive_dir: Path | None, dry_run: bool) -> None:
+    """Tick retention (after a minute-bar rollup and an optional Parquet archive), partition upkeep on plain
+    PostgreSQL, compression on TimescaleDB. Schedule it daily (docs/operations.md)."""
+    import datetime as dt
+
+    from sinks.db import connect
+    from sinks.maintain import maintain
+
+    if retention_days < 1:
+        raise ConfigError("--retention-days must be at least 1")
+    with connect(ctx.obj.settings.database) as conn:
+        report = maintain(conn, retention_days, archive_dir, dry_run, dt.datetime.now(dt.UTC))
+    verb = "would" if dry_run else "did"
+    click.echo(
+        f"maintain ({report.flavour}, cutoff {report.cutoff:%Y-%m-%d} UTC, {'dry run' if dry_run else 'applied'}):"
+    )
+    click.echo(f"  rollup: {verb} write {report.rolled_up_bars} minute bars (aggregated_from=trades_rollup)")
+    for table, rows in report.to_drop.items():
+        done = report.dropped.get(table)
+        click.echo(f"  {table}: {rows} rows older than the cutoff" + (f", {done} dropped" if done is not None else ""))
+    if report.archived:
+        click.echo(f"  archive: {len(report.archived)} Parquet files, {sum(report.archived.values())} rows")
+    if report.partitions:
+        click.echo(f"  dropped partitions/chunks: {len(report.partitions)}")
+    if report.compressed:
+        click.echo(f"  compression jobs run: {report.compressed}")
+
+
 # --- topics ------------------------------------------------------------------------------------
 
 

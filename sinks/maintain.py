@@ -1,0 +1,203 @@
+"""`scalp db maintain`: tick retention with a minute-bar rollup and an optional Parquet archive first,
+partition upkeep (plain PostgreSQL, pg_partman) or compression (TimescaleDB).
+
+Order, per run: roll trades older than the cutoff into ``bars_1m`` (aggregated_from='trades_rollup'),
+archive the ticks about to go (one Parquet file per table, symbol and day; each file's row count is
+checked against the table before anything is dropped), then drop them. The cutoff is a whole UTC day.
+A dry run reports what would happen and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from schemas.errors import FatalError
+
+log = logging.getLogger(__name__)
+TICK_TABLES = ("market_trades", "market_quotes")
+CONDITIONS_FILE = Path(__file__).resolve().parents[1] / "config" / "trade_conditions.yaml"
+
+
+@cache
+def excluded_codes() -> tuple[list[int], list[int]]:
+    """(codes that may not set OHLC, codes that do not count in volume), from the condition table."""
+    rules = yaml.safe_load(CONDITIONS_FILE.read_text())["conditions"]
+    no_price = sorted(int(k) for k, v in rules.items() if not (v["updates_high_low"] and v["updates_last"]))
+    no_volume = sorted(int(k) for k, v in rules.items() if not v["updates_volume"])
+    return no_price, no_volume
+
+
+@dataclass
+class MaintainReport:
+    cutoff: dt.datetime
+    flavour: str
+    dry_run: bool
+    rolled_up_bars: int = 0
+    archived: dict[str, int] = field(default_factory=dict)  # file -> rows
+    to_drop: dict[str, int] = field(default_factory=dict)  # table -> rows older than the cutoff
+    dropped: dict[str, int] = field(default_factory=dict)
+    partitions: list[str] = field(default_factory=list)
+    compressed: int = 0
+
+
+_ROLLUP = """
+INSERT INTO bars_1m (symbol, ts, ts_ns, ts_end, o, h, l, c, v, vwap, trades, aggregated_from, ts_ingest)
+SELECT symbol, minute, (extract(epoch FROM minute) * 1e9)::bigint, minute + interval '1 minute',
+       (array_agg(price ORDER BY ts, seq) FILTER (WHERE price_ok))[1],
+       max(price) FILTER (WHERE price_ok), min(price) FILTER (WHERE price_ok),
+       (array_agg(price ORDER BY ts DESC, seq DESC) FILTER (WHERE price_ok))[1],
+       coalesce(sum(size) FILTER (WHERE volume_ok), 0),
+       sum(price * size) FILTER (WHERE volume_ok) / nullif(sum(size) FILTER (WHERE volume_ok), 0),
+       count(*) FILTER (WHERE volume_ok), 'trades_rollup', now()
+FROM (SELECT symbol, date_trunc('minute', ts) AS minute, ts, seq, price, size,
+             NOT (conditions && %(no_price)s::int[]) AS price_ok,
+             NOT (conditions && %(no_volume)s::int[]) AS volume_ok
+      FROM market_trades WHERE ts < %(cutoff)s) t
+GROUP BY symbol, minute
+HAVING count(*) FILTER (WHERE price_ok) > 0
+ON CONFLICT DO NOTHING
+"""
+
+
+def flavour_of(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return "timescale" if row and row[0] else "plain"
+
+
+def maintain(
+    conn: psycopg.Connection, retention_days: int, archive_dir: Path | None, dry_run: bool, now: dt.datetime
+) -> MaintainReport:
+    """One maintenance pass (``now`` is the wall clock of the run; retention is about data age)."""
+    cutoff = dt.datetime.combine((now - dt.timedelta(days=retention_days)).date(), dt.time(), tzinfo=dt.UTC)
+    report = MaintainReport(cutoff, flavour_of(conn), dry_run)
+    for table in TICK_TABLES:
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE ts < %s").format(sql.Identifier(table)), (cutoff,)
+        ).fetchone()
+        report.to_drop[table] = int(row[0]) if row else 0
+    no_price, no_volume = excluded_codes()
+    params = {"cutoff": cutoff, "no_price": no_price, "no_volume": no_volume}
+    if dry_run:
+        row = conn.execute(
+            "SELECT count(DISTINCT (symbol, date_trunc('minute', ts))) FROM market_trades WHERE ts < %s", (cutoff,)
+        ).fetchone()
+        report.rolled_up_bars = int(row[0]) if row else 0
+        conn.rollback()
+        return report
+    with conn.transaction():
+        report.rolled_up_bars = conn.execute(_ROLLUP, params).rowcount
+    if archive_dir is not None:
+        for table in TICK_TABLES:
+            report.archived.update(archive(conn, table, cutoff, archive_dir))
+    for table in TICK_TABLES:
+        report.dropped[table] = drop_older(conn, table, cutoff, retention_days, report)
+    if report.flavour == "timescale":
+        report.compressed = compress(conn)
+    else:
+        conn.execute("SELECT partman.run_maintenance()")
+        conn.commit()
+    return report
+
+
+def archive(conn: psycopg.Connection, table: str, cutoff: dt.datetime, root: Path) -> dict[str, int]:
+    """Write one Parquet file per symbol and UTC day older than the cutoff; verify counts; return file -> rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    days = conn.execute(
+        sql.SQL(
+            "SELECT symbol, date_trunc('day', ts AT TIME ZONE 'UTC')::date, count(*) FROM {} "
+            "WHERE ts < %s GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(sql.Identifier(table)),
+        (cutoff,),
+    ).fetchall()
+    written: dict[str, int] = {}
+    for symbol, day, expected in days:
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT * FROM {} WHERE symbol = %s AND ts >= %s AND ts < %s ORDER BY ts").format(
+                    sql.Identifier(table)
+                ),
+                (symbol, start, start + dt.timedelta(days=1)),
+            )
+            names = [d.name for d in cur.description or []]
+            rows = cur.fetchall()
+        columns: dict[str, list[Any]] = {name: [r[i] for r in rows] for i, name in enumerate(names)}
+        path = root / table / symbol / f"{day.isoformat()}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".parquet.tmp")
+        pq.write_table(pa.table(columns), tmp)
+        found = pq.read_metadata(tmp).num_rows
+        if found != expected or len(rows) != expected:
+            tmp.unlink(missing_ok=True)
+            raise FatalError(
+                f"archive of {table} {symbol} {day}: {found} rows in the file, {expected} in the "
+                f"table; nothing was dropped"
+            )
+        tmp.replace(path)
+        written[str(path)] = found
+        log.info("archived %d rows of %s %s %s to %s", found, table, symbol, day, path)
+    conn.commit()
+    return written
+
+
+def drop_older(
+    conn: psycopg.Connection, table: str, cutoff: dt.datetime, retention_days: int, report: MaintainReport
+) -> int:
+    """Remove rows older than the cutoff: whole partitions/chunks where possible, then the remainder."""
+    dropped = 0
+    if report.flavour == "timescale":
+        chunks = conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s)", (table, cutoff)).fetchall()
+        report.partitions += [str(c[0]) for c in chunks]
+    else:
+        children = conn.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+            (table,),
+        ).fetchall()
+        for name, bound in children:
+            upper = _upper_bound(conn, bound)
+            if upper is not None and upper <= cutoff:
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
+                dropped += int(row[0]) if row else 0
+                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+                report.partitions.append(name)
+        conn.execute(
+            "UPDATE partman.part_config SET retention = %s, retention_keep_table = false WHERE parent_table = %s",
+            (f"{retention_days} days", f"public.{table}"),
+        )
+    cur = conn.execute(sql.SQL("DELETE FROM {} WHERE ts < %s").format(sql.Identifier(table)), (cutoff,))
+    dropped += max(cur.rowcount, 0)
+    conn.commit()
+    return dropped
+
+
+def _upper_bound(conn: psycopg.Connection, bound: str | None) -> dt.datetime | None:
+    """The TO (...) value of a range partition bound, or None for the default partition."""
+    if not bound or "TO (" not in bound:
+        return None
+    literal = bound.split("TO (", 1)[1].rsplit(")", 1)[0].strip().strip("'")
+    row = conn.execute("SELECT %s::timestamptz", (literal,)).fetchone()
+    return row[0] if row else None
+
+
+def compress(conn: psycopg.Connection) -> int:
+    """TimescaleDB: run the compression policies now (they also run on their own schedule)."""
+    jobs = conn.execute(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'"
+    ).fetchall()
+    conn.commit()
+    for (job,) in jobs:
+        conn.execute("CALL run_job(%s)", (job,))
+        conn.commit()
+    return len(jobs)
