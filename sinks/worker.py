@@ -110,8 +110,12 @@ class SinkWorker:
             list(self.physical), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
         idle_since = time.monotonic()
+        next_lag = time.monotonic() + 1
         try:
             while not self._stop.is_set():
+                if time.monotonic() >= next_lag:
+                    next_lag = time.monotonic() + 5
+                    self._update_lag()
                 room = self.settings.max_buffered_records - self.batch.size
                 messages = (
                     self.consumer.consume(num_messages=max(1, min(10_000, room)), timeout=0.2) if room > 0 else []
@@ -354,6 +358,13 @@ class SinkWorker:
         log.info("revoked %d partitions", len(partitions))
 
     # --- lag -------------------------------------------------------------------------------------
+
+    def _update_lag(self) -> None:
+        try:
+            for (topic, partition), lag in self.lag().items():
+                self.metrics.lag.labels(topic, str(partition)).set(lag)
+        except Exception as exc:  # monitoring must never stop the worker
+            log.debug("lag update failed: %s", exc)
 
     def lag(self) -> dict[tuple[str, int], int]:
         out = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import struct
 import uuid
 from collections.abc import Iterator
@@ -108,3 +109,54 @@ def test_unknown_topic_is_a_usage_error(services: AppSettings) -> None:
     proc = scalp("sink", "--topics", "market_trades,nope")
     assert proc.returncode == 2
     assert "unknown topic 'nope'" in proc.stderr
+
+
+def test_health_and_metrics_endpoints(services: AppSettings, fresh_db: str, prefix: str, tmp_path: Path) -> None:
+    import socket
+    import time
+
+    import requests
+
+    from tests.sink_util import start_sink
+
+    dsn = migrated(fresh_db)
+    producer, kafka, _ = producer_for(services, prefix)
+    from schemas.admin import TopicAdmin
+
+    TopicAdmin(kafka, catalog()).create_all()
+    for record in quotes(1000):
+        producer.produce("market_quotes", record)
+    producer.flush()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = sink_config(tmp_path, http_port=port)
+    config.write_text(config.read_text().replace("  http_port: 0\n", ""))
+    proc = start_sink(config, dsn, prefix)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if scalar(dsn, "SELECT count(*) FROM market_quotes") == 1000:
+                    break
+            except Exception:  # noqa: S110 (table being written)
+                pass
+            time.sleep(0.5)
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
+        assert health.json()["rows_written"] == 1000
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'scalp_sink_rows_written_total{table="market_quotes"} 1000.0' in metrics
+        assert "scalp_sink_batch_seconds_bucket" in metrics
+        lag_line = rf'scalp_sink_consumer_lag{{partition="\d",topic="{prefix}market_quotes"}} 0\.0'
+        deadline = time.monotonic() + 30  # the lag gauge is refreshed every 10 s
+        while not re.search(lag_line, metrics) and time.monotonic() < deadline:
+            time.sleep(1)
+            metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert re.search(lag_line, metrics), out[-3000:]
+    assert proc.returncode == 0, out[-2000:]
+    assert "flushing and leaving the group" in out
