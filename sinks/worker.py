@@ -367,9 +367,13 @@ class SinkWorker:
             log.debug("lag update failed: %s", exc)
 
     def lag(self) -> dict[tuple[str, int], int]:
+        """Messages not yet stored, per assigned partition, from the high watermarks the fetches carry
+        (cached: never blocks the consume loop). Partitions not fetched yet are left out."""
         out = {}
         for topic, partition in self.state.assigned:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high < 0:
+                continue
             stored = self.writer.expected.get((topic, partition)) or 0
             out[(topic, partition)] = max(0, high - stored)
         return out
