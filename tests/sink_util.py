@@ -28,7 +28,14 @@ def migrated(dsn: str) -> str:
 
 
 def sink_config(tmp: Path, instance: str | None = None, **extra: Any) -> Path:
-    lines = ["sink:", "  http_port: 0", "  session_timeout_ms: 6000", "  batch_max_rows: 20000"]
+    """A config for sink processes of one test: its own consumer group (tests must not share one)."""
+    lines = [
+        "sink:",
+        "  http_port: 0",
+        "  session_timeout_ms: 6000",
+        "  batch_max_rows: 20000",
+        f"  group_id: test-{tmp.name}",
+    ]
     if instance:
         lines.append(f"  instance_id: {instance}")
     lines += [f"  {k}: {v}" for k, v in extra.items()]

@@ -93,3 +93,31 @@ def test_continuous_aggregate_answers_a_time_bucket_query(conn: psycopg.Connecti
         "SELECT time_bucket(INTERVAL '1 minute', ts) AS b, sum(size) FROM market_trades GROUP BY b ORDER BY b"
     ).fetchall()
     assert [row[1] for row in direct] == [500, 50]
+
+
+def test_maintain_drops_old_chunks_after_rollup(conn: psycopg.Connection) -> None:
+    import datetime as dt
+
+    from sinks.maintain import maintain
+
+    migrate(conn)
+    now = dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)
+    for back in (40, 35, 10):
+        ts = now - dt.timedelta(days=back)
+        for k in range(3):
+            conn.execute(
+                "INSERT INTO market_trades (symbol, ts, ts_ns, price, size, exchange, seq, trade_id, ts_ingest) "
+                "VALUES ('QQQ', %s, 0, %s, 10, 4, %s, %s, now())",
+                (ts + dt.timedelta(seconds=k), 500.0 + k, back * 10 + k, f"q{back}-{k}"),
+            )
+    report = maintain(conn, 30, None, False, now)
+    assert report.flavour == "timescale"
+    assert report.to_drop["market_trades"] == 6
+    assert report.partitions, "old chunks are dropped whole"
+    assert report.compressed >= 1
+    remaining = conn.execute("SELECT count(*) FROM market_trades WHERE symbol = 'QQQ'").fetchone()
+    assert remaining == (3,)
+    bars = conn.execute(
+        "SELECT count(*), sum(v) FROM bars_1m WHERE symbol = 'QQQ' AND aggregated_from = 'trades_rollup'"
+    ).fetchone()
+    assert bars == (2, 60)
