@@ -105,3 +105,17 @@ def fresh_db(services: AppSettings) -> Iterator[str]:
     yield urlunsplit(parts._replace(path=f"/{name}"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def prefix(services: AppSettings) -> Iterator[str]:
+    """A unique topic prefix for one test; every topic created under it is deleted afterwards."""
+    from confluent_kafka.admin import AdminClient
+
+    value = f"t{uuid.uuid4().hex[:8]}_"
+    yield value
+    admin = AdminClient({"bootstrap.servers": services.kafka.bootstrap_servers})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(value)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()

@@ -65,25 +65,10 @@ def producer_for(services: AppSettings, prefix: str) -> tuple[AvroProducer, Kafk
     return AvroProducer(kafka, serde), kafka, serde
 
 
-def quotes(n: int, start_ns: int = 1_795_446_000_000_000_000) -> list[dict[str, Any]]:
-    return [
-        {
-            "symbol": "SPY" if i % 3 else "QQQ",
-            "ts": start_ns + i * 1_000_000,
-            "bid": 600.0 + (i % 50) / 100,
-            "ask": 600.01 + (i % 50) / 100,
-            "bid_size": 100,
-            "ask_size": 200,
-            "bid_exchange": 11,
-            "ask_exchange": 12,
-            "conditions": [],
-            "tape": 2,
-            "seq": i,
-            "ts_ingest": start_ns + i * 1_000_000 + 5,
-            "source": "synthetic",
-        }
-        for i in range(n)
-    ]
+def quotes(n: int) -> list[dict[str, Any]]:
+    from benchmarks.sink_bench import quote_records
+
+    return list(quote_records(n))
 
 
 def scalar(dsn: str, query: str, *params: Any) -> Any:

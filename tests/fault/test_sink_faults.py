@@ -10,8 +10,6 @@ import random
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,19 +22,6 @@ from tests.proxy import CuttableProxy
 from tests.sink_util import migrated, producer_for, quotes, scalar, sink_config, start_sink
 
 pytestmark = pytest.mark.fault
-
-
-@pytest.fixture
-def prefix(services: AppSettings) -> Iterator[str]:
-    value = f"flt{uuid.uuid4().hex[:8]}_"
-    yield value
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": services.kafka.bootstrap_servers})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(value)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            future.result()
 
 
 def fill(services: AppSettings, prefix: str, n: int) -> None:

@@ -7,11 +7,9 @@ import datetime as dt
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
@@ -26,19 +24,6 @@ from tests.cli_util import scalp
 DAY = dt.date(2026, 11, 20)
 KEY = "test-key-" + uuid.uuid4().hex[:8]
 WINDOW = ("09:30", "09:34")
-
-
-@pytest.fixture
-def prefix(services: AppSettings) -> Iterator[str]:
-    value = f"ing{uuid.uuid4().hex[:8]}_"
-    yield value
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": services.kafka.bootstrap_servers})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(value)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            future.result()
 
 
 def server_args(*extra: str, symbols: str = "SPY,QQQ", window: tuple[str, str] = WINDOW) -> list[str]:

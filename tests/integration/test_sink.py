@@ -5,31 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import struct
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-
-import pytest
 
 from scalp.settings import AppSettings
 from schemas.catalog import catalog
 from schemas.examples import EXAMPLE_TS_NS, example_record
 from tests.cli_util import scalp
 from tests.sink_util import migrated, producer_for, quotes, scalar, sink_config
-
-
-@pytest.fixture
-def prefix(services: AppSettings) -> Iterator[str]:
-    value = f"snk{uuid.uuid4().hex[:8]}_"
-    yield value
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": services.kafka.bootstrap_servers})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(value)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            future.result()
 
 
 def run_sink(config: Path, dsn: str, prefix: str, *args: str) -> object:
