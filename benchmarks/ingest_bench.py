@@ -266,10 +266,7 @@ def run(
             results["naive_latency"] = naive_steady
             results["total_generated"] = total
     finally:
-        names = [n for n in admin.admin.list_topics(timeout=10).topics if n.startswith(prefix)]
-        for future in admin.admin.delete_topics(names, operation_timeout=60).values():
-            with contextlib.suppress(Exception):
-                future.result()
+        admin.delete_prefixed(prefix)
     return results
 
 

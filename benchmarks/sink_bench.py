@@ -294,10 +294,7 @@ def run(
             except (RuntimeError, subprocess.SubprocessError) as exc:
                 results["quix"] = SinkResult("Quix Streams PostgreSQLSink", 0, 0.0, note=f"failed: {exc}"[:300])
     finally:
-        names = [n for n in admin.admin.list_topics(timeout=10).topics if n.startswith(prefix)]
-        for future in admin.admin.delete_topics(names, operation_timeout=60).values():
-            with contextlib.suppress(Exception):
-                future.result()
+        admin.delete_prefixed(prefix)
     return results
 
 

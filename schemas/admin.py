@@ -103,6 +103,20 @@ class TopicAdmin:
                 raise RetryableError(f"topics without a leader after {timeout_s:.0f}s: {', '.join(waiting[:5])}")
             time.sleep(0.1)
 
+    def delete_prefixed(self, prefix: str, timeout_s: float = 60.0) -> list[str]:
+        """Delete every topic whose name starts with ``prefix`` (scratch topics of tests and benchmarks)."""
+        if not prefix:
+            raise ConfigError("refusing to delete topics without a prefix")
+        names = [n for n in self._existing(timeout_s) if n.startswith(prefix)]
+        if names:
+            for future in self.admin.delete_topics(names, operation_timeout=timeout_s).values():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                        raise RetryableError(f"deleting topics with prefix {prefix}: {exc}") from exc
+        return names
+
     def _existing(self, timeout_s: float) -> dict[str, int]:
         try:
             meta = self.admin.list_topics(timeout=timeout_s)

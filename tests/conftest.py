@@ -110,12 +110,8 @@ def fresh_db(services: AppSettings) -> Iterator[str]:
 @pytest.fixture
 def prefix(services: AppSettings) -> Iterator[str]:
     """A unique topic prefix for one test; every topic created under it is deleted afterwards."""
-    from confluent_kafka.admin import AdminClient
+    from schemas.admin import TopicAdmin
 
     value = f"t{uuid.uuid4().hex[:8]}_"
     yield value
-    admin = AdminClient({"bootstrap.servers": services.kafka.bootstrap_servers})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(value)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            future.result()
+    TopicAdmin(services.kafka, catalog()).delete_prefixed(value)

@@ -63,28 +63,24 @@ class PolygonRest:
 
     def trades(self, symbol: str, gte_ns: int, lte_ns: int) -> Iterator[dict[str, Any]]:
         """Trades with gte_ns <= sip_timestamp <= lte_ns, oldest first."""
-        rows = self.client.list_trades(
-            symbol,
-            timestamp_gte=gte_ns,
-            timestamp_lte=lte_ns,
-            order="asc",
-            sort="timestamp",
-            limit=self.settings.rest_page_limit,
-        )
+        rows = self.client.list_trades(symbol, **self._window(gte_ns, lte_ns))
         for row in self._pages(f"trades {symbol}", rows):
             yield parsing.rest_trade(symbol, row, self.clock_ns())
 
     def quotes(self, symbol: str, gte_ns: int, lte_ns: int) -> Iterator[dict[str, Any]]:
-        rows = self.client.list_quotes(
-            symbol,
-            timestamp_gte=gte_ns,
-            timestamp_lte=lte_ns,
-            order="asc",
-            sort="timestamp",
-            limit=self.settings.rest_page_limit,
-        )
+        """Quotes with gte_ns <= sip_timestamp <= lte_ns, oldest first."""
+        rows = self.client.list_quotes(symbol, **self._window(gte_ns, lte_ns))
         for row in self._pages(f"quotes {symbol}", rows):
             yield parsing.rest_quote(symbol, row, self.clock_ns())
+
+    def _window(self, gte_ns: int, lte_ns: int) -> dict[str, Any]:
+        return {
+            "timestamp_gte": gte_ns,
+            "timestamp_lte": lte_ns,
+            "order": "asc",
+            "sort": "timestamp",
+            "limit": self.settings.rest_page_limit,
+        }
 
     def minute_bars(self, symbol: str, from_ms: int, to_ms: int) -> Iterator[dict[str, Any]]:
         """Minute bars whose start lies in [from_ms, to_ms], oldest first."""
