@@ -101,3 +101,17 @@ def test_keys_follow_the_catalog(cat: Catalog) -> None:
     assert serde.key("market_trades", example_record(cat, "market_trades")) == b"SPY"
     assert serde.key("risk_day", example_record(cat, "risk_day")) == b"2026-11-23"
     assert serde.key("risk_decisions", example_record(cat, "risk_decisions")) == b"signal_id-1"
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_wire_schema_gives_the_same_bytes_as_the_annotated_schema(topic: str) -> None:
+    import io
+
+    import fastavro
+
+    cat = catalog()
+    serde, _ = make_serde(cat)
+    record = example_record(cat, topic)
+    annotated = io.BytesIO()
+    fastavro.schemaless_writer(annotated, fastavro.parse_schema(cat[topic].schema), record)
+    assert serde.encode(topic, record)[5:] == annotated.getvalue()
