@@ -81,8 +81,8 @@ class Kafka(ProcessService):
                     *self._java(),
                     "kafka.tools.StorageTool",
                     "format",
-                    "--cluster-id",
-                    cluster_file.read_text().strip(),
+                    # "=" form: a base64url id may start with "-", which argparse would take for an option
+                    f"--cluster-id={cluster_file.read_text().strip()}",
                     "--config",
                     str(self.config),
                     "--ignore-formatted",

@@ -41,3 +41,18 @@ def test_demo_round_trips_every_topic(local_stack) -> None:  # type: ignore[no-u
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "demo: 14/14 topics round-tripped identically" in proc.stdout
     assert proc.stdout.count("identical") >= 15
+
+
+def test_kraft_format_accepts_a_cluster_id_starting_with_a_dash(local_stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Random base64url cluster ids start with '-' one time in 64; the storage tool must still format."""
+    import shutil
+
+    from scalp.stack.kafka import Kafka
+    from scalp.stack.settings import StackSettings
+
+    kafka = Kafka(StackSettings(state_dir=tmp_path))
+    kafka.home.mkdir(parents=True)
+    shutil.copytree(local_stack.kafka.lib, kafka.lib)
+    (kafka.home / "cluster.id").write_text("-AbCdEfGhIjKlMnOpQrStU")
+    kafka.prepare()
+    assert "cluster.id=-AbCdEfGhIjKlMnOpQrStU" in (kafka.data / "meta.properties").read_text()
