@@ -79,6 +79,7 @@ class SinkWorker:
         self.batch = Batch()
         self.batch_started = time.monotonic()
         self._stop = threading.Event()
+        self._idle_reset = False  # set on assignment: idleness counts from when there is work to wait for
         self._dlq = Producer({**kafka.client_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
         self._dlq_failures: list[str] = []
         self.consumer = Consumer(
@@ -122,14 +123,16 @@ class SinkWorker:
                 )
                 for msg in messages:
                     self._take(msg)
-                if messages:
+                if messages or self._idle_reset:
                     idle_since = time.monotonic()
+                    self._idle_reset = False
                 due = time.monotonic() - self.batch_started >= self.settings.batch_max_ms / 1000
                 if self.batch.size >= self.settings.batch_max_rows or (due and self.batch.offsets) or room <= 0:
                     self.flush()
                 elif (
                     not messages
                     and idle_exit_s is not None
+                    and self.state.assigned  # not while still waiting for the group to assign partitions
                     and not self.batch.offsets
                     and time.monotonic() - idle_since >= idle_exit_s
                 ):
@@ -343,6 +346,7 @@ class SinkWorker:
             tp.offset = stored.get((tp.topic, tp.partition), -2)  # -2: OFFSET_BEGINNING
         consumer.assign(partitions)
         self.state.assigned = keys
+        self._idle_reset = True
         log.info("assigned %s", ", ".join(f"{t}[{p}]@{stored.get((t, p), 'start')}" for t, p in keys))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

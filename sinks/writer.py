@@ -109,7 +109,16 @@ class PgWriter:
         if self.conn is not None and not self.conn.closed:
             return self.conn
         try:
-            conn = psycopg.connect(self.db.dsn, connect_timeout=self.db.connect_timeout_s)
+            # keepalives: a connection that silently died (network partition) fails instead of hanging
+            conn = psycopg.connect(
+                self.db.dsn,
+                connect_timeout=self.db.connect_timeout_s,
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                tcp_user_timeout=30_000,
+            )
         except psycopg.OperationalError as exc:
             raise RetryableError(f"database {self.db.safe_url} unreachable: {_reason(exc)}") from None
         row = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()

@@ -58,6 +58,9 @@ class CuttableProxy:
         for sock in live:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            # shutdown wakes the pipe threads blocked in recv(); close alone would not (they hold the socket)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
         self.cuts += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def sink_config(tmp: Path, instance: str | None = None, **extra: Any) -> Path:
         "  http_port: 0",
         "  session_timeout_ms: 6000",
         "  batch_max_rows: 20000",
-        f"  group_id: test-{tmp.name}",
+        f"  group_id: test-{uuid.uuid5(uuid.NAMESPACE_URL, str(tmp)).hex[:12]}",
     ]
     if instance:
         lines.append(f"  instance_id: {instance}")
