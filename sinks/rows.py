@@ -3,6 +3,11 @@
 The column list comes from the table itself (information_schema order), so a column added by a
 migration is written as soon as the topic carries the field. Conversions: timestamp-nanos -> timestamptz
 (exact, microseconds), ``ts`` additionally -> ``ts_ns`` bigint, nested records and JSON strings -> jsonb.
+
+Hot path: COPY is binary, and the binary form of timestamptz is an int8 of microseconds since
+2000-01-01 UTC (PostgreSQL's ``timestamptz_recv``, which also range-checks it). A timestamp-nanos field
+going into a timestamptz column is therefore sent as that int8 (typed int8 for psycopg's C dumper),
+not built into a datetime first: about 1 us less per timestamp, same stored value.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from psycopg.types.json import Jsonb
 from schemas.catalog import TopicSpec
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in microseconds since 1970
+INT8_OID = 20
+TIMESTAMPTZ_OID = 1184
 
 
 def ns_to_datetime(ns: int) -> dt.datetime:
@@ -36,7 +44,7 @@ def _is_nanos(avro_type: Any) -> bool:
 class TableSpec:
     table: str
     columns: tuple[str, ...]
-    oids: tuple[int, ...]
+    oids: tuple[int, ...]  # the types psycopg dumps the row values as (COPY BINARY wire types)
     row: Callable[[dict[str, Any]], list[Any]]
 
     def copy_sql(self) -> psycopg.sql.Composed:
@@ -65,6 +73,8 @@ def table_spec(conn: psycopg.Connection, spec: TopicSpec) -> TableSpec:
             fix = _converter(fields[name], type_name)
             if fix is not None:
                 fixes.append((len(sources), fix))
+            if fix is _pg_micros:
+                oid = INT8_OID  # timestamptz's binary wire form (see the module docstring)
             sources.append(name)
         else:
             continue  # a column the topic does not feed (defaults apply)
@@ -85,6 +95,11 @@ def _nanos(value: Any) -> Any:
     return None if value is None else EPOCH + dt.timedelta(microseconds=value // 1000)
 
 
+def _pg_micros(value: Any) -> Any:
+    """Nanoseconds since 1970 -> the binary COPY form of timestamptz (microseconds since 2000, floored)."""
+    return None if value is None else value // 1000 - PG_EPOCH_US
+
+
 def _jsonb(value: Any) -> Any:
     if value is None:
         return None
@@ -95,7 +110,7 @@ def _jsonb(value: Any) -> Any:
 
 def _converter(avro_type: Any, pg_type: str) -> Callable[[Any], Any] | None:
     if _is_nanos(avro_type):
-        return _nanos
+        return _pg_micros if pg_type == "timestamp with time zone" else _nanos
     if pg_type == "jsonb":
         return _jsonb
     return None

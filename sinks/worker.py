@@ -32,18 +32,6 @@ from .writer import Batch, FencedError, Pending, PgWriter
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Meta:
-    """What the dead-letter queue needs of the original message."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] | None
-
-
 @dataclass
 class WorkerState:
     assigned: list[tuple[str, int]] = field(default_factory=list)
@@ -54,6 +42,11 @@ class WorkerState:
     rows_written: int = 0
     first_message: float | None = None  # monotonic time of the first message taken
     last_commit: float | None = None  # monotonic time of the last successful batch commit
+
+
+def _source(pending: Pending) -> tuple[str, int]:
+    """(physical topic, partition) a pending row was read from."""
+    return pending.meta.topic(), pending.meta.partition()
 
 
 class SinkWorker:
@@ -167,21 +160,21 @@ class SinkWorker:
             return
         if self.state.first_message is None:
             self.state.first_message = time.monotonic()
-        physical, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
+        physical: str = msg.topic()  # type: ignore[assignment]
         topic = self.physical[physical]
         value = msg.value()
-        meta = Meta(physical, partition, offset, msg.key(), value, msg.headers())  # type: ignore[arg-type]
-        self.batch.offsets[(physical, partition)] = offset + 1
+        self.batch.offsets[(physical, msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
         try:
             if value is None:
                 raise SerializationError(topic, None, "empty value (tombstone)")
             record = self._decode(value, topic)
-            spec = self._spec(topic)
-            self.batch.add(Pending(topic, spec.row(record), int(record.get("ts") or 0), meta))
+            spec = self.writer.specs.get(topic) or self._spec(topic)
+            # the message itself is kept (not copied into a smaller object): the DLQ needs it only rarely
+            self.batch.add(Pending(topic, spec.row(record), record.get("ts") or 0, msg))
         except SerializationError as exc:
-            self._dead_letter(meta, str(exc))
+            self._dead_letter(msg, str(exc))
         except (KeyError, TypeError, ValueError) as exc:
-            self._dead_letter(meta, f"{topic}: record does not fit table {topic}: {type(exc).__name__}: {exc}")
+            self._dead_letter(msg, f"{topic}: record does not fit table {topic}: {type(exc).__name__}: {exc}")
 
     def _decode(self, value: bytes, topic: str) -> dict[str, Any]:
         """Decode; while the registry is unreachable (a schema id not seen yet), wait and retry."""
@@ -212,17 +205,18 @@ class SinkWorker:
                 log.warning("reading the columns of %s: %s; retrying in %.1fs", topic, exc, delay)
                 self._stop.wait(delay)
 
-    def _dead_letter(self, meta: Meta, reason: str) -> None:
+    def _dead_letter(self, msg: Message, reason: str) -> None:
         """Send the original bytes and headers to <topic>.dlq (flushed before the batch commits)."""
-        topic = self.physical[meta.topic]
+        physical, partition, offset = str(msg.topic()), msg.partition(), msg.offset()
+        topic = self.physical[physical]
         headers: list[tuple[str, str | bytes | None]] = [
-            *(meta.headers or []),
+            *(msg.headers() or []),
             ("error", reason.encode()),
-            ("source_topic", meta.topic.encode()),
-            ("source_partition", str(meta.partition).encode()),
-            ("source_offset", str(meta.offset).encode()),
+            ("source_topic", physical.encode()),
+            ("source_partition", str(partition).encode()),
+            ("source_offset", str(offset).encode()),
         ]
-        log.warning("%s[%d]@%d to the dead-letter queue: %s", meta.topic, meta.partition, meta.offset, reason)
+        log.warning("%s[%d]@%d to the dead-letter queue: %s", physical, partition, offset, reason)
 
         def failed(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
@@ -230,8 +224,8 @@ class SinkWorker:
 
         self._dlq.produce(
             self.kafka.topic(self.catalog[topic].dlq),
-            value=meta.value,
-            key=meta.key,
+            value=msg.value(),
+            key=msg.key(),
             headers=headers,
             on_delivery=failed,
         )
@@ -321,7 +315,7 @@ class SinkWorker:
 
     def _refetch(self, partitions: list[tuple[str, int]]) -> None:
         keys = set(partitions)
-        self.batch.drop_partitions(keys, lambda p: (p.meta.topic, p.meta.partition))
+        self.batch.drop_partitions(keys, _source)
         stored = self._stored_with_retry(partitions)
         for topic, partition in partitions:
             offset = stored.get((topic, partition), 0)
@@ -356,7 +350,7 @@ class SinkWorker:
             log.warning("flush on revoke failed (%s); the batch is dropped and will be re-read", exc)
             self.batch = Batch()
         keys = {(tp.topic, tp.partition) for tp in partitions}
-        self.batch.drop_partitions(keys, lambda p: (p.meta.topic, p.meta.partition))
+        self.batch.drop_partitions(keys, _source)
         self.state.assigned = [k for k in self.state.assigned if k not in keys]
         consumer.unassign()
         log.info("revoked %d partitions", len(partitions))

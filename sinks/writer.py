@@ -42,9 +42,9 @@ class FencedError(Exception):
         super().__init__(f"offsets moved by another worker: {partitions}")
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
-    """A decoded message waiting to be written (``meta`` is kept for the dead-letter queue)."""
+    """A decoded message waiting to be written (``meta``, the consumed message, is kept for the DLQ)."""
 
     topic: str  # catalog topic (= table)
     row: list[Any]

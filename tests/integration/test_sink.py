@@ -8,6 +8,8 @@ import struct
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
+
 from scalp.settings import AppSettings
 from schemas.catalog import catalog
 from schemas.examples import EXAMPLE_TS_NS, example_record
@@ -50,6 +52,37 @@ def test_every_table_receives_records_from_its_topic(
     assert "sink: 0 rows written" in again.stdout  # nothing new after the first run
     status = run_sink(config, dsn, prefix, "--status")
     assert "total lag 0" in status.stdout
+
+
+def test_event_times_are_stored_exactly_to_the_microsecond(
+    services: AppSettings, fresh_db: str, prefix: str, tmp_path: Path
+) -> None:
+    """timestamp-nanos fields travel to timestamptz as COPY's int8 wire form: the stored value must be
+    the event time floored to the microsecond, the same as building the datetime in Python."""
+    from sinks.rows import ns_to_datetime
+
+    dsn = migrated(fresh_db)
+    producer, kafka, _ = producer_for(services, prefix)
+    from schemas.admin import TopicAdmin
+
+    TopicAdmin(kafka, catalog()).create_all()
+    base = 1_795_446_000_000_000_000  # 2026-11-23 15:00 UTC
+    offsets_ns = [0, 1, 999, 1_000, 1_001, 123_456_789, 86_399_999_999_999]  # sub-us parts, end of day
+    records = quotes(len(offsets_ns))
+    for record, extra in zip(records, offsets_ns, strict=True):
+        record.update(ts=base + extra, ts_ingest=base + extra + 2_500)
+        producer.produce("market_quotes", record)
+    producer.flush()
+    proc = run_sink(sink_config(tmp_path), dsn, prefix, "--until-idle", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with psycopg.connect(dsn) as conn:
+        stored = conn.execute("SELECT seq, ts, ts_ns, ts_ingest FROM market_quotes ORDER BY seq").fetchall()
+    assert len(stored) == len(records)
+    for (seq, ts, ts_ns, ts_ingest), record in zip(stored, records, strict=True):
+        assert seq == record["seq"]
+        assert ts_ns == record["ts"]
+        assert ts == ns_to_datetime(record["ts"])
+        assert ts_ingest == ns_to_datetime(record["ts_ingest"])
 
 
 def test_poison_records_go_to_the_dlq_and_the_rest_is_written(
