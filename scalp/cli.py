@@ -269,11 +269,13 @@ def demo(ctx: click.Context, no_stack: bool) -> None:
 from .cli_bench import bench  # noqa: E402
 from .cli_ingest import backfill, ingest  # noqa: E402
 from .cli_sink import sink  # noqa: E402
+from .cli_streams import streams  # noqa: E402
 
 main.add_command(ingest)
 main.add_command(backfill)
 main.add_command(bench)
 main.add_command(sink)
+main.add_command(streams)
 
 if __name__ == "__main__":
     main()

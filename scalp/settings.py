@@ -21,6 +21,7 @@ from connectors.tradier.settings import TradierSettings
 from schemas.errors import ConfigError
 from schemas.settings import KafkaSettings, RegistrySettings
 from sinks.settings import DatabaseSettings, SinkSettings
+from streams.settings import StreamsSettings
 
 from .stack.settings import REPO_ROOT, StackSettings
 
@@ -46,6 +47,7 @@ class AppSettings(BaseModel):
     polygon: PolygonSettings = Field(default_factory=PolygonSettings)
     tradier: TradierSettings = Field(default_factory=TradierSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 

@@ -134,6 +134,10 @@ class AvroSerde:
             reader = None if same else self.parsed(topic)
         return writer, reader
 
+    def knows(self, data: bytes, topic: str | None = None) -> bool:
+        """True when decoding ``data`` needs no registry lookup (its schema id was seen for ``topic``)."""
+        return (data[:5], topic) in self._plans
+
     def decode(self, data: bytes, topic: str | None = None) -> dict[str, Any]:
         """Decode a framed value. With ``topic`` the result is resolved to that topic's catalog schema."""
         key = (data[:5], topic)

@@ -1,0 +1,87 @@
+"""`scalp streams`: the Faust worker (features, setups, risk)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from schemas.errors import ConfigError
+
+from .cliutil import guarded
+from .context import Context
+
+log = logging.getLogger("scalp.streams")
+
+
+@click.command()
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Session policy file (default: streams.policy_file, config/session_policies.yaml).",
+)
+@click.option(
+    "--until-idle",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Stop once no input arrived for this long (batch jobs, demo, tests); default: run until SIGTERM.",
+)
+@click.pass_context
+def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | None) -> None:
+    """Compute features, setup signals and risk decisions from the market topics (Faust worker).
+
+    Consumes market_trades and market_quotes (keyed by symbol: run more workers to share partitions) and
+    trade_ledger; produces features, signals, risk_decisions, order_intents and risk_day. State is kept in
+    Faust tables with changelog topics, so a restarted worker resumes with the same state. SIGTERM or
+    SIGINT stop it cleanly.
+    """
+
+    def run() -> None:
+        import faust
+
+        from schemas.admin import TopicAdmin
+        from streams.app import Streams
+        from streams.core.digests import Digests, source_commit
+        from streams.core.errors import PolicyError
+        from streams.core.pipeline import CoreParts
+        from streams.core.policy import load_policy
+
+        context: Context = ctx.obj
+        settings = context.settings
+        try:
+            policy = load_policy(policy_path or settings.streams.policy_file)
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
+        digests = Digests(source_commit(), policy.digest, settings.digest())
+        log.info(
+            "policy %s (digest %s), settings digest %s, source %s",
+            policy_path or settings.streams.policy_file,
+            policy.digest[:12],
+            digests.env_hash[:12],
+            digests.source_commit,
+        )
+        TopicAdmin(settings.kafka, context.catalog).create_all()
+        app = Streams(
+            settings.kafka, settings.streams, context.serde, context.catalog, CoreParts.create(policy, digests)
+        )
+        app.idle_exit_s = until_idle
+        worker = faust.Worker(app.app, loglevel=settings.logging.level, override_logging=False, quiet=True)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise
+        stats = app.stats
+        elapsed = stats.last_activity - stats.started if stats.started else 0.0
+        rate = f" ({stats.events / elapsed:,.0f}/s)" if elapsed > 0 else ""
+        click.echo(
+            f"streams: {stats.events} events in{rate}, outputs {dict(sorted(stats.outputs.items()))}, "
+            f"{stats.skipped} skipped as already in state, {stats.redelivered} redelivered, "
+            f"{stats.dead_letters} dead letters, {stats.idle_releases} idle releases"
+        )
+
+    guarded(run)()

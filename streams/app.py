@@ -1,0 +1,389 @@
+"""The Faust worker (`scalp streams`): the strategy core as stream processors.
+
+Agents:
+- ``market``: market_trades + market_quotes (keyed by symbol, so workers scale by partitions), in batches
+  (``stream.take_events``); each symbol's events go through the event-time merge, the FeatureEngine and the
+  setups (streams/core). Outputs: ``features`` and ``signals`` (Avro, Confluent framing), plus risk inputs
+  on the internal single-partition topic ``<app>-risk-input`` (the risk state is account-wide).
+- ``risk``: risk inputs in order -> ``risk_decisions``, ``order_intents``, ``risk_day``.
+- ``ledger``: ``trade_ledger`` -> a risk input, so realised R reaches the risk module in the same order.
+
+Trades and quotes of a symbol are merged in event time (streams/core/merge.py): an event is held until the
+other stream has passed its time. When one stream of a symbol is quiet (``idle_release_ms`` of wall time)
+and its topic has been read to the end, the held events are released anyway (a live market with no
+trades for a while); in a replay a stream is never "read to the end" mid-way, so releases cannot reorder.
+
+State lives in Faust tables backed by changelog topics: per symbol the feature, merge and setup state with
+the input offsets it includes (``<app>-symbol-state``; history of prior sessions under ``<symbol>/history``,
+written only when it changes), and the risk state. Tables are written at the end of every batch, before
+the batch is acknowledged, and Faust flushes the producer before it commits offsets. A restarted or
+rebalanced worker recovers the tables and skips inputs its restored state already includes (offset at or
+below the stored one), so it continues with exactly the same state: at-least-once delivery with
+idempotent state. Outputs re-emitted after a crash are identical records with the same keys (the sinks'
+unique keys absorb them).
+
+No blocking I/O in agents: schemas are registered before the worker starts; a schema id not seen yet is
+fetched from the registry in an executor thread. A record that cannot be decoded or processed goes to
+``<topic>.dlq`` with its bytes and the reason, logged with symbol and ``topic[partition]@offset``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+
+from schemas.catalog import Catalog
+from schemas.serde import AvroSerde
+from schemas.settings import KafkaSettings
+from streams.core.merge import QUOTE, TRADE
+from streams.core.pipeline import RISK_INPUT, CoreParts, Output, SymbolStage
+from streams.core.risk import Market, RiskEngine
+from streams.settings import StreamsSettings
+
+log = logging.getLogger(__name__)
+OUTPUT_TOPICS = ("features", "signals", "risk_decisions", "order_intents", "risk_day")
+ACCOUNT_KEY = b"account"
+STATE_MAX_BYTES = 16 * 1024 * 1024  # a symbol's state with many held events (a replay) can pass 1 MB
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    skipped: int = 0  # inputs already included in restored state
+    redelivered: int = 0  # the same input handed out twice by Faust (acknowledged, not applied twice)
+    dead_letters: int = 0
+    idle_releases: int = 0
+    outputs: dict[str, int] = field(default_factory=dict)
+    last_activity: float = field(default_factory=time.monotonic)
+    started: float | None = None  # monotonic time of the first event
+
+
+def _put(table: Any, key: bytes, value: bytes, partition: int) -> None:
+    """Set a table key with its changelog record on ``partition``: a symbol's state (both of its keys)
+    belongs to the partition its inputs come from, whatever the keys hash to, so the worker that owns
+    the input partition recovers it."""
+    table.data[key] = value
+    table.send_changelog(partition, key, value)
+
+
+class Streams:
+    """The Faust app and everything its agents share (built before the worker starts)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: StreamsSettings,
+        serde: AvroSerde,
+        catalog: Catalog,
+        parts: CoreParts,
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings
+        self.serde = serde
+        self.catalog = catalog
+        self.parts = parts
+        self.stage = SymbolStage(parts)
+        self.risk = RiskEngine(parts.policy.risk, parts.calendar, parts.digests)
+        self.risk_loaded = False
+        self.stats = Stats()
+        self.logical = {kafka.topic(t): t for t in ("market_trades", "market_quotes", "trade_ledger")}
+        self.loaded: set[str] = set()  # symbols whose state was read from the table
+        self.history_written: dict[str, bytes] = {}
+        self.last_push: dict[str, float] = {}  # symbol -> wall time of its last input
+        self.partition_of: dict[str, int] = {}  # symbol -> its input partition (= its state's partition)
+        # inputs not acknowledged yet, per (topic, partition) in offset order: [offset, event, applied?]
+        self.pending: dict[tuple[str, int], deque[list[Any]]] = {}
+        self.waiting: dict[tuple[str, int, int], list[Any]] = {}  # source -> pending entry held by the merge
+        self.entries: dict[tuple[str, int, int], list[Any]] = {}  # source -> its pending entry
+        self.dirty: set[str] = set()  # symbols whose state changed since the last checkpoint
+        self.last_checkpoint = time.monotonic()
+        self.market_stream: Any = None
+        self.consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
+        self.idle_exit_s: float | None = None
+        for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger"):
+            serde.ensure_registered(topic)  # registry I/O now, never inside an agent
+        self.app = self._build()
+
+    # --- app -------------------------------------------------------------------------------------
+
+    def _build(self) -> faust.App:
+        k, s = self.kafka, self.settings
+        app = faust.App(
+            f"{k.topic_prefix}{s.app_id}",
+            broker=f"kafka://{k.bootstrap_servers}",
+            store="memory://",
+            key_serializer="raw",
+            value_serializer="raw",
+            web_enabled=s.web_port > 0,
+            web_port=s.web_port or 6066,
+            topic_replication_factor=1,
+            topic_allow_declare=True,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=s.commit_interval_s,
+            # a killed worker's partitions move after this long (Faust's default is 60 s)
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
+            producer_acks=-1,
+            producer_max_request_size=STATE_MAX_BYTES,
+            table_standby_replicas=0,
+        )
+        partitions = self.catalog["market_trades"].partitions
+        market = app.topic(k.topic("market_trades"), k.topic("market_quotes"), internal=False)
+        ledger = app.topic(k.topic("trade_ledger"), internal=False)
+        self.risk_topic = app.topic(f"{k.topic_prefix}{s.app_id}-risk-input", partitions=1, internal=True)
+        self.outputs = {t: app.topic(k.topic(t), internal=False) for t in OUTPUT_TOPICS}
+        self.dlq = {t: app.topic(k.topic(self.catalog[t].dlq), internal=False) for t in self.logical.values()}
+        compact = {
+            "cleanup.policy": "compact",
+            "segment.ms": "600000",
+            "min.cleanable.dirty.ratio": "0.1",
+            "max.message.bytes": str(STATE_MAX_BYTES),
+        }
+        self.symbol_table = app.Table(
+            "symbol-state", partitions=partitions, key_type=bytes, value_type=bytes, extra_topic_configs=compact
+        )
+        self.risk_table = app.Table(
+            "risk-state", partitions=1, key_type=bytes, value_type=bytes, extra_topic_configs=compact
+        )
+
+        app.agent(market, name="market")(self._market_agent)
+        app.agent(self.risk_topic, name="risk")(self._risk_agent)
+        app.agent(ledger, name="ledger")(self._ledger_agent)
+        app.timer(0.25)(self._idle_timer)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        return app
+
+    async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked")
+        log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked or ()))
+        if revoked:
+            # unsaved progress is dropped: its inputs were not acknowledged, so whoever owns the
+            # partitions now reads them again on top of the last saved state (same outputs again)
+            self.stage.forget()  # read back from the (recovered) tables when next seen
+            self.loaded.clear()
+            self.pending.clear()
+            self.waiting.clear()
+            self.entries.clear()
+            self.consumed.clear()
+            self.dirty.clear()
+            self.history_written.clear()
+            self.risk_loaded = False
+
+    # --- market ----------------------------------------------------------------------------------
+
+    async def _market_agent(self, stream: Any) -> None:
+        # Events one by one, acknowledged by _checkpoint (Faust's noack_take hands out the stream's
+        # current event, which can lag its value: one message twice, the next one never; measured here).
+        interval = self.settings.checkpoint_interval_ms / 1000
+        self.market_stream = stream
+        async for event in stream.noack().events():
+            now = time.monotonic()
+            if self.stats.started is None:
+                self.stats.started = now
+            await self._take(event, now)
+            self.stats.events += 1
+            self.stats.last_activity = now
+            if now - self.last_checkpoint >= interval:
+                await self._checkpoint()
+
+    async def _take(self, event: Any, now: float) -> None:
+        msg = event.message
+        tp = (msg.topic, msg.partition)
+        source = (msg.topic, msg.partition, msg.offset)
+        if msg.offset <= self.consumed.get(tp, -1):
+            # Faust hands out the last message of a partition a second time now and then (after its
+            # recovery resumes the partitions: seen here in restarts); it is acknowledged with the first
+            self.stats.redelivered += 1
+            first = self.entries.get(source)
+            if first is not None:
+                first[1].append(event)
+            else:
+                await self.market_stream.ack(event)
+            return
+        self.consumed[tp] = msg.offset
+        entry = [msg.offset, [event], False]
+        self.pending.setdefault(tp, deque()).append(entry)
+        self.entries[source] = entry
+        topic = self.logical[msg.topic]
+        try:
+            record = await self._decode(event.value, topic)
+            symbol = record["symbol"]
+            if symbol not in self.loaded:
+                self._load_symbol(symbol)
+            if self.stage.offsets.get(symbol, {}).get(tp, -1) >= msg.offset:
+                self.stats.skipped += 1  # already in the restored state
+                entry[2] = True
+                return
+            self.waiting[source] = entry
+            self.partition_of[symbol] = msg.partition
+            self.last_push[symbol] = now
+            out = self.stage.push(TRADE if topic == "market_trades" else QUOTE, record, source)
+        except Exception as exc:  # one bad record must not stop the agent
+            self.waiting.pop(source, None)
+            entry[2] = True
+            await self._dead_letter(topic, msg, event.value, exc)
+            return
+        if out:
+            await self._send(out)
+        if self.stage.applied:
+            self._mark_applied()
+
+    def _mark_applied(self) -> None:
+        for symbol, source in self.stage.applied:
+            entry = self.waiting.pop(source, None)
+            if entry is not None:
+                entry[2] = True
+            self.dirty.add(symbol)
+        self.stage.applied.clear()
+
+    async def _checkpoint(self) -> None:
+        """Save the state of every symbol that changed, then acknowledge (in offset order per partition)
+        the inputs that state includes: Faust commits only acknowledged offsets, so an input is committed
+        only once the state holding it is in the changelog (Faust flushes the producer before committing)."""
+        for symbol in sorted(self.dirty):
+            self._save_symbol(symbol)
+        self.dirty.clear()
+        stream = self.market_stream
+        for (topic, partition), queue in self.pending.items():
+            while queue and queue[0][2]:
+                offset, events, _ = queue.popleft()
+                del self.entries[(topic, partition, offset)]
+                for event in events:
+                    await stream.ack(event)
+        self.last_checkpoint = time.monotonic()
+
+    async def _decode(self, value: bytes, topic: str) -> dict[str, Any]:
+        if self.serde.knows(value, topic):
+            return self.serde.decode(value, topic)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.serde.decode, value, topic)
+
+    def _load_symbol(self, symbol: str) -> None:
+        hot = self.symbol_table.get(symbol.encode())
+        if hot is not None:
+            history = self.symbol_table.get(f"{symbol}/history".encode())
+            self.stage.import_state(symbol, hot, history)
+            log.info("%s: state restored (offsets %s)", symbol, self.stage.offsets.get(symbol))
+        self.loaded.add(symbol)
+
+    def _save_symbol(self, symbol: str) -> None:
+        hot, history = self.stage.export_state(symbol)
+        partition = self.partition_of[symbol]
+        if self.history_written.get(symbol) != history:
+            _put(self.symbol_table, f"{symbol}/history".encode(), history, partition)
+            self.history_written[symbol] = history
+        _put(self.symbol_table, symbol.encode(), hot, partition)
+
+    async def _idle_timer(self) -> None:
+        """Release held events of symbols whose other stream went quiet; exit when idle (--until-idle)."""
+        release_s = self.settings.idle_release_ms / 1000
+        now = time.monotonic()
+        if release_s > 0:
+            for symbol, merger in list(self.stage.mergers.items()):
+                quiet = now - self.last_push.get(symbol, now) >= release_s
+                if len(merger) and quiet and self._caught_up(merger.lagging()):
+                    self.stats.idle_releases += 1
+                    await self._send(self.stage.drain(symbol))
+                    self._mark_applied()
+                    await self._checkpoint()
+        if self.dirty and now - self.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
+            await self._checkpoint()
+        if (
+            self.idle_exit_s is not None
+            and self.stats.started is not None
+            and now - self.stats.last_activity >= self.idle_exit_s
+            and not self.stage.held()
+        ):
+            self.idle_exit_s = None
+            await self._checkpoint()
+            stuck = {f"{t}[{p}]": (len(q), q[0][0]) for (t, p), q in self.pending.items() if q}
+            if stuck:
+                log.warning("stopping with unacknowledged inputs: %s (held: %d)", stuck, len(self.waiting))
+            log.info("idle: stopping")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _caught_up(self, kind: str) -> bool:
+        """True when every assigned partition of the topic of ``kind`` has been read to its end: then a
+        quiet stream is really quiet, not merely behind (a replay), and releasing held events cannot
+        change their order."""
+        topic = self.kafka.topic("market_trades" if kind == TRADE else "market_quotes")
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != topic:
+                continue
+            high = consumer.highwater(tp)
+            if high is None or self.consumed.get((tp.topic, tp.partition), -1) + 1 < high:
+                return False
+        return True
+
+    # --- risk ------------------------------------------------------------------------------------
+
+    async def _risk_agent(self, stream: Any) -> None:
+        async for events in stream.take_events(self.settings.take_max, self.settings.take_within_s):
+            if not self.risk_loaded:
+                state = self.risk_table.get(ACCOUNT_KEY)
+                if state is not None:
+                    self.risk.import_state(state[8:])
+                    self._risk_offset = int.from_bytes(state[:8], "big", signed=True)
+                else:
+                    self._risk_offset = -1
+                self.risk_loaded = True
+            out: list[Output] = []
+            for event in events:
+                if event.message.offset <= self._risk_offset:
+                    self.stats.skipped += 1
+                    continue
+                self._risk_offset = event.message.offset
+                body = orjson.loads(event.value)
+                if "ledger" in body:
+                    out.extend(self.risk.on_trade_closed(body["ledger"]))
+                else:
+                    out.extend(self.risk.on_signal(body["signal"], Market.from_dict(body["market"])))
+            await self._send(out)
+            offset = self._risk_offset.to_bytes(8, "big", signed=True)
+            _put(self.risk_table, ACCOUNT_KEY, offset + self.risk.export_state(), 0)
+            self.stats.last_activity = time.monotonic()
+
+    async def _ledger_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                record = await self._decode(event.value, "trade_ledger")
+                ledger = {"ts": record["ts"], "r_multiple": record["r_multiple"], "intent_id": record["intent_id"]}
+                await self.risk_topic.send(key=ACCOUNT_KEY, value=orjson.dumps({"ledger": ledger}))
+            except Exception as exc:  # one bad record must not stop the agent
+                await self._dead_letter("trade_ledger", msg, event.value, exc)
+
+    # --- outputs ---------------------------------------------------------------------------------
+
+    async def _send(self, out: list[Output]) -> None:
+        counts = self.stats.outputs
+        for topic, record in out:
+            if topic == RISK_INPUT:
+                await self.risk_topic.send(key=ACCOUNT_KEY, value=orjson.dumps(record))
+            else:
+                await self.outputs[topic].send(
+                    key=self.serde.key(topic, record), value=self.serde.encode(topic, record)
+                )
+            counts[topic] = counts.get(topic, 0) + 1
+
+    async def _dead_letter(self, topic: str, msg: Any, value: bytes | None, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("%s[%d]@%d: %s (to the dead-letter queue)", msg.topic, msg.partition, msg.offset, reason)
+        self.stats.dead_letters += 1
+        headers = [
+            ("error", reason.encode()),
+            ("source_topic", str(msg.topic).encode()),
+            ("source_partition", str(msg.partition).encode()),
+            ("source_offset", str(msg.offset).encode()),
+        ]
+        await self.dlq[topic].send(key=msg.key, value=value, headers=headers)

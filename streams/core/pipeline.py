@@ -1,0 +1,192 @@
+"""The strategy core end to end: market records in, (topic, record) outputs out, in a deterministic order.
+
+``SymbolStage`` is the per-symbol part (event-time merge of trades and quotes, features, setups); it is what
+a Faust worker runs for the partitions it owns. ``RiskEngine`` is account-wide. ``StrategyCore`` chains both
+in one process: the replay engine drives it, and tests compare it with the Faust app.
+
+Outputs are ``(topic, record)`` pairs: ``features``, ``signals``, ``risk_decisions``, ``order_intents``,
+``risk_day``, and, between the stages, ``RISK_INPUT`` records (a signal with the market state it saw).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from .conditions import ConditionTable
+from .digests import Digests
+from .features import Counters, Snapshot, SymbolFeatures
+from .merge import QUOTE, TRADE, Merger
+from .policy import SessionPolicy
+from .risk import Market, RiskEngine
+from .sessions import Calendar
+from .setups import SetupBook
+
+RISK_INPUT = "risk_input"
+_SHARED = ("symbol", "params", "calendar", "conditions")  # not state: given by the stage
+Output = tuple[str, dict[str, Any]]
+
+
+@dataclass
+class CoreParts:
+    """What every stage shares: policy, calendar, condition table and the digests stamped on outputs."""
+
+    policy: SessionPolicy
+    calendar: Calendar
+    conditions: ConditionTable
+    digests: Digests
+
+    @classmethod
+    def create(cls, policy: SessionPolicy, digests: Digests, conditions: ConditionTable | None = None) -> CoreParts:
+        return cls(policy, Calendar(), conditions or ConditionTable.load(), digests)
+
+
+class SymbolStage:
+    """Features and setups for any number of symbols (each symbol's state is independent)."""
+
+    def __init__(self, parts: CoreParts) -> None:
+        self.parts = parts
+        self.engines: dict[str, SymbolFeatures] = {}
+        self.mergers: dict[str, Merger] = {}
+        self.book = SetupBook(parts.policy, parts.digests)
+        # symbol -> (topic, partition) -> offset of the last input applied to its state (a worker that
+        # restarts from an older committed offset skips what its restored state already holds)
+        self.offsets: dict[str, dict[tuple[str, int], int]] = {}
+        # (symbol, source) of the events applied since the caller last looked
+        self.applied: list[tuple[str, tuple[str, int, int]]] = []
+
+    def engine(self, symbol: str) -> SymbolFeatures:
+        engine = self.engines.get(symbol)
+        if engine is None:
+            engine = self.engines[symbol] = SymbolFeatures(
+                symbol, self.parts.policy.features, self.parts.calendar, self.parts.conditions
+            )
+        return engine
+
+    def push(self, kind: str, record: dict[str, Any], source: tuple[str, int, int] | None = None) -> list[Output]:
+        """A trade (``TRADE``) or quote (``QUOTE``) record from its topic, in arrival order. ``source``
+        (topic, partition, offset), when given, is recorded in ``offsets`` once the event is applied and
+        appended to ``applied`` (the caller acknowledges inputs from it)."""
+        symbol = record["symbol"]
+        merger = self.mergers.get(symbol)
+        if merger is None:
+            merger = self.mergers[symbol] = Merger()
+        # only what the features read is held (and kept in state): ts first, then the values
+        if kind == TRADE:
+            payload: tuple[Any, ...] = (record["ts"], record["price"], record["size"], record.get("conditions"))
+        else:
+            payload = (record["ts"], record["bid"], record["ask"], record["bid_size"], record["ask_size"])
+        merger.push(kind, record["ts"], record.get("seq") or 0, (payload, source))
+        out: list[Output] = []
+        for k, rec in merger.pop_ready():
+            self._apply(symbol, k, rec, out)
+        return out
+
+    def drain(self, symbol: str | None = None) -> list[Output]:
+        """Release every held event (end of input, or a quiet stream)."""
+        out: list[Output] = []
+        for sym in [symbol] if symbol else sorted(self.mergers):
+            merger = self.mergers.get(sym)
+            if merger is not None:
+                for k, rec in merger.drain():
+                    self._apply(sym, k, rec, out)
+        return out
+
+    def held(self) -> int:
+        return sum(len(m) for m in self.mergers.values())
+
+    def _apply(self, symbol: str, kind: str, item: tuple[tuple[Any, ...], Any], out: list[Output]) -> None:
+        ev, source = item
+        if source is not None:
+            topic, partition, offset = source
+            self.offsets.setdefault(symbol, {})[(topic, partition)] = offset
+            self.applied.append((symbol, source))
+        engine = self.engine(symbol)
+        snap = engine.on_trade(*ev) if kind == TRADE else engine.on_quote(*ev)
+        if snap is not None:
+            self._emit(snap, out)
+
+    def _emit(self, snap: Snapshot, out: list[Output]) -> None:
+        out.append(("features", snap.record(self.parts.digests)))
+        market = Market(snap.bid, snap.ask, snap.last_trade_ts, snap.last_quote_ts).to_dict()
+        for signal in self.book.on_snapshot(snap):
+            out.append(("signals", signal))
+            out.append((RISK_INPUT, {"signal": signal, "market": market}))
+
+    def counters(self) -> dict[str, Counters]:
+        return {s: e.counters for s, e in self.engines.items()}
+
+    # --- state (Faust tables hold these bytes; our own changelog, so pickle is safe here) ----------
+
+    def export_state(self, symbol: str) -> tuple[bytes, bytes]:
+        """(hot state, history) of a symbol: everything applied so far, not the events still held by the
+        merge (their inputs are not acknowledged, so a restarted worker reads them again). History (prior
+        sessions' volume curves) changes only at a session roll: callers write it only when it changed."""
+        engine = self.engine(symbol)
+        hot = {k: v for k, v in vars(engine).items() if k not in _SHARED and k != "history"}
+        body = {
+            "features": hot,
+            "memories": self.book.memories.get(symbol),
+            "offsets": self.offsets.get(symbol),
+        }
+        return _pack(body), _pack(engine.history)
+
+    def import_state(self, symbol: str, hot: bytes, history: bytes | None) -> None:
+        engine = self.engine(symbol)
+        body = _unpack(hot)
+        vars(engine).update(body["features"])
+        if history is not None:
+            engine.history = _unpack(history)
+        if body["memories"] is not None:
+            self.book.memories[symbol] = body["memories"]
+        if body["offsets"] is not None:
+            self.offsets[symbol] = body["offsets"]
+
+    def forget(self) -> None:
+        """Drop every symbol's state (after a rebalance it is read back from the tables)."""
+        self.engines.clear()
+        self.mergers.clear()
+        self.book.memories.clear()
+        self.offsets.clear()
+
+
+def _pack(obj: Any) -> bytes:
+    return zlib.compress(pickle.dumps(obj, protocol=5), 1)
+
+
+def _unpack(data: bytes) -> Any:
+    return pickle.loads(zlib.decompress(data))  # noqa: S301 - written by a worker to its own changelog topic
+
+
+class StrategyCore:
+    """Symbol stage + risk in one process (replay, tests, benchmarks). Risk inputs are consumed here."""
+
+    def __init__(self, parts: CoreParts) -> None:
+        self.parts = parts
+        self.stage = SymbolStage(parts)
+        self.risk = RiskEngine(parts.policy.risk, parts.calendar, parts.digests)
+
+    def on_trade(self, record: dict[str, Any]) -> list[Output]:
+        return self._risk(self.stage.push(TRADE, record))
+
+    def on_quote(self, record: dict[str, Any]) -> list[Output]:
+        return self._risk(self.stage.push(QUOTE, record))
+
+    def on_trade_closed(self, ledger: dict[str, Any]) -> list[Output]:
+        return self.risk.on_trade_closed(ledger)
+
+    def finish(self) -> list[Output]:
+        return self._risk(self.stage.drain())
+
+    def _risk(self, outputs: list[Output]) -> list[Output]:
+        if not any(topic == RISK_INPUT for topic, _ in outputs):
+            return outputs
+        out: list[Output] = []
+        for topic, record in outputs:
+            if topic == RISK_INPUT:
+                out.extend(self.risk.on_signal(record["signal"], Market.from_dict(record["market"])))
+            else:
+                out.append((topic, record))
+        return out

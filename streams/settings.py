@@ -1,0 +1,26 @@
+"""Settings of the Faust worker (`scalp streams`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.core.policy import POLICY_FILE
+
+
+class StreamsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app_id: str = "scalp-streams"  # consumer group and prefix of the state topics (after SCALP_TOPIC_PREFIX)
+    policy_file: Path = POLICY_FILE
+    take_max: int = Field(default=5000, gt=0)  # risk inputs per batch (Faust stream.take_events)
+    take_within_s: float = Field(default=0.2, gt=0)  # ...or this long, whichever comes first
+    # a symbol whose trade or quote stream is quiet this long (wall clock) has its held events released
+    # without waiting for the other stream (see streams/core/merge.py); 0 disables
+    idle_release_ms: int = Field(default=1000, ge=0)
+    web_port: int = Field(default=0, ge=0)  # Faust's web server (/metrics etc.); 0 disables it
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    session_timeout_s: float = Field(default=10.0, ge=6.0)  # consumer group session (a dead worker's partitions move)
+    # state is written to the changelog (and the inputs it holds acknowledged) at most this often
+    checkpoint_interval_ms: int = Field(default=1000, gt=0)

@@ -1,0 +1,116 @@
+"""`scalp streams` (the Faust worker) against the real Kafka and registry, compared with the core alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scalp.settings import AppSettings, load_settings
+from schemas.admin import TopicAdmin
+from schemas.catalog import catalog
+from schemas.reader import read_topic
+from tests.cli_util import scalp
+from tests.sink_util import producer_for
+from tests.streams_util import core_outputs, loose_policy, produce, read_back, start_streams, tape
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _feature_key(r: dict[str, Any]) -> tuple[str, int]:
+    return (r["symbol"], r["ts"])
+
+
+def _signal_key(r: dict[str, Any]) -> str:
+    return str(r["id"])
+
+
+def _by(records: list[dict[str, Any]], key: Any) -> list[dict[str, Any]]:
+    return sorted(records, key=key)
+
+
+@pytest.fixture(scope="module")
+def recorded() -> list[tuple[str, dict[str, Any]]]:
+    return tape()
+
+
+def _setup(services: AppSettings, prefix: str, records: list[tuple[str, dict[str, Any]]]) -> Any:
+    _, kafka, serde = producer_for(services, prefix)
+    TopicAdmin(kafka, catalog()).create_all()
+    produce(kafka, serde, records)
+    env_hash = load_settings(env={**os.environ, "SCALP_TOPIC_PREFIX": prefix}).digest()
+    return kafka, serde, env_hash
+
+
+def _finish(proc: Any, timeout: float = 300) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-4000:]
+    return str(out)
+
+
+def test_live_worker_matches_the_core_alone(
+    services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]]
+) -> None:
+    kafka, serde, env_hash = _setup(services, prefix, recorded)
+    policy = loose_policy(tmp_path)
+    expected = core_outputs(policy, recorded, env_hash)
+    assert len(expected["features"]) > 5000
+    setups = Counter(s["setup"] for s in expected["signals"])
+    assert len(setups) >= 3, setups  # the tape exercises most setups
+    assert Counter(s["status"] for s in expected["signals"])["promoted"] > 0
+
+    out = _finish(start_streams(policy, prefix, "--until-idle", "4"))
+    assert f"streams: {len(recorded)} events in" in out
+
+    features = read_back(kafka, serde, "features", _feature_key)
+    assert features == _by(expected["features"], _feature_key)
+    signals = read_back(kafka, serde, "signals", _signal_key)
+    assert signals == _by(expected["signals"], _signal_key)
+    # one risk decision per signal, and intents only for approved ones
+    decisions = {d["signal_id"]: d for d in read_topic(kafka, serde, "risk_decisions")}
+    assert set(decisions) == {s["id"] for s in signals}
+    intents = list(read_topic(kafka, serde, "order_intents"))
+    assert {i["signal_id"] for i in intents} == {k for k, d in decisions.items() if d["decision"] == "approve"}
+    assert all(d["veto_reasons"] == [] for d in decisions.values() if d["decision"] == "approve")
+
+
+def test_worker_killed_mid_session_resumes_with_the_same_state(
+    services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]]
+) -> None:
+    kafka, serde, env_hash = _setup(services, prefix, recorded)
+    policy = loose_policy(tmp_path)
+    expected = core_outputs(policy, recorded, env_hash)
+    total = len(expected["features"])
+
+    proc = start_streams(policy, prefix)
+    deadline = time.monotonic() + 240
+    seen = 0
+    while time.monotonic() < deadline and seen < total // 3:  # kill about a third of the way in
+        time.sleep(1)
+        seen = sum(1 for _ in read_topic(kafka, serde, "features", timeout_s=10))
+        assert proc.poll() is None, (proc.stdout.read() if proc.stdout else "")[-3000:]
+    assert seen >= total // 3, f"only {seen} of {total} features before the deadline"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    assert seen < total  # it really stopped mid-session
+
+    out = _finish(start_streams(policy, prefix, "--until-idle", "4"))
+    assert "skipped as already in state" in out
+    features = read_back(kafka, serde, "features", _feature_key)
+    assert features == _by(expected["features"], _feature_key)
+    signals = read_back(kafka, serde, "signals", _signal_key)
+    assert signals == _by(expected["signals"], _signal_key)
+
+
+def test_invalid_policy_is_a_usage_error(services: AppSettings, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrisk:\n  max_trades_per_day: 0\n")
+    proc = scalp("streams", "--policy", str(bad))
+    assert proc.returncode == 2
+    assert "risk.max_trades_per_day" in proc.stderr
+    assert "greater than or equal to 1" in proc.stderr

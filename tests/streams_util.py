@@ -1,0 +1,92 @@
+"""Helpers for stream-processing tests: a synthetic tape in Kafka, the core-only run of it, outputs read back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from connectors.synthetic.records import session_records
+from schemas.producer import AvroProducer
+from schemas.reader import read_topic
+from schemas.serde import AvroSerde
+from schemas.settings import KafkaSettings
+from streams.core.digests import Digests, source_commit
+from streams.core.pipeline import CoreParts, StrategyCore
+from streams.core.policy import POLICY_FILE, load_policy
+
+REPO = Path(__file__).resolve().parents[1]
+# two windows: the first warms the EMAs and gives rvol a prior session, the second is where setups fire
+WINDOWS = ((dt.date(2026, 11, 19), "14:40", "16:00"), (dt.date(2026, 11, 20), "09:30", "10:15"))
+SYMBOLS = ["SPY", "QQQ"]
+
+
+def loose_policy(tmp: Path) -> Path:
+    """The shipped policy, loosened so that a short tape yields signals of several setups."""
+    data = yaml.safe_load(POLICY_FILE.read_text())
+    data["features"]["warmup_days"] = 0
+    data["filters"].update(require_warm=False, no_trade_open_minutes=1, min_rvol=0.0)
+    for setup in data["setups"].values():
+        setup["cooldown_s"] = 60
+    data["setups"]["hod_lod_breakout"]["min_range_minutes"] = 5
+    data["setups"]["hod_lod_breakout"]["filters"] = {}
+    path = tmp / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def tape(seed: int = 11) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for day, start, end in WINDOWS:
+        out.extend(session_records(day, SYMBOLS, seed, start, end))
+    return out
+
+
+def produce(kafka: KafkaSettings, serde: AvroSerde, records: list[tuple[str, dict[str, Any]]]) -> None:
+    producer = AvroProducer(kafka, serde)
+    for topic, record in records:
+        producer.produce(topic, record)
+    producer.flush(120)
+
+
+def core_outputs(policy_path: Path, records: list[tuple[str, dict[str, Any]]], env_hash: str) -> dict[str, list[Any]]:
+    policy = load_policy(policy_path)
+    core = StrategyCore(CoreParts.create(policy, Digests(source_commit(), policy.digest, env_hash)))
+    out: dict[str, list[Any]] = {}
+    for topic, record in records:
+        for t, r in core.on_trade(record) if topic == "market_trades" else core.on_quote(record):
+            out.setdefault(t, []).append(r)
+    for t, r in core.finish():
+        out.setdefault(t, []).append(r)
+    return out
+
+
+def read_back(kafka: KafkaSettings, serde: AvroSerde, topic: str, key: Any) -> list[dict[str, Any]]:
+    """Every record of ``topic``, one per ``key(record)`` (a re-emitted record must equal the first)."""
+    seen: dict[Any, dict[str, Any]] = {}
+    for record in read_topic(kafka, serde, topic):
+        k = key(record)
+        if k in seen:
+            assert seen[k] == record, f"{topic}: re-emitted record differs for {k}"
+        seen[k] = record
+    return [seen[k] for k in sorted(seen)]
+
+
+def streams_cmd(policy: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "scalp.cli", "streams", "--policy", str(policy), *args]
+
+
+def start_streams(policy: Path, prefix: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        streams_cmd(policy, *args),
+        env={**os.environ, "SCALP_TOPIC_PREFIX": prefix},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
