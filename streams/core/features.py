@@ -2,8 +2,10 @@
 
 One ``SymbolFeatures`` per symbol takes trades and quotes in event-time order and emits a ``Snapshot``
 whenever event time passes a multiple of ``snapshot_interval_ms`` (the snapshot carries the boundary as its
-``ts`` and the state before the event that crossed it; a silent stretch yields one snapshot at the latest
-boundary passed). Every minute boundary is a snapshot boundary, so each bar close has its snapshot.
+``ts`` and describes the events before it, labelled with their session: the snapshot at 16:00:00 is the
+last of RTH; a silent stretch yields one snapshot at the latest boundary passed; a session's start is not
+a snapshot of its own, it has no events yet). Every minute boundary is a snapshot boundary, so each bar
+close has its snapshot.
 
 Rules, where DESIGN.md leaves room:
 - session = pre, rth or post of the NYSE calendar; vwap, sigma, cvd and session volume reset at each
@@ -261,14 +263,22 @@ class SymbolFeatures:
                 end = min(minute * MINUTE_NS, self.day.end_of(self.phase))  # type: ignore[union-attr]
                 self._fill_minutes((end - self.session_start) // MINUTE_NS)
         day, phase = where
-        if phase != self.phase or (day is not self.day and day != self.day):
-            self._roll_session(day, phase)
+        roll = phase != self.phase or (day is not self.day and day != self.day)
         interval = self.params.snapshot_interval_ms * MS
         snap: Snapshot | None = None
+        due = ts >= self.next_snapshot
+        boundary = ts - ts % interval
+        closing = roll and self.day is not None and self.phase is not None
+        if due and closing and self.next_snapshot >= 0 and boundary <= self.day.end_of(self.phase):  # type: ignore[union-attr,arg-type]
+            snap = self.snapshot(boundary)  # the boundary closes the old session: its last state
+            due = False
+        if roll:
+            self._roll_session(day, phase)
+            # minutes of the new session before this event's minute had no volume here
+            self._fill_minutes(max(0, (minute * MINUTE_NS - self.session_start) // MINUTE_NS))
+        if due and self.next_snapshot >= 0 and boundary > self.session_start:
+            snap = self.snapshot(boundary)
         if ts >= self.next_snapshot:
-            boundary = ts - ts % interval
-            if self.next_snapshot >= 0 and boundary >= self.session_start:
-                snap = self.snapshot(boundary)
             self.next_snapshot = boundary + interval
         return True, snap
 
