@@ -95,3 +95,37 @@ def bench_sink(ctx: click.Context, rows: int, naive_rows: int, no_write: bool) -
             click.echo(f"written to {BENCHMARKS_MD}")
 
     guarded(run)()
+
+
+@bench.command("streams")
+@click.option("--events", type=int, default=300_000, show_default=True, help="Events for the throughput runs.")
+@click.option("--rate", type=float, default=10_000, show_default=True, help="Events/s for the latency run.")
+@click.option("--seconds", type=float, default=15, show_default=True, help="Length of the latency run.")
+@click.option("--no-write", is_flag=True, help="Print only; do not update BENCHMARKS.md.")
+@click.pass_context
+def bench_streams(ctx: click.Context, events: int, rate: float, seconds: float, no_write: bool) -> None:
+    """Events/s through the strategy core alone and through one Faust worker (`scalp streams`), and the
+    latency from an acknowledged input to its feature record at a steady rate."""
+
+    def run() -> None:
+        from benchmarks import streams_bench
+        from schemas.registry import SchemaRegistry
+        from schemas.serde import AvroSerde
+
+        context: Context = ctx.obj
+        settings = context.settings
+        results = streams_bench.run(
+            settings.kafka,
+            lambda kafka: AvroSerde(SchemaRegistry(settings.registry), kafka, context.catalog),
+            context.catalog,
+            events=events,
+            latency_rate=rate,
+            latency_seconds=seconds,
+        )
+        text = streams_bench.markdown(results)
+        click.echo(text)
+        if not no_write:
+            write_section("streams", text)
+            click.echo(f"written to {BENCHMARKS_MD}")
+
+    guarded(run)()

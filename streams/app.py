@@ -135,6 +135,9 @@ class Streams:
             producer_acks=-1,
             producer_max_request_size=STATE_MAX_BYTES,
             table_standby_replicas=0,
+            # inputs are acknowledged at checkpoints only: on a stop or rebalance Faust must not wait for
+            # the rest (they are not committed, and whoever reads the partitions next applies them)
+            stream_wait_empty=False,
         )
         partitions = self.catalog["market_trades"].partitions
         market = app.topic(k.topic("market_trades"), k.topic("market_quotes"), internal=False)
