@@ -78,10 +78,14 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
         stats = app.stats
         elapsed = stats.last_activity - stats.started if stats.started else 0.0
         rate = f" ({stats.events / elapsed:,.0f}/s)" if elapsed > 0 else ""
+        counters = app.stage.counters().values()
+        late = sum(c.late_events for c in counters)
+        outside = sum(c.outside_session for c in counters)
         click.echo(
             f"streams: {stats.events} events in{rate}, outputs {dict(sorted(stats.outputs.items()))}, "
             f"{stats.skipped} skipped as already in state, {stats.redelivered} redelivered, "
-            f"{stats.dead_letters} dead letters, {stats.idle_releases} idle releases"
+            f"{stats.dead_letters} dead letters, {stats.idle_releases} idle releases, "
+            f"{late} late and {outside} outside-session events not applied"
         )
 
     guarded(run)()

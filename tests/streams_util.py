@@ -47,11 +47,45 @@ def tape(seed: int = 11) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def produce(kafka: KafkaSettings, serde: AvroSerde, records: list[tuple[str, dict[str, Any]]]) -> None:
+def produce(
+    kafka: KafkaSettings, serde: AvroSerde, records: list[tuple[str, dict[str, Any]]], poison_at: int | None = None
+) -> None:
+    """Publish the tape; ``poison_at``: also a value that is not Avro, into SPY's quotes, at that index."""
     producer = AvroProducer(kafka, serde)
-    for topic, record in records:
+    for i, (topic, record) in enumerate(records):
+        if i == poison_at:
+            producer._send(kafka.topic("market_quotes"), b"not avro at all", b"SPY", record["ts"] // 1_000_000)
         producer.produce(topic, record)
     producer.flush(120)
+
+
+def raw_messages(kafka: KafkaSettings, topic: str) -> list[Any]:
+    """Every message of a physical topic, undecoded."""
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": f"raw-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.subscribe([topic])
+    out, eof = [], set()
+    while len(eof) < len(metadata.partitions):
+        msg = consumer.poll(10)
+        if msg is None:
+            break
+        if msg.error() is not None:
+            eof.add(msg.partition())
+            continue
+        out.append(msg)
+    consumer.close()
+    return out
 
 
 def core_outputs(policy_path: Path, records: list[tuple[str, dict[str, Any]]], env_hash: str) -> dict[str, list[Any]]:

@@ -17,7 +17,7 @@ from schemas.catalog import catalog
 from schemas.reader import read_topic
 from tests.cli_util import scalp
 from tests.sink_util import producer_for
-from tests.streams_util import core_outputs, loose_policy, produce, read_back, start_streams, tape
+from tests.streams_util import core_outputs, loose_policy, produce, raw_messages, read_back, start_streams, tape
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -39,10 +39,12 @@ def recorded() -> list[tuple[str, dict[str, Any]]]:
     return tape()
 
 
-def _setup(services: AppSettings, prefix: str, records: list[tuple[str, dict[str, Any]]]) -> Any:
+def _setup(
+    services: AppSettings, prefix: str, records: list[tuple[str, dict[str, Any]]], poison_at: int | None = None
+) -> Any:
     _, kafka, serde = producer_for(services, prefix)
     TopicAdmin(kafka, catalog()).create_all()
-    produce(kafka, serde, records)
+    produce(kafka, serde, records, poison_at)
     env_hash = load_settings(env={**os.environ, "SCALP_TOPIC_PREFIX": prefix}).digest()
     return kafka, serde, env_hash
 
@@ -56,7 +58,7 @@ def _finish(proc: Any, timeout: float = 300) -> str:
 def test_live_worker_matches_the_core_alone(
     services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]]
 ) -> None:
-    kafka, serde, env_hash = _setup(services, prefix, recorded)
+    kafka, serde, env_hash = _setup(services, prefix, recorded, poison_at=len(recorded) // 2)
     policy = loose_policy(tmp_path)
     expected = core_outputs(policy, recorded, env_hash)
     assert len(expected["features"]) > 5000
@@ -65,7 +67,15 @@ def test_live_worker_matches_the_core_alone(
     assert Counter(s["status"] for s in expected["signals"])["promoted"] > 0
 
     out = _finish(start_streams(policy, prefix, "--until-idle", "4"))
-    assert f"streams: {len(recorded)} events in" in out
+    assert f"streams: {len(recorded) + 1} events in" in out
+    assert "1 dead letters" in out
+    # the record that is not Avro went to the dead-letter topic with its bytes and the reason; the rest
+    # of the tape was processed as if it had not been there
+    (dead,) = raw_messages(kafka, kafka.topic(catalog()["market_quotes"].dlq))
+    assert dead.value() == b"not avro at all"
+    headers = dict(dead.headers() or [])
+    assert b"magic byte" in headers["error"] or b"too short" in headers["error"]
+    assert headers["source_topic"] == kafka.topic("market_quotes").encode()
 
     features = read_back(kafka, serde, "features", _feature_key)
     assert features == _by(expected["features"], _feature_key)
