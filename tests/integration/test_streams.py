@@ -89,9 +89,12 @@ def test_live_worker_matches_the_core_alone(
     assert all(d["veto_reasons"] == [] for d in decisions.values() if d["decision"] == "approve")
 
 
+@pytest.mark.parametrize("how", ["restart", "rebalance"])
 def test_worker_killed_mid_session_resumes_with_the_same_state(
-    services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]]
+    services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]], how: str
 ) -> None:
+    """restart: the killed worker is started again. rebalance: a second worker joined the group before the
+    first was killed, and takes its partitions (and their state, from the changelog) over."""
     kafka, serde, env_hash = _setup(services, prefix, recorded)
     policy = loose_policy(tmp_path)
     expected = core_outputs(policy, recorded, env_hash)
@@ -105,12 +108,15 @@ def test_worker_killed_mid_session_resumes_with_the_same_state(
         seen = sum(1 for _ in read_topic(kafka, serde, "features", timeout_s=10))
         assert proc.poll() is None, (proc.stdout.read() if proc.stdout else "")[-3000:]
     assert seen >= total // 3, f"only {seen} of {total} features before the deadline"
+    second = start_streams(policy, prefix, "--until-idle", "6") if how == "rebalance" else None
+    if second is not None:
+        time.sleep(8)  # it joins the group: a rebalance while the first worker is busy
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
     assert seen < total  # it really stopped mid-session
 
-    out = _finish(start_streams(policy, prefix, "--until-idle", "4"))
-    assert "skipped as already in state" in out
+    out = _finish(second or start_streams(policy, prefix, "--until-idle", "4"))
+    assert "state restored" in out  # read back from the changelog, not rebuilt from scratch
     features = read_back(kafka, serde, "features", _feature_key)
     assert features == _by(expected["features"], _feature_key)
     signals = read_back(kafka, serde, "signals", _signal_key)
