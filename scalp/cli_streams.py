@@ -37,7 +37,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
     Consumes market_trades and market_quotes (keyed by symbol: run more workers to share partitions) and
     trade_ledger; produces features, signals, risk_decisions, order_intents and risk_day. State is kept in
     Faust tables with changelog topics, so a restarted worker resumes with the same state. SIGTERM or
-    SIGINT stop it cleanly.
+    SIGINT stop it cleanly. /metrics and /healthz on streams.http_port (default 9465; 0 disables).
     """
 
     def run() -> None:
@@ -69,12 +69,24 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
             settings.kafka, settings.streams, context.serde, context.catalog, CoreParts.create(policy, digests)
         )
         app.idle_exit_s = until_idle
+        server = None
+        if settings.streams.http_port:
+            from sinks.metrics import serve
+            from streams.metrics import StreamsMetrics
+
+            def health() -> tuple[bool, dict[str, object]]:
+                return True, {"status": "ok", "events": app.stats.events, "held": app.stage.held()}
+
+            server = serve(StreamsMetrics(app), health, settings.streams.http_host, settings.streams.http_port)  # type: ignore[arg-type]
         worker = faust.Worker(app.app, loglevel=settings.logging.level, override_logging=False, quiet=True)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
             if exc.code not in (0, None):
                 raise
+        finally:
+            if server is not None:
+                server.shutdown()
         stats = app.stats
         elapsed = stats.last_activity - stats.started if stats.started else 0.0
         rate = f" ({stats.events / elapsed:,.0f}/s)" if elapsed > 0 else ""

@@ -19,7 +19,9 @@ class StreamsSettings(BaseModel):
     # a symbol whose trade or quote stream is quiet this long (wall clock) has its held events released
     # without waiting for the other stream (see streams/core/merge.py); 0 disables
     idle_release_ms: int = Field(default=1000, ge=0)
-    web_port: int = Field(default=0, ge=0)  # Faust's web server (/metrics etc.); 0 disables it
+    web_port: int = Field(default=0, ge=0)  # Faust's own web server; 0 disables it
+    http_port: int = Field(default=9465, ge=0)  # our /metrics and /healthz; 0 disables
+    http_host: str = "127.0.0.1"
     commit_interval_s: float = Field(default=1.0, gt=0)
     session_timeout_s: float = Field(default=10.0, ge=6.0)  # consumer group session (a dead worker's partitions move)
     # state is written to the changelog (and the inputs it holds acknowledged) at most this often

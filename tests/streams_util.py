@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from connectors.synthetic.records import session_records
+from scalp.settings import DEFAULT_CONFIG
 from schemas.producer import AvroProducer
 from schemas.reader import read_topic
 from schemas.serde import AvroSerde
@@ -111,8 +112,19 @@ def read_back(kafka: KafkaSettings, serde: AvroSerde, topic: str, key: Any) -> l
     return [seen[k] for k in sorted(seen)]
 
 
+def worker_config(tmp: Path) -> Path:
+    """The shipped config without the metrics port (tests run two workers side by side)."""
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    data.setdefault("streams", {})["http_port"] = 0
+    config = tmp / "streams-config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
 def streams_cmd(policy: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "scalp.cli", "streams", "--policy", str(policy), *args]
+    """`scalp streams` with ``policy`` and the config of :func:`worker_config` next to it."""
+    config = worker_config(policy.parent)
+    return [sys.executable, "-m", "scalp.cli", "--config", str(config), "streams", "--policy", str(policy), *args]
 
 
 def start_streams(policy: Path, prefix: str, *args: str) -> subprocess.Popen[str]:

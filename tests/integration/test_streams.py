@@ -17,7 +17,16 @@ from schemas.catalog import catalog
 from schemas.reader import read_topic
 from tests.cli_util import scalp
 from tests.sink_util import producer_for
-from tests.streams_util import core_outputs, loose_policy, produce, raw_messages, read_back, start_streams, tape
+from tests.streams_util import (
+    core_outputs,
+    loose_policy,
+    produce,
+    raw_messages,
+    read_back,
+    start_streams,
+    tape,
+    worker_config,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -40,12 +49,17 @@ def recorded() -> list[tuple[str, dict[str, Any]]]:
 
 
 def _setup(
-    services: AppSettings, prefix: str, records: list[tuple[str, dict[str, Any]]], poison_at: int | None = None
+    services: AppSettings,
+    prefix: str,
+    tmp: Path,
+    records: list[tuple[str, dict[str, Any]]],
+    poison_at: int | None = None,
 ) -> Any:
     _, kafka, serde = producer_for(services, prefix)
     TopicAdmin(kafka, catalog()).create_all()
     produce(kafka, serde, records, poison_at)
-    env_hash = load_settings(env={**os.environ, "SCALP_TOPIC_PREFIX": prefix}).digest()
+    env = {**os.environ, "SCALP_TOPIC_PREFIX": prefix}
+    env_hash = load_settings(worker_config(tmp), env=env).digest()  # the worker's settings
     return kafka, serde, env_hash
 
 
@@ -58,7 +72,7 @@ def _finish(proc: Any, timeout: float = 300) -> str:
 def test_live_worker_matches_the_core_alone(
     services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]]
 ) -> None:
-    kafka, serde, env_hash = _setup(services, prefix, recorded, poison_at=len(recorded) // 2)
+    kafka, serde, env_hash = _setup(services, prefix, tmp_path, recorded, poison_at=len(recorded) // 2)
     policy = loose_policy(tmp_path)
     expected = core_outputs(policy, recorded, env_hash)
     assert len(expected["features"]) > 5000
@@ -95,7 +109,7 @@ def test_worker_killed_mid_session_resumes_with_the_same_state(
 ) -> None:
     """restart: the killed worker is started again. rebalance: a second worker joined the group before the
     first was killed, and takes its partitions (and their state, from the changelog) over."""
-    kafka, serde, env_hash = _setup(services, prefix, recorded)
+    kafka, serde, env_hash = _setup(services, prefix, tmp_path, recorded)
     policy = loose_policy(tmp_path)
     expected = core_outputs(policy, recorded, env_hash)
     total = len(expected["features"])

@@ -366,3 +366,26 @@ def test_merge_releases_in_event_time_whatever_the_arrival_order() -> None:
             released += [p for _, p in merger.pop_ready()]
         released += [p for _, p in merger.drain()]
         assert released == expected, order
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def test_streams_metrics_are_read_from_the_worker_counters() -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from streams.app import Stats
+    from streams.core.features import Counters
+    from streams.metrics import StreamsMetrics
+
+    stats = Stats(events=10, skipped=2, dead_letters=1, outputs={"features": 3})
+    stage = SimpleNamespace(counters=lambda: {"SPY": Counters(late_events=4, outside_session=5)}, held=lambda: 7)
+    text = generate_latest(StreamsMetrics(SimpleNamespace(stats=stats, stage=stage)).registry).decode()
+    assert "scalp_streams_events_total 10.0" in text
+    assert 'scalp_streams_inputs_not_applied_total{reason="late"} 4.0' in text
+    assert 'scalp_streams_inputs_not_applied_total{reason="outside_session"} 5.0' in text
+    assert 'scalp_streams_outputs_total{topic="features"} 3.0' in text
+    assert "scalp_streams_dead_letters_total 1.0" in text
+    assert "scalp_streams_held_events 7.0" in text
