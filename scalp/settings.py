@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from connectors.execution.settings import ExecutionSettings
 from connectors.polygon.settings import PolygonSettings
 from connectors.tradier.settings import TradierSettings
 from schemas.errors import ConfigError
@@ -48,6 +49,7 @@ class AppSettings(BaseModel):
     tradier: TradierSettings = Field(default_factory=TradierSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 

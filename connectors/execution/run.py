@@ -1,0 +1,481 @@
+"""`scalp execute`: the router on Kafka, with the paper broker or Tradier.
+
+Inputs are read from the start of the retained topics (``order_intents``; for paper also
+``market_quotes``), not from committed group offsets: what earlier runs published (``orders``,
+``fills``, ``trade_ledger``, ``account_snapshot``) is read back first, so a restarted router resumes every
+trade where it stood and publishes nothing twice. With Tradier, today's broker orders are listed at
+start and an intent whose tag (the signal id) is already there is adopted, never sent again.
+
+Paper runs in event time: intents and quotes are merged by ``ts`` (quotes held ``quote_hold_ms`` behind
+the newest one, and until the intents topic is read to its end), so the same topics give the same
+orders and fills. Tradier runs on the broker's clock: fills come from the account stream, with
+``GET /orders`` polled every ``poll_interval_s`` as the backstop (a fill seen only by polling is still
+recorded, once).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from connectors.paper.broker import PaperBroker
+from schemas.producer import AvroProducer
+from schemas.reader import read_topic
+from schemas.serde import AvroSerde
+from schemas.settings import KafkaSettings
+from streams.core.sessions import Calendar
+
+from .audit import AuditWriter
+from .model import BrokerRejected, OrderPlan, OrderUpdate, Submitted
+from .router import Router
+from .settings import ExecutionSettings
+from .tracker import Accountant, FeeSchedule, payload_json
+
+log = logging.getLogger("scalp.execution")
+NS = 1_000_000_000
+MS = 1_000_000
+OUTPUTS = ("orders", "fills", "trade_ledger", "account_snapshot")
+
+
+def _output_key(topic: str, record: dict[str, Any]) -> tuple[Any, ...]:
+    if topic == "orders":
+        return (record["id"], record["ts"])
+    if topic == "account_snapshot":
+        return (record["account_id"], record["ts"])
+    return (record["id"],)
+
+
+@dataclass
+class Published:
+    """What earlier runs wrote, read back from the output topics."""
+
+    keys: dict[str, set[tuple[Any, ...]]]
+    orders: dict[str, dict[str, Any]]  # latest snapshot per order id
+    fills: list[dict[str, Any]]
+    ledger: set[str]
+
+    @staticmethod
+    def read(kafka: KafkaSettings, serde: AvroSerde) -> Published:
+        keys: dict[str, set[tuple[Any, ...]]] = {t: set() for t in OUTPUTS}
+        orders: dict[str, dict[str, Any]] = {}
+        fills: list[dict[str, Any]] = []
+        ledger: set[str] = set()
+        for topic in OUTPUTS:
+            for record in read_topic(kafka, serde, topic):
+                keys[topic].add(_output_key(topic, record))
+                if topic == "orders":
+                    old = orders.get(record["id"])
+                    if old is None or record["ts"] >= old["ts"]:
+                        orders[record["id"]] = record
+                elif topic == "fills":
+                    fills.append(record)
+                elif topic == "trade_ledger":
+                    ledger.add(record["id"])
+        return Published(keys, orders, fills, ledger)
+
+
+class Outputs:
+    """Produces router records, skipping any an earlier run already published (same key)."""
+
+    def __init__(self, producer: AvroProducer, published: Published) -> None:
+        self.producer = producer
+        self.published = published
+        self.skipped = 0
+
+    def __call__(self, topic: str, record: dict[str, Any]) -> None:
+        key = _output_key(topic, record)
+        seen = self.published.keys[topic]
+        if key in seen:
+            self.skipped += 1
+            return
+        seen.add(key)
+        self.producer.produce(topic, record)
+
+
+def _assign_all(consumer: Consumer, physical: str) -> list[TopicPartition]:
+    meta = consumer.list_topics(physical, timeout=30)
+    parts = [TopicPartition(physical, p, -2) for p in sorted(meta.topics[physical].partitions)]  # -2: beginning
+    consumer.assign(parts)
+    return parts
+
+
+def _consumer(kafka: KafkaSettings, name: str) -> Consumer:
+    return Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": f"scalp-execute-{name}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "log_level": 3,
+        }
+    )
+
+
+class CaughtUp:
+    """Whether a consumer has read its assigned partitions to their ends (checked at most every 0.5 s)."""
+
+    def __init__(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self.consumer, self.parts = consumer, parts
+        self.checked, self.value = 0.0, False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.checked < 0.5:
+            return self.value
+        self.checked = now
+        positions = {tp.partition: tp.offset for tp in self.consumer.position(self.parts)}
+        ok = True
+        for tp in self.parts:
+            _, high = self.consumer.get_watermark_offsets(tp, timeout=10)
+            pos = positions.get(tp.partition, -1)
+            if high > 0 and (pos < 0 or pos < high):
+                ok = False
+                break
+        self.value = ok
+        return ok
+
+
+def _decode_all(
+    serde: AvroSerde, msgs: list[Any], topic: str, dead: Callable[[str, Any, Exception], None]
+) -> Iterator[dict[str, Any]]:
+    for msg in msgs:
+        if msg.error() is not None:
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("%s: %s", topic, msg.error())
+            continue
+        value = msg.value()
+        if value is None:
+            continue
+        try:
+            yield serde.decode(value, topic)
+        except Exception as exc:
+            dead(topic, msg, exc)
+
+
+@dataclass
+class RunResult:
+    router: Router
+    outputs: Outputs
+    audit: AuditWriter
+    late_intents: int = 0
+    dead_letters: int = 0
+
+
+def _dead_letters(producer: AvroProducer, result: RunResult) -> Callable[[str, Any, Exception], None]:
+    def dead(topic: str, msg: Any, exc: Exception) -> None:
+        result.dead_letters += 1
+        headers = [("source_partition", str(msg.partition()).encode()), ("source_offset", str(msg.offset()).encode())]
+        reason = f"{type(exc).__name__}: {exc}"
+        producer.produce_dlq(topic, msg.value(), reason, msg.key(), msg.timestamp()[1], headers)
+
+    return dead
+
+
+class _Stopper:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.event.set())
+
+
+def _session(calendar: Calendar, ts: int) -> str:
+    where = calendar.at(ts)
+    return "closed" if where is None else where[1]
+
+
+# --- paper -----------------------------------------------------------------------------------------
+
+
+class PaperPort:
+    """The paper broker behind the router's port (submissions and cancels in event time)."""
+
+    name = "paper"
+
+    def __init__(self, broker: PaperBroker) -> None:
+        self.broker = broker
+
+    def submit(self, plan: OrderPlan, ts: int) -> Submitted:
+        return self.broker.submit(plan, ts)
+
+    def cancel(self, broker_id: str, ts: int) -> None:
+        self.broker.cancel(broker_id, ts)
+
+
+def run_paper(
+    kafka: KafkaSettings,
+    serde: AvroSerde,
+    settings: ExecutionSettings,
+    audit: AuditWriter,
+    *,
+    until_idle: float | None,
+    progress: Callable[[RunResult], None] | None = None,
+) -> RunResult:
+    broker = PaperBroker(settings.paper)
+    producer = AvroProducer(kafka, serde)
+    published = Published.read(kafka, serde)
+    outputs = Outputs(producer, published)
+    fees = FeeSchedule(settings.fees.per_share_usd, settings.fees.per_contract_usd, settings.fees.per_order_usd)
+    router = Router(PaperPort(broker), Accountant(fees), outputs, audit, lambda plan: "[]")
+    result = RunResult(router, outputs, audit)
+    calendar = Calendar()
+    intents_c, quotes_c = _consumer(kafka, "paper-intents"), _consumer(kafka, "paper-quotes")
+    caught_up = CaughtUp(intents_c, _assign_all(intents_c, kafka.topic("order_intents")))
+    _assign_all(quotes_c, kafka.topic("market_quotes"))
+
+    dead = _dead_letters(producer, result)
+
+    heap: list[tuple[int, int, int, dict[str, Any]]] = []  # (ts, kind 0=intent 1=quote, seq, record)
+    seq = itertools.count()
+    newest_quote = 0
+    released_to = 0
+    interval = int(settings.snapshot_interval_s * NS)
+    next_snapshot: int | None = None
+    stopper = _Stopper()
+    last_input = time.monotonic()
+
+    def release(horizon: int) -> None:
+        nonlocal released_to, next_snapshot
+        while heap and heap[0][0] <= horizon:
+            ts, kind, _, record = heapq.heappop(heap)
+            if next_snapshot is None:
+                next_snapshot = (ts // interval + 1) * interval
+            while ts >= next_snapshot:
+                outputs("account_snapshot", broker.snapshot(next_snapshot, _session(calendar, next_snapshot)))
+                next_snapshot += interval
+            if kind == 0:
+                if ts < released_to:
+                    result.late_intents += 1
+                router.on_intent(record, ts)
+            else:
+                for update in broker.on_quote(record):
+                    router.on_update(update)
+                router.on_clock(ts, record["symbol"])
+            released_to = max(released_to, ts)
+
+    while not stopper.event.is_set():
+        got = 0
+        for intent in _decode_all(serde, intents_c.consume(500, timeout=0.05), "order_intents", dead):
+            heapq.heappush(heap, (intent["ts"], 0, next(seq), intent))
+            got += 1
+        for quote in _decode_all(serde, quotes_c.consume(5000, timeout=0.2), "market_quotes", dead):
+            heapq.heappush(heap, (quote["ts"], 1, next(seq), quote))
+            newest_quote = max(newest_quote, quote["ts"])
+            got += 1
+        if got:
+            last_input = time.monotonic()
+        if caught_up():
+            release(newest_quote - settings.quote_hold_ms * MS)
+        idle = time.monotonic() - last_input
+        if until_idle is not None and idle >= until_idle and caught_up():
+            break
+        if progress is not None:
+            progress(result)
+    release(1 << 62)  # the end of the input: everything left, in order
+    if next_snapshot is not None and released_to:
+        outputs("account_snapshot", broker.snapshot(released_to, _session(calendar, released_to)))
+    producer.flush()
+    intents_c.close()
+    quotes_c.close()
+    return result
+
+
+# --- tradier ---------------------------------------------------------------------------------------
+
+
+def run_tradier(
+    kafka: KafkaSettings,
+    serde: AvroSerde,
+    settings: ExecutionSettings,
+    tradier: Any,
+    audit: AuditWriter,
+    *,
+    preview: bool,
+    until_idle: float | None,
+    progress: Callable[[RunResult], None] | None = None,
+) -> RunResult:
+    from connectors.tradier.parsing import account_snapshot, http_date_ns, order_form, order_update
+    from connectors.tradier.rest import TradierClient, TradierError
+    from connectors.tradier.stream import AccountStream
+
+    client = TradierClient(tradier)
+    port = TradierPort(client, preview)
+    producer = AvroProducer(kafka, serde)
+    published = Published.read(kafka, serde)
+    outputs = Outputs(producer, published)
+    fees = FeeSchedule(settings.fees.per_share_usd, settings.fees.per_contract_usd, settings.fees.per_order_usd)
+    router = Router(
+        port, Accountant(fees), outputs, audit, lambda plan: payload_json(order_form(plan, preview)), preview=preview
+    )
+    router.restore(published.orders, published.fills, published.ledger)
+    result = RunResult(router, outputs, audit)
+    calendar = Calendar()
+
+    def clock() -> int:
+        """The broker's clock (Date of its last reply), never behind what we already recorded."""
+        return http_date_ns(client.last_date) or 0
+
+    def poll() -> None:
+        for obj in client.orders():
+            trade = router.by_broker_id.get(str(obj.get("id")), (None, ""))[0]
+            if trade is None:
+                continue  # not one of ours (or not yet bound): the tag index handles adoption
+            for order in trade.orders():
+                if order.broker_order_id == str(obj.get("id")):
+                    router.on_update(order_update(obj, order.plan, "poll", clock()))
+
+    for obj in client.orders():  # today's orders: adopt what we sent before a restart
+        if obj.get("tag"):
+            router.known_tags.setdefault(str(obj["tag"]), str(obj["id"]))
+    events: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
+    stream = AccountStream(client, tradier.stream_url, events)
+    stream.start()
+    consumer = _consumer(kafka, "tradier-intents")
+    caught_up = CaughtUp(consumer, _assign_all(consumer, kafka.topic("order_intents")))
+
+    dead = _dead_letters(producer, result)
+
+    stopper = _Stopper()
+    last_input = last_poll = time.monotonic()
+    last_snapshot = float("-inf")  # one at start
+    poll_now = True
+    try:
+        while not stopper.event.is_set():
+            for intent in _decode_all(serde, consumer.consume(100, timeout=0.1), "order_intents", dead):
+                last_input = time.monotonic()
+                router.on_intent(intent, clock() or intent["ts"])
+            while True:
+                try:
+                    kind, event, why = events.get_nowait()
+                except queue.Empty:
+                    break
+                last_input = time.monotonic()
+                if kind == "reconnected":
+                    poll_now = True
+                elif kind == "bad":
+                    router.unknown(None, None, f"malformed account event: {why}", raw=str(event)[:500])
+                else:
+                    _stream_update(router, event, client, clock)
+            now = time.monotonic()
+            if router.open_trades() and (poll_now or now - last_poll >= settings.poll_interval_s):
+                try:
+                    poll()
+                except TradierError as exc:
+                    log.warning("order poll failed: %s", exc)
+                last_poll, poll_now = now, False
+            if clock():
+                router.on_clock(clock())
+            if now - last_snapshot >= settings.snapshot_interval_s:
+                try:
+                    balances = client.balances()
+                    positions = client.positions()
+                    snap_ts = clock()
+                    outputs(
+                        "account_snapshot",
+                        account_snapshot(client.account_id, balances, positions, snap_ts, _session(calendar, snap_ts)),
+                    )
+                except TradierError as exc:
+                    log.warning("account snapshot failed: %s", exc)
+                last_snapshot = now
+            producer.poll(0)
+            if progress is not None:
+                progress(result)
+            if until_idle is not None and now - last_input >= until_idle and caught_up() and not router.open_trades():
+                break
+    finally:
+        stream.close()
+        consumer.close()
+        producer.flush()
+    return result
+
+
+def _stream_update(router: Router, event: Any, client: Any, clock: Callable[[], int]) -> None:
+    """One account-stream event: the order (or one leg of it) it is about, as an update."""
+    from connectors.tradier.parsing import order_update
+
+    hit = router.by_broker_id.get(event.broker_id)
+    if hit is None and event.parent_id is not None and event.parent_id in router.by_broker_id:
+        # a leg we have not seen yet: the parent order tells which leg it is
+        trade, order_id = router.by_broker_id[event.parent_id]
+        order = trade.order(order_id)
+        if order is not None:
+            router.on_update(order_update(client.order(event.parent_id), order.plan, "stream", event.ts or clock()))
+        return
+    if hit is None:
+        router.unknown(event.broker_id, event.ts, "account event for an order we did not send", status=event.status)
+        return
+    trade, order_id = hit
+    order = trade.order(order_id)
+    if order is None:
+        return
+    ts = event.ts or clock()
+    if event.broker_id == order.broker_order_id:
+        legs = (event.leg(order.plan.legs[0].index, ts),) if len(order.plan.legs) == 1 else ()
+        router.on_update(OrderUpdate(order_id, order.broker_order_id, event.status, ts, "stream", legs, event.reason))
+        return
+    index = next((i for i, leg in order.legs.items() if leg.broker_id == event.broker_id), None)
+    if index is None:
+        return
+    router.on_update(OrderUpdate(order_id, order.broker_order_id, order.status, ts, "stream", (event.leg(index, ts),)))
+
+
+class TradierPort:
+    """Tradier behind the router's port. A submission whose outcome is unknown (timeout, 5xx) is looked up
+    by its tag before it is sent again, so one intent never becomes two orders."""
+
+    name = "tradier"
+
+    def __init__(self, client: Any, preview: bool) -> None:
+        self.client = client
+        self.preview = preview
+
+    def _ts(self, fallback: int) -> int:
+        from connectors.tradier.parsing import http_date_ns
+
+        return http_date_ns(self.client.last_date) or fallback
+
+    def submit(self, plan: OrderPlan, ts: int) -> Submitted:
+        from connectors.tradier.parsing import order_form
+        from connectors.tradier.rest import AmbiguousSubmit, TradierError, TradierRejected
+
+        form = order_form(plan, self.preview)
+        for attempt in range(4):
+            try:
+                order = self.client.submit(form)
+            except TradierRejected as exc:
+                raise BrokerRejected(str(exc), self._ts(ts)) from None
+            except AmbiguousSubmit as exc:
+                log.warning("order %s: %s; looking its tag up before sending again", plan.order_id, exc)
+                time.sleep(0.5 * (attempt + 1))
+                found = next((o for o in self.client.orders() if str(o.get("tag")) == plan.tag), None)
+                if found is not None:
+                    return Submitted(str(found["id"]), self._ts(ts))
+                continue
+            if self.preview:
+                return Submitted("", self._ts(ts), status="previewed", preview=order)
+            if str(order.get("status", "ok")) not in ("ok", "pending", "open"):
+                raise BrokerRejected(str(order.get("reason_description") or order.get("status")), self._ts(ts))
+            return Submitted(str(order["id"]), self._ts(ts), status="pending")
+        raise TradierError(f"order {plan.order_id}: submission outcome unknown after 4 attempts")
+
+    def cancel(self, broker_id: str, ts: int) -> None:
+        from connectors.tradier.rest import TradierRejected
+
+        try:
+            self.client.cancel(broker_id)
+        except TradierRejected as exc:  # already filled or canceled: the next update says which
+            log.info("cancel %s refused: %s", broker_id, exc)
+
+
+def spill_path(log_dir: Path | None, state_dir: Path, name: str) -> Path:
+    return (log_dir or state_dir) / name
