@@ -16,7 +16,7 @@ from typing import Any
 
 NS = 1_000_000_000
 TAG = re.compile(r"^[A-Za-z0-9-]{1,255}$")
-TERMINAL = frozenset({"filled", "canceled", "rejected", "expired"})
+TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "previewed"})
 ENTRY, TAKE_PROFIT, STOP_LOSS, EXIT = 0, 1, 2, 3  # EXIT: a separate market order (time stop)
 
 # (entry side, exit side) by instrument and direction

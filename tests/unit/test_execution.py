@@ -14,30 +14,15 @@ from connectors.execution.router import Router
 from connectors.execution.tracker import Accountant, FeeSchedule, Tracked, Trade
 from connectors.paper.broker import PaperBroker, PaperSettings
 from connectors.tradier.parsing import account_snapshot, items, order_form, order_update, stream_event, to_ns
+from tests.execution_util import make_intent
 
 T0 = 1_795_185_600_000_000_000  # 2026-11-20 14:40 UTC (09:40 ET)
 MS = 1_000_000
 
 
 def intent(**over: Any) -> dict[str, Any]:
-    base = {
-        "id": "oi-sig1",
-        "signal_id": "sig1",
-        "ts": T0,
-        "symbol": "SPY",
-        "instrument": "equity",
-        "option_symbol": None,
-        "side": "buy",
-        "qty": 100,
-        "entry_type": "limit",
-        "entry_limit": 450.10,
-        "take_profit": 450.50,
-        "stop_loss": 449.90,
-        "time_stop_ts": T0 + 15 * 60 * 1_000_000_000,
-        "risk_per_share": 0.20,
-        "reference_price": 450.08,
-    }
-    return {**base, **over}
+    over = {"time_stop_ts": T0 + 15 * 60 * 1_000_000_000, **over}
+    return make_intent(over.pop("signal_id", "sig1"), T0, **over)
 
 
 def leg(
