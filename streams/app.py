@@ -6,7 +6,8 @@ Agents:
   setups (streams/core). Outputs: ``features`` and ``signals`` (Avro, Confluent framing), plus risk inputs
   on the internal single-partition topic ``<app>-risk-input`` (the risk state is account-wide).
 - ``risk``: risk inputs in order -> ``risk_decisions``, ``order_intents``, ``risk_day``.
-- ``ledger``: ``trade_ledger`` -> a risk input, so realised R reaches the risk module in the same order.
+- ``ledger``: ``trade_ledger`` and refused ``orders`` (rejected, expired) -> a risk input, so realised R and
+  released slots reach the risk module in the same order.
 
 Trades and quotes of a symbol are merged in event time (streams/core/merge.py): an event is held until the
 other stream has passed its time. When one stream of a symbol is quiet (``idle_release_ms`` of wall time)
@@ -95,7 +96,7 @@ class Streams:
         self.risk = RiskEngine(parts.policy.risk, parts.calendar, parts.digests)
         self.risk_loaded = False
         self.stats = Stats()
-        self.logical = {kafka.topic(t): t for t in ("market_trades", "market_quotes", "trade_ledger")}
+        self.logical = {kafka.topic(t): t for t in ("market_trades", "market_quotes", "trade_ledger", "orders")}
         self.loaded: set[str] = set()  # symbols whose state was read from the table
         self.history_written: dict[str, bytes] = {}
         self.last_push: dict[str, float] = {}  # symbol -> wall time of its last input
@@ -109,7 +110,7 @@ class Streams:
         self.market_stream: Any = None
         self.consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
         self.idle_exit_s: float | None = None
-        for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger"):
+        for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger", "orders"):
             serde.ensure_registered(topic)  # registry I/O now, never inside an agent
         self.app = self._build()
 
@@ -141,7 +142,7 @@ class Streams:
         )
         partitions = self.catalog["market_trades"].partitions
         market = app.topic(k.topic("market_trades"), k.topic("market_quotes"), internal=False)
-        ledger = app.topic(k.topic("trade_ledger"), internal=False)
+        ledger = app.topic(k.topic("trade_ledger"), k.topic("orders"), internal=False)
         self.risk_topic = app.topic(f"{k.topic_prefix}{s.app_id}-risk-input", partitions=1, internal=True)
         self.outputs = {t: app.topic(k.topic(t), internal=False) for t in OUTPUT_TOPICS}
         self.dlq = {t: app.topic(k.topic(self.catalog[t].dlq), internal=False) for t in self.logical.values()}
@@ -349,6 +350,8 @@ class Streams:
                 body = orjson.loads(event.value)
                 if "ledger" in body:
                     out.extend(self.risk.on_trade_closed(body["ledger"]))
+                elif "order" in body:
+                    out.extend(self.risk.on_order_refused(body["order"]))
                 else:
                     out.extend(self.risk.on_signal(body["signal"], Market.from_dict(body["market"])))
             await self._send(out)
@@ -357,14 +360,27 @@ class Streams:
             self.stats.last_activity = time.monotonic()
 
     async def _ledger_agent(self, stream: Any) -> None:
+        """Closed trades and refused orders from the router, forwarded to the risk input in order."""
         async for event in stream.events():
             msg = event.message
+            topic = self.logical.get(msg.topic, "trade_ledger")
             try:
-                record = await self._decode(event.value, "trade_ledger")
-                ledger = {"ts": record["ts"], "r_multiple": record["r_multiple"], "intent_id": record["intent_id"]}
-                await self.risk_topic.send(key=ACCOUNT_KEY, value=orjson.dumps({"ledger": ledger}))
+                record = await self._decode(event.value, topic)
+                if topic == "orders":
+                    if record["status"] not in ("rejected", "expired"):
+                        continue
+                    body = {"order": {"ts": record["ts"], "status": record["status"], "intent_id": record["intent_id"]}}
+                else:
+                    body = {
+                        "ledger": {
+                            "ts": record["ts"],
+                            "r_multiple": record["r_multiple"],
+                            "intent_id": record["intent_id"],
+                        }
+                    }
+                await self.risk_topic.send(key=ACCOUNT_KEY, value=orjson.dumps(body))
             except Exception as exc:  # one bad record must not stop the agent
-                await self._dead_letter("trade_ledger", msg, event.value, exc)
+                await self._dead_letter(topic, msg, event.value, exc)
 
     # --- outputs ---------------------------------------------------------------------------------
 

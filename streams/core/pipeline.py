@@ -177,6 +177,9 @@ class StrategyCore:
     def on_trade_closed(self, ledger: dict[str, Any]) -> list[Output]:
         return self.risk.on_trade_closed(ledger)
 
+    def on_order(self, order: dict[str, Any]) -> list[Output]:
+        return self.risk.on_order_refused(order)
+
     def finish(self) -> list[Output]:
         return self._risk(self.stage.drain())
 

@@ -322,3 +322,42 @@ def test_paper_broker_run_is_deterministic_and_resumable(
     second = finish(start_execute(tmp_path, prefix, fresh_db, None, *PAPER, paper={"latency_ms": 50}))
     assert f"{sum(counts.values())} already published" in second, (counts, second)
     assert counts == {t: len(_topic(kafka, serde, t)) for t in counts}
+
+
+def test_audit_helper_never_blocks_the_caller_and_loses_nothing(fresh_db: str, tmp_path: Path) -> None:
+    import json
+    import threading
+
+    from connectors.execution.audit import AuditWriter
+    from sinks.migrate import migrate
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        migrate(conn)
+    gate = threading.Event()
+
+    def slow_database() -> psycopg.Connection:
+        gate.wait(60)  # the writer thread is stuck here until the test opens the gate
+        return psycopg.connect(fresh_db)
+
+    spill = tmp_path / "spill.jsonl"
+    audit = AuditWriter(slow_database, spill, "tradier", max_queue=10, batch=100)
+    for i in range(50):
+        audit.record("order_sent", f"ord-{i}", i, n=i)
+    assert not gate.is_set()  # every record() returned while the database was not answering
+    assert audit.spilled >= 50 - 10 - 1  # at most the queue and the event the thread holds wait
+    gate.set()
+    audit.close()
+    with psycopg.connect(fresh_db) as conn:
+        written = {row[0] for row in conn.execute("SELECT order_id FROM execution_audit")}
+    spilled = {json.loads(line)["order_id"] for line in spill.read_text().splitlines()}
+    assert written | spilled == {f"ord-{i}" for i in range(50)}
+    assert not written & spilled
+    assert (audit.written, audit.spilled) == (len(written), len(spilled))
+
+    down = AuditWriter(lambda: psycopg.connect("postgresql://scalp@127.0.0.1:1/x", connect_timeout=1), spill, "paper")
+    for i in range(3):
+        down.record("state_change", f"down-{i}", i)
+    down.close()
+    assert (down.written, down.spilled) == (0, 3)
+    reasons = [json.loads(line)["spilled"] for line in spill.read_text().splitlines()[-3:]]
+    assert reasons == ["database unavailable"] * 3

@@ -389,3 +389,23 @@ def test_streams_metrics_are_read_from_the_worker_counters() -> None:
     assert 'scalp_streams_outputs_total{topic="features"} 3.0' in text
     assert "scalp_streams_dead_letters_total 1.0" in text
     assert "scalp_streams_held_events 7.0" in text
+
+
+def test_risk_day_rolls_up_ledger_trades_and_rejected_orders_free_their_slot() -> None:
+    minute = 60 * NS
+    risk = engine(max_trades_per_day=2, max_open_positions=1, duplicate_window_s=0, cooldown_after_loss_min=0)
+    assert decide(risk, signal(0))[0]["decision"] == "approve"
+    # the broker rejected it: the slot and the day's trade count come back
+    (day,) = dict(risk.on_order_refused({"ts": T0 + minute, "status": "rejected", "intent_id": "oi-sig-0"})).values()
+    assert (day["trades_taken"], day["open_positions"]) == (0, 0)
+    assert risk.on_order_refused({"ts": T0 + minute, "status": "filled", "intent_id": "oi-sig-0"}) == []
+    for i, r in ((1, 1.95), (2, -1.24)):  # two trades (the ledger's R multiples), closed in turn
+        assert decide(risk, signal(i, ts=T0 + (2 * i) * minute))[0]["decision"] == "approve"
+        out = risk.on_trade_closed({"ts": T0 + (2 * i + 1) * minute, "r_multiple": r, "intent_id": f"oi-sig-{i}"})
+    day = dict(out)["risk_day"]
+    assert day["trades_taken"] == 2
+    assert day["open_positions"] == 0
+    assert day["r_realized"] == round(1.95 - 1.24, 6)
+    assert day["max_drawdown"] == 1.24  # peak +1.95, then down to +0.71
+    assert day["breach_flags"] == ["max_trades"]
+    assert decide(risk, signal(3, ts=T0 + 9 * minute))[0]["veto_reasons"] == ["max_trades_per_day"]
