@@ -174,6 +174,8 @@ class Submitted:
     leg_ids: dict[int, str] = field(default_factory=dict)
     status: str = "pending"
     preview: dict[str, Any] | None = None
+    sent_ns: int | None = None  # when the order left (paper: event time; a live broker: the router's clock)
+    acked_ns: int | None = None  # when the broker acknowledged it (same clock as sent_ns)
 
 
 class BrokerRejected(Exception):

@@ -175,6 +175,8 @@ class Router:
             status=submitted.status,
         )
         self._bind(trade, order, submitted)
+        order.sent_ns = submitted.sent_ns if submitted.sent_ns is not None else ts
+        order.acked_ns = submitted.acked_ns if submitted.acked_ns is not None else submitted.ts
         status = "previewed" if self.preview else submitted.status
         self.emit(self.accountant.status(trade, order, status, max(ts, submitted.ts), None))
 

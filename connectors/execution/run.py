@@ -405,12 +405,17 @@ def _stream_update(router: Router, event: Any, client: Any, clock: Callable[[], 
 
     hit = router.by_broker_id.get(event.broker_id)
     if hit is None and event.parent_id is not None and event.parent_id in router.by_broker_id:
-        # a leg we have not seen yet: the parent order tells which leg it is
+        # a leg whose id we have not learnt yet: the parent order tells which leg is which; the event's
+        # own state is then applied (so each execution stays a fill of its own)
         trade, order_id = router.by_broker_id[event.parent_id]
         order = trade.order(order_id)
         if order is not None:
-            router.on_update(order_update(client.order(event.parent_id), order.plan, "stream", event.ts or clock()))
-        return
+            known = order_update(client.order(event.parent_id), order.plan, "stream", event.ts or clock())
+            for leg in known.legs:
+                if leg.broker_id and order.legs[leg.index].broker_id is None:
+                    order.legs[leg.index].broker_id = leg.broker_id
+                    router.by_broker_id[leg.broker_id] = (trade, order_id)
+        hit = router.by_broker_id.get(event.broker_id)
     if hit is None:
         router.unknown(event.broker_id, event.ts, "account event for an order we did not send", status=event.status)
         return
@@ -450,6 +455,7 @@ class TradierPort:
 
         form = order_form(plan, self.preview)
         for attempt in range(4):
+            sent = time.time_ns()  # a measurement of our own latency, not an event time
             try:
                 order = self.client.submit(form)
             except TradierRejected as exc:
@@ -461,11 +467,12 @@ class TradierPort:
                 if found is not None:
                     return Submitted(str(found["id"]), self._ts(ts))
                 continue
+            acked = time.time_ns()
             if self.preview:
-                return Submitted("", self._ts(ts), status="previewed", preview=order)
+                return Submitted("", self._ts(ts), status="previewed", preview=order, sent_ns=sent, acked_ns=acked)
             if str(order.get("status", "ok")) not in ("ok", "pending", "open"):
                 raise BrokerRejected(str(order.get("reason_description") or order.get("status")), self._ts(ts))
-            return Submitted(str(order["id"]), self._ts(ts), status="pending")
+            return Submitted(str(order["id"]), self._ts(ts), status="pending", sent_ns=sent, acked_ns=acked)
         raise TradierError(f"order {plan.order_id}: submission outcome unknown after 4 attempts")
 
     def cancel(self, broker_id: str, ts: int) -> None:

@@ -67,6 +67,8 @@ class Tracked:
     history: list[dict[str, Any]] = field(default_factory=list)
     legs: dict[int, LegState] = field(default_factory=dict)
     last_ts: int = 0
+    sent_ns: int | None = None
+    acked_ns: int | None = None
 
     def __post_init__(self) -> None:
         for leg in self.plan.legs:
@@ -214,6 +216,7 @@ class Accountant:
             reference = plan_leg.price if plan_leg.order_type == "limit" else plan_leg.stop
         buying = plan_leg.side.startswith("buy")
         slippage = None if reference is None else round((price - reference) if buying else (reference - price), 6)
+        signal_ts = intent["ts"]
         record = {
             "id": fill_id,
             "order_id": order.plan.order_id,
@@ -227,7 +230,10 @@ class Accountant:
             "leg_index": update.index,
             "reference_price": reference,
             "slippage": slippage,
-            "latency_ms": round((update.ts - intent["ts"]) / 1e6, 3),
+            "latency_ms": round((update.ts - signal_ts) / 1e6, 3),
+            "slippage_bps": None if slippage is None or not reference else round(slippage / reference * 1e4, 3),
+            "submit_latency_ms": None if order.sent_ns is None else round((order.sent_ns - signal_ts) / 1e6, 3),
+            "ack_latency_ms": None if order.acked_ns is None else round((order.acked_ns - signal_ts) / 1e6, 3),
             "source": source,
         }
         return [("fills", record)]

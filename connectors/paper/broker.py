@@ -127,7 +127,8 @@ class PaperBroker:
         order = _Order(plan, broker_id, ts + int(self.settings.latency_ms * MS), legs, plan.entry.symbol)
         self.orders[broker_id] = order
         self.by_symbol.setdefault(order.symbol, []).append(order)
-        return Submitted(broker_id, ts, order.leg_ids(), "pending")
+        # acknowledged (live) once the latency has passed: the paper clock is event time
+        return Submitted(broker_id, ts, order.leg_ids(), "pending", sent_ns=ts, acked_ns=order.active_ts)
 
     def cancel(self, broker_id: str, ts: int) -> None:
         order = self.orders.get(broker_id)

@@ -100,6 +100,9 @@ def test_bracket_lifecycle_through_the_account_stream(
     assert {f["source"] for f in fills} == {"stream"}
     assert [f["slippage"] for f in fills] == [0.02, 0.04, 0.0]  # vs the reference 450.08, then vs the TP limit
     assert all(f["signal_id"] == "sig-a1" and f["latency_ms"] >= 0 for f in fills)
+    assert [f["slippage_bps"] for f in fills] == [round(0.02 / 450.08 * 1e4, 3), round(0.04 / 450.08 * 1e4, 3), 0.0]
+    # the latency chain: submitted, acknowledged, then filled (the test fills after the order is at the broker)
+    assert all(0 <= f["submit_latency_ms"] <= f["ack_latency_ms"] <= f["latency_ms"] for f in fills)
     (ledger,) = _topic(kafka, serde, "trade_ledger")
     # entry avg (60 * 450.10 + 40 * 450.12) / 100 = 450.108; exit 450.50; PnL 0.392 * 100 = 39.20; R 39.2 / 20
     assert ledger["entry_price"] == 450.108
@@ -145,10 +148,17 @@ def test_restart_mid_order_does_not_send_it_twice(
     now = time.time_ns()
     kafka, serde = _produce(services, prefix, [("order_intents", make_intent("sig-r1", now))])
     with tradier_server() as server:
-        first = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier")
+        first = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier", snapshot_interval_s=1)
         order = wait_for("the bracket at the broker", lambda: server.order_with_tag("sig-r1"))
         server.fill(order["id"], 0, 100, 450.10)
         wait_for("the entry fill published", lambda: _topic(kafka, serde, "fills"))
+        # balances and positions are polled into account_snapshot: the long position shows up
+        held = wait_for(
+            "a snapshot with the position",
+            lambda: [s for s in _topic(kafka, serde, "account_snapshot") if s["positions"]],
+        )
+        assert held[-1]["positions"] == [{"symbol": "SPY", "qty": 100, "cost_basis": Decimal("45010.000000")}]
+        assert held[-1]["cash"] == Decimal("54990.000000")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
         second = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier", "--until-idle", "3")
@@ -340,11 +350,11 @@ def test_audit_helper_never_blocks_the_caller_and_loses_nothing(fresh_db: str, t
         return psycopg.connect(fresh_db)
 
     spill = tmp_path / "spill.jsonl"
-    audit = AuditWriter(slow_database, spill, "tradier", max_queue=10, batch=100)
+    audit = AuditWriter(slow_database, spill, "tradier", max_queue=10, batch=5)
     for i in range(50):
         audit.record("order_sent", f"ord-{i}", i, n=i)
     assert not gate.is_set()  # every record() returned while the database was not answering
-    assert audit.spilled >= 50 - 10 - 1  # at most the queue and the event the thread holds wait
+    assert audit.spilled >= 50 - 10 - 5  # at most the queue and the batch the thread holds wait
     gate.set()
     audit.close()
     with psycopg.connect(fresh_db) as conn:
@@ -361,3 +371,57 @@ def test_audit_helper_never_blocks_the_caller_and_loses_nothing(fresh_db: str, t
     assert (down.written, down.spilled) == (0, 3)
     reasons = [json.loads(line)["spilled"] for line in spill.read_text().splitlines()[-3:]]
     assert reasons == ["database unavailable"] * 3
+
+
+def _form(cls: str, tag: str | None, *legs: tuple[str, ...]) -> list[tuple[str, str]]:
+    """An indexed-leg form; a leg is (symbol, side, quantity, type, "price=.." or "stop=..")."""
+    form = [("class", cls), ("duration", "day")] + ([("tag", tag)] if tag else [])
+    for i, (symbol, side, qty, kind, *level) in enumerate(legs):
+        form += [(f"symbol[{i}]", symbol), (f"side[{i}]", side), (f"quantity[{i}]", qty), (f"type[{i}]", kind)]
+        form += [(f"{name}[{i}]", value) for name, value in (x.split("=") for x in level)]
+    return form
+
+
+def test_tradier_client_speaks_the_rest_protocol() -> None:
+    """The REST client alone: OCO and single orders, lists of one and none, modify, cancel, positions."""
+    import pytest
+    from pydantic import SecretStr
+
+    from connectors.tradier.parsing import items
+    from connectors.tradier.rest import TradierClient, TradierRejected
+    from connectors.tradier.settings import TradierSettings
+
+    with tradier_server() as server:
+        settings = TradierSettings(token=SecretStr(server.token), account_id="VA0000001", base_url=server.base_url)
+        client = TradierClient(settings)
+        assert client.orders() == []  # {"orders": "null"}
+        oco = client.submit(
+            _form(
+                "oco", "t-oco", ("QQQ", "sell", "5", "limit", "price=530.00"), ("QQQ", "sell", "5", "stop", "stop=520")
+            )
+        )
+        (listed,) = client.orders()  # a bare object for one order
+        assert (listed["id"], listed["class"], len(items(listed, "leg"))) == (oco["id"], "oco", 2)
+        single = client.submit(
+            [("class", "equity"), ("duration", "day"), ("symbol", "SPY"), ("side", "buy"), ("quantity", "10"),
+             ("type", "limit"), ("price", "400.00"), ("tag", "t-single")]
+        )  # fmt: skip
+        client.modify(str(single["id"]), price="401.00")
+        assert client.order(str(single["id"]))["price"] == 401.0
+        client.cancel(str(single["id"]))
+        assert client.order(str(single["id"]))["status"] == "canceled"
+        with pytest.raises(TradierRejected, match="not in a cancelable state"):
+            client.cancel(str(single["id"]))
+        market_entry = _form(
+            "otoco",
+            None,
+            ("SPY", "buy", "1", "market"),
+            ("SPY", "sell", "1", "limit", "price=2"),
+            ("SPY", "sell", "1", "stop", "stop=0.5"),
+        )
+        with pytest.raises(TradierRejected, match="first leg must be limit"):  # as Tradier documents
+            client.submit(market_entry)
+        assert len(client.orders()) == 2
+        assert client.positions() == {"positions": "null"}
+        assert client.balances()["balances"]["total_cash"] == 100000.0
+        assert client.available is not None  # the rate-limit headers were read

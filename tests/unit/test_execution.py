@@ -99,6 +99,7 @@ def test_long_trade_pnl_and_r_by_hand() -> None:
     out = acc.apply(trade, _update(trade, "open", T0 + 10 * MS, leg(0, 100, 450.10, T0 + 10 * MS, 100, 450.10)))
     (entry,) = records(out, "fills")
     assert (entry["qty"], entry["price"], entry["slippage"], entry["latency_ms"]) == (100, 450.10, 0.02, 10.0)
+    assert entry["slippage_bps"] == round(0.02 / 450.08 * 1e4, 3)  # 0.444 bps
     assert records(out, "orders")[0]["status"] == "open"
     # the same cumulative state again (poll after stream): nothing new
     assert (
@@ -221,6 +222,13 @@ def test_paper_broker_fills_a_bracket_against_a_scripted_tape(tmp_path: Path) ->
         (1, 100, 450.50, 900 * MS),
         (2, 200, 449.85, 1500 * MS),
     ]
+    # the latency chain in event time: signal -> submitted at once -> live (acknowledged) 50 ms later -> fill
+    first_fill = records(out, "fills")[0]
+    assert (first_fill["submit_latency_ms"], first_fill["ack_latency_ms"], first_fill["latency_ms"]) == (
+        0.0,
+        50.0,
+        60.0,
+    )
     (ledger,) = records(out, "trade_ledger")
     # entry 90,020 + 45,008 = 135,028; exits 45,050 + 89,970 = 135,020; PnL -8.00; 1R = 0.20 * 300 = 60
     assert ledger["realized_pnl"] == Decimal("-8.000000")
