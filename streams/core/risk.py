@@ -75,6 +75,24 @@ def _cents(x: float, down: bool) -> float:
     return (math.floor if down else math.ceil)(round(x * 100, 6)) / 100
 
 
+def bracket_levels(entry: float | None, long: bool, p: RiskParams) -> tuple[float, float, float] | None:
+    """(stop, take-profit, risk per share) for an entry at ``entry``: the stop ``stop_bps`` away (whole
+    cents, away from the entry), the take-profit ``take_profit_r`` R away (whole cents, towards the entry);
+    None when they make no valid bracket. Shared by the risk module and the label rules."""
+    if entry is None or entry <= 0:
+        return None
+    distance = entry * p.stop_bps / 1e4
+    stop = _cents(entry - distance, down=True) if long else _cents(entry + distance, down=False)
+    risk_per_share = round(abs(entry - stop), 6)
+    if risk_per_share <= 0 or stop <= 0:
+        return None
+    take = entry + p.take_profit_r * risk_per_share if long else entry - p.take_profit_r * risk_per_share
+    take = _cents(take, down=not long)
+    if take <= 0:
+        return None
+    return stop, take, risk_per_share
+
+
 class RiskEngine:
     def __init__(self, params: RiskParams, calendar: Calendar, digests: Digests) -> None:
         self.params = params
@@ -234,17 +252,12 @@ class RiskEngine:
         p = self.params
         long = signal["side"] == "long"
         entry = market.ask if long else market.bid
-        if entry is None or entry <= 0:
+        levels = bracket_levels(entry, long, p)
+        if levels is None or entry is None:
             return None
-        distance = entry * p.stop_bps / 1e4
-        stop = _cents(entry - distance, down=True) if long else _cents(entry + distance, down=False)
-        risk_per_share = round(abs(entry - stop), 6)
-        if risk_per_share <= 0:
-            return None
-        take = entry + p.take_profit_r * risk_per_share if long else entry - p.take_profit_r * risk_per_share
-        take = _cents(take, down=not long)
+        stop, take, risk_per_share = levels
         qty = math.floor(p.risk_per_trade_usd / risk_per_share)
-        if qty < 1 or take <= 0 or stop <= 0:
+        if qty < 1:
             return None
         return {
             "id": f"oi-{signal['id']}",
