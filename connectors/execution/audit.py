@@ -121,3 +121,16 @@ class AuditWriter:
                 self._conn = None
                 threading.Event().wait(0.2 * (attempt + 1))
         self._spill(events, "database unavailable")
+
+
+class NullAudit:
+    """No audit trail (replays: everything they do is in their outputs)."""
+
+    written = 0
+    spilled = 0
+
+    def record(self, kind: str, order_id: str | None, ts_ns: int | None, **detail: Any) -> None:
+        return None
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        return None

@@ -29,7 +29,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from connectors.paper.broker import PaperBroker
+from connectors.paper.broker import PaperBroker, PaperPort
 from schemas.producer import AvroProducer
 from schemas.reader import read_topic
 from schemas.serde import AvroSerde
@@ -195,21 +195,6 @@ def _session(calendar: Calendar, ts: int) -> str:
 
 
 # --- paper -----------------------------------------------------------------------------------------
-
-
-class PaperPort:
-    """The paper broker behind the router's port (submissions and cancels in event time)."""
-
-    name = "paper"
-
-    def __init__(self, broker: PaperBroker) -> None:
-        self.broker = broker
-
-    def submit(self, plan: OrderPlan, ts: int) -> Submitted:
-        return self.broker.submit(plan, ts)
-
-    def cancel(self, broker_id: str, ts: int) -> None:
-        self.broker.cancel(broker_id, ts)
 
 
 def run_paper(

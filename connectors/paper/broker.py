@@ -244,3 +244,18 @@ class PaperBroker:
                 {"symbol": s, "qty": q, "cost_basis": b.quantize(MICRO)} for s, (q, b) in sorted(a.positions.items())
             ],
         }
+
+
+class PaperPort:
+    """The paper broker behind the router's port (submissions and cancels in event time)."""
+
+    name = "paper"
+
+    def __init__(self, broker: PaperBroker) -> None:
+        self.broker = broker
+
+    def submit(self, plan: OrderPlan, ts: int) -> Submitted:
+        return self.broker.submit(plan, ts)
+
+    def cancel(self, broker_id: str, ts: int) -> None:
+        self.broker.cancel(broker_id, ts)

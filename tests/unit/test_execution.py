@@ -12,7 +12,7 @@ from connectors.execution.audit import AuditWriter
 from connectors.execution.model import InvalidIntent, LegUpdate, OrderUpdate, plan_bracket
 from connectors.execution.router import Router
 from connectors.execution.tracker import Accountant, FeeSchedule, Tracked, Trade
-from connectors.paper.broker import PaperBroker, PaperSettings
+from connectors.paper.broker import PaperBroker, PaperPort, PaperSettings
 from connectors.tradier.parsing import account_snapshot, items, order_form, order_update, stream_event, to_ns
 from tests.execution_util import make_intent
 
@@ -178,8 +178,6 @@ def quote(ms: int, bid: float, ask: float, bid_size: int = 1, ask_size: int = 1)
 
 
 def _paper(tmp_path: Path, settings: PaperSettings) -> tuple[Router, PaperBroker, list[tuple[str, dict[str, Any]]]]:
-    from connectors.execution.run import PaperPort
-
     broker = PaperBroker(settings)
     out: list[tuple[str, dict[str, Any]]] = []
     audit = AuditWriter(None, tmp_path / "spill.jsonl", "paper")
