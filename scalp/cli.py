@@ -269,7 +269,7 @@ def demo(ctx: click.Context, no_stack: bool) -> None:
 from .cli_bench import bench  # noqa: E402
 from .cli_execute import execute  # noqa: E402
 from .cli_ingest import backfill, ingest  # noqa: E402
-from .cli_research import drift, labels, replay  # noqa: E402
+from .cli_research import drift, export, labels, replay  # noqa: E402
 from .cli_sink import sink  # noqa: E402
 from .cli_streams import streams  # noqa: E402
 
@@ -282,6 +282,7 @@ main.add_command(execute)
 main.add_command(replay)
 main.add_command(drift)
 main.add_command(labels)
+main.add_command(export)
 
 if __name__ == "__main__":
     main()

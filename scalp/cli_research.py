@@ -306,3 +306,51 @@ def labels(
         )
 
     guarded(run)()
+
+
+@click.command()
+@click.option("--run", "run_id", required=True, help="The replay run to export (labels: `scalp labels --run` first).")
+@click.option("--csv", "also_csv", is_flag=True, help="Also write dataset.csv.")
+@_runs
+@click.pass_context
+def export(ctx: click.Context, run_id: str, also_csv: bool, out: Path) -> None:
+    """Export a point-in-time dataset: each signal, the features as of its time (no look-ahead), its label.
+
+    Writes <out>/<run>/dataset.parquet (and dataset.csv with --csv) and dataset.meta.json: the run's
+    source range and offsets, config digests, source commit, row counts and the look-ahead check.
+    """
+
+    def run() -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        from backtest.export import point_in_time
+        from backtest.replay import read_run
+
+        path = out / run_id
+        meta, outputs = read_run(path)
+        labels_file = path / "signal_labels.parquet"
+        labels = pq.read_table(labels_file).to_pylist() if labels_file.exists() else []
+        rows, check = point_in_time(outputs.get("signals", []), outputs.get("features", []), labels)
+        if not rows:
+            click.echo(f"export: run {run_id} has no signals with features; nothing to export")
+            return
+        table = pa.Table.from_pylist(rows)
+        pq.write_table(table, path / "dataset.parquet")
+        if also_csv:
+            pacsv.write_csv(table, path / "dataset.csv")
+        keys = ("run_id", "source", "from", "to", "offsets", "session_policy_digest", "env_hash", "source_commit")
+        sidecar = {
+            **{k: meta.get(k) for k in keys},
+            "labels": "signal_labels.parquet" if labels else None,
+            "columns": table.column_names,
+            **check,
+        }
+        (path / "dataset.meta.json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
+        click.echo(
+            f"export: {check['rows']} rows ({check['labelled']} labelled) to {path / 'dataset.parquet'}"
+            f"{' and dataset.csv' if also_csv else ''}; no feature after its signal"
+        )
+
+    guarded(run)()

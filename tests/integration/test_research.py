@@ -97,7 +97,7 @@ def test_a_changed_threshold_shows_up_as_drift_on_its_setup(live_session: Any) -
     assert digests["live"] != digests["replay"]  # the report names the policy change
 
 
-def test_labels_for_a_run(live_session: Any, services: AppSettings) -> None:
+def test_labels_and_export_for_a_run(live_session: Any, services: AppSettings) -> None:
     prefix, policy, tmp, _, _ = live_session
     runs = tmp / "runs"
     if not (runs / "a").exists():
@@ -110,6 +110,17 @@ def test_labels_for_a_run(live_session: Any, services: AppSettings) -> None:
     assert rows
     assert {r["outcome"] for r in rows} <= {"TP", "SL", "TIME"}
     assert all(r["exit_ts"] > r["ts"] or r["outcome"] == "TIME" for r in rows)
+    out = _run(prefix, "export", "--run", "a", "--csv", "--out", str(runs))
+    assert "no feature after its signal" in out
+    dataset = pq.read_table(runs / "a" / "dataset.parquet").to_pylist()
+    assert dataset
+    assert all(r["feature_ts"] <= r["ts"] for r in dataset)  # no look-ahead
+    assert sum(1 for r in dataset if r["label_outcome"]) == len(rows)
+    sidecar = json.loads((runs / "a" / "dataset.meta.json").read_text())
+    assert sidecar["rows"] == len(dataset)
+    assert sidecar["session_policy_digest"]
+    assert sidecar["offsets"]["market_quotes"]
+    assert (runs / "a" / "dataset.csv").read_text().count("\n") == len(dataset) + 1
     with psycopg.connect(services.database.dsn) as conn:
         stored = conn.execute("SELECT count(*) FROM signal_labels WHERE run_id = 'a'").fetchone()
     assert stored is not None
