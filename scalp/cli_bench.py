@@ -129,3 +129,22 @@ def bench_streams(ctx: click.Context, events: int, rate: float, seconds: float, 
             click.echo(f"written to {BENCHMARKS_MD}")
 
     guarded(run)()
+
+
+@bench.command("replay")
+@click.option("--events", type=int, default=500_000, show_default=True, help="Events of the replayed tape.")
+@click.option("--no-write", is_flag=True, help="Print only; do not update BENCHMARKS.md.")
+def bench_replay(events: int, no_write: bool) -> None:
+    """Events/s of a replay through the full core and the paper broker, one process, in memory; the
+    strategy core alone side by side."""
+
+    def run() -> None:
+        from benchmarks import replay_bench
+
+        text = replay_bench.markdown(replay_bench.run(events))
+        click.echo(text)
+        if not no_write:
+            write_section("replay", text)
+            click.echo(f"written to {BENCHMARKS_MD}")
+
+    guarded(run)()
