@@ -216,31 +216,24 @@ def topics_list(ctx: click.Context) -> None:
 # --- demo --------------------------------------------------------------------------------------
 
 
-@main.command()
-@click.option("--no-stack", is_flag=True, help="Use the services named in the environment; do not start any.")
+@topics.command("check")
 @click.pass_context
 @guarded
-def demo(ctx: click.Context, no_stack: bool) -> None:
-    """The main job. For now: stack up, migrate, create topics, round-trip every topic, print a summary."""
+def topics_check(ctx: click.Context) -> None:
+    """Round-trip one example record of every topic through the registry and Kafka (under the topic
+    prefix ``check_``, so no example ever reaches the real topics)."""
     from schemas.admin import TopicAdmin
-    from sinks.db import connect
-    from sinks.migrate import migrate
+    from schemas.registry import SchemaRegistry
+    from schemas.serde import AvroSerde
 
     from .roundtrip import round_trip_all
 
     context: Context = ctx.obj
     settings = context.settings
-    if not no_stack:
-        _stack(ctx).up(report=lambda line: click.echo(line, err=True))
-    with connect(settings.database, autocommit=True) as conn:
-        result = migrate(conn)
-    click.echo(
-        f"database: {result.flavour} flavour, {len(result.applied)} migrations applied, "
-        f"{len(result.skipped)} already applied"
-    )
-    created = TopicAdmin(settings.kafka, context.catalog).create_all()
-    click.echo(f"topics: {sum(created.values())} created, {len(created) - sum(created.values())} existed")
-    results = round_trip_all(settings.kafka, context.serde, context.catalog)
+    kafka = settings.kafka.model_copy(update={"topic_prefix": f"check_{settings.kafka.topic_prefix}"})
+    TopicAdmin(kafka, context.catalog).create_all()
+    serde = AvroSerde(SchemaRegistry(settings.registry), kafka, context.catalog)
+    results = round_trip_all(kafka, serde, context.catalog)
     table = Table(
         "topic",
         "partition@offset",
@@ -263,7 +256,57 @@ def demo(ctx: click.Context, no_stack: bool) -> None:
     bad = [r.topic for r in results if not r.equal]
     if bad:
         fail(f"round trip changed records of {', '.join(bad)}", 1)
-    click.echo(f"demo: {len(results)}/{len(results)} topics round-tripped identically")
+    click.echo(f"topics check: {len(results)}/{len(results)} topics round-tripped identically")
+
+
+@main.command()
+@click.option("--no-stack", is_flag=True, help="Use the services named in the environment; do not start any.")
+@click.option(
+    "--out", "runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Directory of runs."
+)
+@click.pass_context
+@guarded
+def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
+    """The main job: synthetic sessions through ingest, streams, paper execution and sinks, then replay,
+    drift, labels and export; prints where everything is.
+
+    Topics use the prefix demo_ (SCALP_TOPIC_PREFIX when set); re-running writes nothing twice.
+    """
+    import time
+
+    from schemas.admin import TopicAdmin
+    from sinks.db import connect
+    from sinks.migrate import migrate
+
+    from .demo import RUN_ID, Demo, demo_config, run_demo
+
+    context: Context = ctx.obj
+    settings = context.settings
+    started = time.monotonic()
+    if not no_stack:
+        _stack(ctx).up(report=lambda line: click.echo(line, err=True))
+    with connect(settings.database, autocommit=True) as conn:
+        result = migrate(conn)
+    click.echo(
+        f"database: {result.flavour} flavour, {len(result.applied)} migrations applied, "
+        f"{len(result.skipped)} already applied"
+    )
+    prefix = settings.kafka.topic_prefix or "demo_"
+    kafka = settings.kafka.model_copy(update={"topic_prefix": prefix})
+    created = TopicAdmin(kafka, context.catalog).create_all()
+    click.echo(f"topics ({prefix}*): {sum(created.values())} created, {len(created) - sum(created.values())} existed")
+    config = demo_config(ctx.parent.params.get("config_path") if ctx.parent else None, settings.stack.state_dir)
+    session = Demo(prefix, config, runs.resolve())
+    run_demo(session, lambda line: click.echo(f"[demo] {line}", err=True))
+    table = Table("step", "seconds", "result", title="scalp demo")
+    for step in session.steps:
+        table.add_row(step.name, f"{step.seconds:.1f}", step.last_line[:150])
+    out.print(table)
+    run_dir = session.runs / RUN_ID
+    click.echo(f"topics: {prefix}<name> on {settings.kafka.bootstrap_servers} (`scalp topics list`, kaskade, Kafka UI)")
+    click.echo(f"tables: {settings.database.safe_url} (features, signals, orders, fills, trade_ledger, ...)")
+    click.echo(f"replay run: {run_dir} (run.json, *.parquet, drift.json, signal_labels.parquet, dataset.parquet)")
+    click.echo(f"demo: done in {time.monotonic() - started:.0f} s")
 
 
 from .cli_bench import bench  # noqa: E402

@@ -36,10 +36,10 @@ def test_topics_create_is_idempotent_and_list_shows_them(local_stack) -> None:  
     assert "market_quotes.dlq" in listing.stdout
 
 
-def test_demo_round_trips_every_topic(local_stack) -> None:  # type: ignore[no-untyped-def]
-    proc = scalp("demo")
+def test_topics_check_round_trips_every_topic(local_stack) -> None:  # type: ignore[no-untyped-def]
+    proc = scalp("topics", "check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "demo: 14/14 topics round-tripped identically" in proc.stdout
+    assert "topics check: 14/14 topics round-tripped identically" in proc.stdout
     assert proc.stdout.count("identical") >= 15
 
 
