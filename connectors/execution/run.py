@@ -117,33 +117,31 @@ def _consumer(kafka: KafkaSettings, name: str) -> Consumer:
             "group.id": f"scalp-execute-{name}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
             "log_level": 3,
         }
     )
 
 
 class CaughtUp:
-    """Whether a consumer has read its assigned partitions to their ends (checked at most every 0.5 s)."""
+    """Whether a consumer has read every assigned partition to its end, from the partition-EOF events the
+    consumer reports (no broker round trip: a watermark query waits behind the consumer's long-poll fetch,
+    ~0.5 s each here)."""
 
-    def __init__(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
-        self.consumer, self.parts = consumer, parts
-        self.checked, self.value = 0.0, False
+    def __init__(self, parts: list[TopicPartition]) -> None:
+        self.at_end = {tp.partition: False for tp in parts}
+
+    def observe(self, msgs: list[Any]) -> list[Any]:
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                self.at_end[msg.partition() or 0] = False
+            elif err.code() == KafkaError._PARTITION_EOF:
+                self.at_end[msg.partition() or 0] = True
+        return msgs
 
     def __call__(self) -> bool:
-        now = time.monotonic()
-        if now - self.checked < 0.5:
-            return self.value
-        self.checked = now
-        positions = {tp.partition: tp.offset for tp in self.consumer.position(self.parts)}
-        ok = True
-        for tp in self.parts:
-            _, high = self.consumer.get_watermark_offsets(tp, timeout=10)
-            pos = positions.get(tp.partition, -1)
-            if high > 0 and (pos < 0 or pos < high):
-                ok = False
-                break
-        self.value = ok
-        return ok
+        return all(self.at_end.values())
 
 
 def _decode_all(
@@ -215,7 +213,7 @@ def run_paper(
     result = RunResult(router, outputs, audit)
     calendar = Calendar()
     intents_c, quotes_c = _consumer(kafka, "paper-intents"), _consumer(kafka, "paper-quotes")
-    caught_up = CaughtUp(intents_c, _assign_all(intents_c, kafka.topic("order_intents")))
+    caught_up = CaughtUp(_assign_all(intents_c, kafka.topic("order_intents")))
     _assign_all(quotes_c, kafka.topic("market_quotes"))
 
     dead = _dead_letters(producer, result)
@@ -250,7 +248,8 @@ def run_paper(
 
     while not stopper.event.is_set():
         got = 0
-        for intent in _decode_all(serde, intents_c.consume(500, timeout=0.05), "order_intents", dead):
+        intents = caught_up.observe(intents_c.consume(500, timeout=0.05))
+        for intent in _decode_all(serde, intents, "order_intents", dead):
             heapq.heappush(heap, (intent["ts"], 0, next(seq), intent))
             got += 1
         for quote in _decode_all(serde, quotes_c.consume(5000, timeout=0.2), "market_quotes", dead):
@@ -326,7 +325,7 @@ def run_tradier(
     stream = AccountStream(client, tradier.stream_url, events)
     stream.start()
     consumer = _consumer(kafka, "tradier-intents")
-    caught_up = CaughtUp(consumer, _assign_all(consumer, kafka.topic("order_intents")))
+    caught_up = CaughtUp(_assign_all(consumer, kafka.topic("order_intents")))
 
     dead = _dead_letters(producer, result)
 
@@ -336,7 +335,8 @@ def run_tradier(
     poll_now = True
     try:
         while not stopper.event.is_set():
-            for intent in _decode_all(serde, consumer.consume(100, timeout=0.1), "order_intents", dead):
+            intents = caught_up.observe(consumer.consume(100, timeout=0.1))
+            for intent in _decode_all(serde, intents, "order_intents", dead):
                 last_input = time.monotonic()
                 router.on_intent(intent, clock() or intent["ts"])
             while True:
