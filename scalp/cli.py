@@ -297,11 +297,11 @@ def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
     click.echo(f"topics ({prefix}*): {sum(created.values())} created, {len(created) - sum(created.values())} existed")
     config = demo_config(ctx.parent.params.get("config_path") if ctx.parent else None, settings.stack.state_dir)
     session = Demo(prefix, config, runs.resolve())
-    run_demo(session, lambda line: click.echo(f"[demo] {line}", err=True))
-    table = Table("step", "seconds", "result", title="scalp demo")
+    run_demo(session, lambda line: click.echo(f"[demo] {line}", err=True), kafka)
+    click.echo("\nscalp demo: steps")
     for step in session.steps:
-        table.add_row(step.name, f"{step.seconds:.1f}", step.last_line[:150])
-    out.print(table)
+        click.echo(f"  {step.name:<18} {step.seconds:6.1f} s  {step.last_line}")
+    click.echo("")
     run_dir = session.runs / RUN_ID
     click.echo(f"topics: {prefix}<name> on {settings.kafka.bootstrap_servers} (`scalp topics list`, kaskade, Kafka UI)")
     click.echo(f"tables: {settings.database.safe_url} (features, signals, orders, fills, trade_ledger, ...)")

@@ -110,6 +110,7 @@ class Streams:
         self.market_stream: Any = None
         self.consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
         self.idle_exit_s: float | None = None
+        self.assigned_at: float | None = None  # monotonic time of the last partition assignment
         for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger", "orders"):
             serde.ensure_registered(topic)  # registry I/O now, never inside an agent
         self.app = self._build()
@@ -164,7 +165,13 @@ class Streams:
         app.agent(ledger, name="ledger")(self._ledger_agent)
         app.timer(0.25)(self._idle_timer)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         return app
+
+    async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        # --until-idle counts from here when no input ever arrives (nothing new since the last run)
+        self.assigned_at = time.monotonic()
+        self.stats.last_activity = max(self.stats.last_activity, self.assigned_at)
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked")
@@ -303,7 +310,7 @@ class Streams:
             await self._checkpoint()
         if (
             self.idle_exit_s is not None
-            and self.stats.started is not None
+            and (self.stats.started is not None or self.assigned_at is not None)
             and now - self.stats.last_activity >= self.idle_exit_s
             and not self.stage.held()
         ):
