@@ -66,7 +66,12 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
         )
         TopicAdmin(settings.kafka, context.catalog).create_all()
         app = Streams(
-            settings.kafka, settings.streams, context.serde, context.catalog, CoreParts.create(policy, digests)
+            settings.kafka,
+            settings.streams,
+            context.serde,
+            context.catalog,
+            CoreParts.create(policy, digests),
+            data_dir=settings.stack.state_dir / "faust",
         )
         app.idle_exit_s = until_idle
         server = None

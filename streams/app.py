@@ -37,6 +37,7 @@ import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -86,7 +87,11 @@ class Streams:
         serde: AvroSerde,
         catalog: Catalog,
         parts: CoreParts,
+        data_dir: Path | None = None,
     ) -> None:
+        """``data_dir``: where Faust keeps its local files (default: ``<app id>-data`` in the working
+        directory, Faust's own default)."""
+        self.data_dir = data_dir
         self.kafka = kafka
         self.settings = settings
         self.serde = serde
@@ -141,6 +146,9 @@ class Streams:
             # the rest (they are not committed, and whoever reads the partitions next applies them)
             stream_wait_empty=False,
         )
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+            app.conf.datadir = self.data_dir / f"{k.topic_prefix}{s.app_id}"
         partitions = self.catalog["market_trades"].partitions
         market = app.topic(k.topic("market_trades"), k.topic("market_quotes"), internal=False)
         ledger = app.topic(k.topic("trade_ledger"), k.topic("orders"), internal=False)
@@ -169,7 +177,8 @@ class Streams:
         return app
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        # --until-idle counts from here when no input ever arrives (nothing new since the last run)
+        # --until-idle counts from here when no input ever arrives (nothing new since the last run) and
+        # this worker holds every market partition
         self.assigned_at = time.monotonic()
         self.stats.last_activity = max(self.stats.last_activity, self.assigned_at)
 
@@ -310,7 +319,7 @@ class Streams:
             await self._checkpoint()
         if (
             self.idle_exit_s is not None
-            and (self.stats.started is not None or self.assigned_at is not None)
+            and (self.stats.started is not None or (self.assigned_at is not None and self._holds_all_market()))
             and now - self.stats.last_activity >= self.idle_exit_s
             and not self.stage.held()
         ):
@@ -321,6 +330,13 @@ class Streams:
                 log.warning("stopping with unacknowledged inputs: %s (held: %d)", stuck, len(self.waiting))
             log.info("idle: stopping")
             os.kill(os.getpid(), signal.SIGTERM)
+
+    def _holds_all_market(self) -> bool:
+        """Whether this worker owns every market partition: only then may it end a run without any input
+        (a worker holding a share may be handed the rest when another worker leaves)."""
+        topics = {self.kafka.topic("market_trades"), self.kafka.topic("market_quotes")}
+        held = sum(1 for tp in self.app.consumer.assignment() if tp.topic in topics)
+        return held == 2 * self.catalog["market_trades"].partitions
 
     def _caught_up(self, kind: str) -> bool:
         """True when every assigned partition of the topic of ``kind`` has been read to its end: then a
