@@ -6,8 +6,8 @@ Agents:
   setups (streams/core). Outputs: ``features`` and ``signals`` (Avro, Confluent framing), plus risk inputs
   on the internal single-partition topic ``<app>-risk-input`` (the risk state is account-wide).
 - ``risk``: risk inputs in order -> ``risk_decisions``, ``order_intents``, ``risk_day``.
-- ``ledger``: ``trade_ledger`` and refused ``orders`` (rejected, expired) -> a risk input, so realised R and
-  released slots reach the risk module in the same order.
+- ``ledger``: ``trade_ledger`` -> a risk input, so realised R reaches the risk module in the same order.
+  (Refused orders reach it only in replays for now: ``RiskEngine.on_order_refused``.)
 
 Trades and quotes of a symbol are merged in event time (streams/core/merge.py): an event is held until the
 other stream has passed its time. When one stream of a symbol is quiet (``idle_release_ms`` of wall time)
@@ -151,7 +151,7 @@ class Streams:
             app.conf.datadir = self.data_dir / f"{k.topic_prefix}{s.app_id}"
         partitions = self.catalog["market_trades"].partitions
         market = app.topic(k.topic("market_trades"), k.topic("market_quotes"), internal=False)
-        ledger = app.topic(k.topic("trade_ledger"), k.topic("orders"), internal=False)
+        ledger = app.topic(k.topic("trade_ledger"), internal=False)
         self.risk_topic = app.topic(f"{k.topic_prefix}{s.app_id}-risk-input", partitions=1, internal=True)
         self.outputs = {t: app.topic(k.topic(t), internal=False) for t in OUTPUT_TOPICS}
         self.dlq = {t: app.topic(k.topic(self.catalog[t].dlq), internal=False) for t in self.logical.values()}

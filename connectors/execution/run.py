@@ -335,6 +335,19 @@ def run_tradier(
     poll_now = True
     try:
         while not stopper.event.is_set():
+            now = time.monotonic()  # the account first: the initial snapshot precedes any order
+            if now - last_snapshot >= settings.snapshot_interval_s:
+                try:
+                    balances = client.balances()
+                    positions = client.positions()
+                    snap_ts = clock()
+                    outputs(
+                        "account_snapshot",
+                        account_snapshot(client.account_id, balances, positions, snap_ts, _session(calendar, snap_ts)),
+                    )
+                except TradierError as exc:
+                    log.warning("account snapshot failed: %s", exc)
+                last_snapshot = now
             intents = caught_up.observe(consumer.consume(100, timeout=0.1))
             for intent in _decode_all(serde, intents, "order_intents", dead):
                 last_input = time.monotonic()
@@ -360,18 +373,6 @@ def run_tradier(
                 last_poll, poll_now = now, False
             if clock():
                 router.on_clock(clock())
-            if now - last_snapshot >= settings.snapshot_interval_s:
-                try:
-                    balances = client.balances()
-                    positions = client.positions()
-                    snap_ts = clock()
-                    outputs(
-                        "account_snapshot",
-                        account_snapshot(client.account_id, balances, positions, snap_ts, _session(calendar, snap_ts)),
-                    )
-                except TradierError as exc:
-                    log.warning("account snapshot failed: %s", exc)
-                last_snapshot = now
             producer.poll(0)
             if progress is not None:
                 progress(result)
