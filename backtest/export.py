@@ -45,6 +45,7 @@ def point_in_time(
             continue
         snap = snaps[i]
         row: dict[str, Any] = {c: s.get(c) for c in SIGNAL_COLUMNS}
+        row["filters_blocked"] = ",".join(s.get("filters_blocked") or ())  # what `scalp tune` re-evaluates
         row["feature_ts"] = snap["ts"]
         row.update({f"f_{c}": snap.get(c) for c in FEATURE_COLUMNS})
         lab = label_of.get(s["id"])

@@ -315,6 +315,7 @@ from .cli_ingest import backfill, ingest  # noqa: E402
 from .cli_research import drift, export, labels, replay  # noqa: E402
 from .cli_sink import sink  # noqa: E402
 from .cli_streams import streams  # noqa: E402
+from .cli_tune import tune  # noqa: E402
 
 main.add_command(ingest)
 main.add_command(backfill)
@@ -326,6 +327,7 @@ main.add_command(replay)
 main.add_command(drift)
 main.add_command(labels)
 main.add_command(export)
+main.add_command(tune)
 
 if __name__ == "__main__":
     main()

@@ -261,7 +261,7 @@ def labels(
         from backtest.sources import from_kafka
         from sinks.db import connect
         from sinks.migrate import migrate
-        from streams.core.labels import Quotes, label, rule_digest
+        from streams.core.labels import label_all, rule_digest
 
         context: Context = ctx.obj
         settings = context.settings
@@ -280,13 +280,8 @@ def labels(
         first = min(s["ts"] for s in signals) - 60 * NS
         last = max(s["ts"] for s in signals) + horizon
         quotes_read = from_kafka(settings.kafka, context.serde, first, last, ("market_quotes",))
-        by_symbol: dict[str, list[dict[str, Any]]] = {}
-        for _, q in quotes_read.records:
-            by_symbol.setdefault(q["symbol"], []).append(q)
-        books = {s: Quotes.of(qs) for s, qs in by_symbol.items()}
+        rows = label_all(signals, (q for _, q in quotes_read.records), policy.risk, run_id)
         digest = rule_digest(policy.risk)
-        empty = Quotes([], [], [])
-        rows = [r for s in signals if (r := label(s, books.get(s["symbol"], empty), policy.risk, digest, run_id))]
         with connect(settings.database, autocommit=True) as conn:
             migrate(conn)
             with conn.transaction(), conn.cursor() as cur:

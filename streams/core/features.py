@@ -44,6 +44,13 @@ MINUTE_NS = 60_000_000_000
 MS = 1_000_000
 
 
+def spread_bps(bid: float | None, ask: float | None) -> float | None:
+    """Quoted spread in bps of the mid; None unless 0 < bid < ask (a usable quote)."""
+    if bid is None or ask is None or not 0 < bid < ask:
+        return None
+    return (ask - bid) / ((ask + bid) / 2) * 1e4
+
+
 @dataclass(slots=True)
 class Snapshot:
     symbol: str
@@ -80,9 +87,7 @@ class Snapshot:
 
     @property
     def spread_bps(self) -> float | None:
-        if not self.quote_ok or self.bid is None or self.ask is None:
-            return None
-        return (self.ask - self.bid) / ((self.ask + self.bid) / 2) * 1e4
+        return spread_bps(self.bid, self.ask) if self.quote_ok else None
 
     def record(self, digests: Digests) -> dict[str, Any]:
         """The ``features`` topic record."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +102,15 @@ def label(
         "mae": round(worst, 6),
         "run_id": run_id,
     }
+
+
+def label_all(
+    signals: Sequence[dict[str, Any]], quotes: Iterable[dict[str, Any]], p: RiskParams, run_id: str | None
+) -> list[dict[str, Any]]:
+    """Label rows of ``signals`` from the quotes of every symbol (those without an entry quote are left out)."""
+    by_symbol: dict[str, list[dict[str, Any]]] = {}
+    for q in quotes:
+        by_symbol.setdefault(q["symbol"], []).append(q)
+    books = {symbol: Quotes.of(qs) for symbol, qs in by_symbol.items()}
+    digest, empty = rule_digest(p), Quotes([], [], [])
+    return [row for s in signals if (row := label(s, books.get(s["symbol"], empty), p, digest, run_id))]
