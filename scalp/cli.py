@@ -309,6 +309,7 @@ def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
     click.echo(f"demo: done in {time.monotonic() - started:.0f} s")
 
 
+from .cli_backtest import backtest, report  # noqa: E402
 from .cli_bench import bench  # noqa: E402
 from .cli_execute import execute  # noqa: E402
 from .cli_ingest import backfill, ingest  # noqa: E402
@@ -328,6 +329,8 @@ main.add_command(drift)
 main.add_command(labels)
 main.add_command(export)
 main.add_command(tune)
+main.add_command(backtest)
+main.add_command(report)
 
 if __name__ == "__main__":
     main()

@@ -133,3 +133,44 @@ def test_replay_of_an_empty_range_is_not_an_error(live_session: Any, tmp_path: P
         prefix, "replay", "--from", "2020-01-02", "--to", "2020-01-03", "--out", str(tmp_path), "--policy", str(policy)
     )
     assert "no market data" in out
+
+
+def test_backtest_writes_the_report_and_it_rebuilds_offline(live_session: Any, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    prefix, policy, _, _, records = live_session
+    runs = tmp_path / "runs"
+    common = ["--policy", str(policy), "--no-feedback", "--out", str(runs), "--run-id", "bt"]
+    out = _run(prefix, "backtest", *common)
+    assert f"replay: {len(records)} events" in out
+    run = runs / "bt"
+    report = run / "report"
+    for png in ("equity_r", "r_distribution", "setup_expectancy", "drift", "latency", "slippage"):
+        assert (report / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert f'src="{png}.png"' in (report / "index.html").read_text()
+    summary = json.loads((report / "summary.json").read_text())
+    ledger = pq.read_table(run / "trade_ledger.parquet").to_pylist()
+    assert summary["trades"]["trades"] == len(ledger) > 0
+    assert abs(summary["trades"]["total_r"] - sum(t["r_multiple"] for t in ledger)) < 1e-9
+    for topic in ("features", "signals"):  # compared with the live session: reproduced
+        t = summary["drift"]["topics"][topic]
+        assert (t["differing"], t["missing"], t["extra"]) == (0, 0, 0), (topic, t)
+        assert t["matched"] > 0
+    live_fills = pq.read_table(run / "live_fills.parquet").to_pylist()
+    assert {f["name"]: f["n"] for f in summary["fills"]}["slippage, bps (positive = worse)"] == len(live_fills) > 0
+    labels = pq.read_table(run / "signal_labels.parquet").to_pylist()
+    dataset = pq.read_table(run / "dataset.parquet").to_pylist()
+    assert len(labels) == len(dataset) == json.loads((run / "run.json").read_text())["outputs"]["signals"]["rows"]
+    page = (report / "index.html").read_bytes()
+    pngs = {p.name: p.read_bytes() for p in report.glob("*.png")}
+    rebuilt = scalp("report", "--run", "bt", "--out", str(runs), env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (report / "index.html").read_bytes() == page  # from the run's files alone, identical
+    assert {p.name: p.read_bytes() for p in report.glob("*.png")} == pngs
+    again = scalp("backtest", *common, env={"SCALP_TOPIC_PREFIX": prefix})
+    assert again.returncode == 2
+    assert "--overwrite" in again.stderr
+    empty = _run(prefix, "backtest", *common[:-1], "empty", "--from", "2020-01-02", "--to", "2020-01-03")
+    assert "no market data" in empty
+    assert "drift: no live decisions in the range" in empty
+    assert (runs / "empty" / "report" / "index.html").exists()

@@ -1,0 +1,252 @@
+"""The research steps behind `scalp replay / labels / export / drift / backtest`, as plain functions.
+
+Each takes the CLI context (settings, serde) and returns what it made; the commands print. `scalp
+backtest` runs them in a row in one process and keeps the market records in memory between steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas.errors import ConfigError
+
+from .context import Context
+
+NS = 1_000_000_000
+LABEL_COLUMNS = (
+    "signal_id", "rule_digest", "ts", "symbol", "setup", "side", "entry_price", "outcome", "exit_ts", "exit_price",
+    "r", "mfe", "mae", "run_id",
+)  # fmt: skip
+_TS = {"ts", "exit_ts"}
+LABEL_UPSERT = (
+    f"INSERT INTO signal_labels ({', '.join(LABEL_COLUMNS)}) VALUES "  # noqa: S608 - constants only
+    f"({', '.join('to_timestamp(%s / 1e9)' if c in _TS else '%s' for c in LABEL_COLUMNS)}) "
+    "ON CONFLICT (signal_id, rule_digest) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in LABEL_COLUMNS if c not in ("signal_id", "rule_digest"))
+)
+Progress = Callable[[int], None]
+
+
+def iso(ns: int | None) -> str | None:
+    return None if ns is None else dt.datetime.fromtimestamp(ns / NS, dt.UTC).isoformat()
+
+
+def load_policy_file(context: Context, policy_path: Path | None) -> Any:
+    from streams.core.errors import PolicyError
+    from streams.core.policy import load_policy
+
+    try:
+        return load_policy(policy_path or context.settings.streams.policy_file)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def read_market(
+    context: Context,
+    source: str,
+    start: int | None,
+    end: int | None,
+    topics: tuple[str, ...] | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """A :class:`backtest.sources.Read` of the market topics (or ``topics``) from Kafka or the tables."""
+    from backtest.sources import MARKET, RetentionGap, from_kafka, from_tables
+
+    wanted = topics or MARKET
+    if source == "kafka":
+        try:
+            return from_kafka(context.settings.kafka, context.serde, start, end, wanted, progress)
+        except RetentionGap as exc:
+            raise ConfigError(str(exc)) from None
+    from sinks.db import connect
+
+    with connect(context.settings.database) as conn:
+        return from_tables(conn, start, end, wanted)
+
+
+@dataclass
+class ReplayDone:
+    path: Path
+    meta: dict[str, Any]
+    outputs: dict[str, list[dict[str, Any]]]
+    market: list[tuple[str, dict[str, Any]]]  # the records replayed, in replay order
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{t} {v['rows']}" for t, v in self.meta["outputs"].items() if v["rows"])
+        return f"{self.meta['inputs']} events -> {counts or 'no outputs'}"
+
+
+def run_replay(
+    context: Context,
+    *,
+    start: int | None,
+    end: int | None,
+    source: str,
+    run_id: str,
+    overwrite: bool,
+    policy_path: Path | None,
+    feedback: bool,
+    out: Path,
+    read_progress: Progress | None = None,
+    replay_progress: Callable[[int, int], None] | None = None,
+) -> ReplayDone:
+    from backtest.replay import replay, run_dir, write_run
+    from connectors.execution.tracker import FeeSchedule
+    from streams.core.digests import Digests, source_commit
+    from streams.core.pipeline import CoreParts
+
+    settings = context.settings
+    policy = load_policy_file(context, policy_path)
+    path = run_dir(out, run_id, overwrite)
+    try:
+        read = read_market(context, source, start, end, progress=read_progress)
+    except BaseException:
+        path.rmdir()
+        raise
+    digests = Digests(source_commit(), policy.digest, settings.digest())
+    fees = settings.execution.fees
+    total = len(read.records)
+    result = replay(
+        read.records,
+        CoreParts.create(policy, digests),
+        settings.execution.paper,
+        FeeSchedule(fees.per_share_usd, fees.per_contract_usd, fees.per_order_usd),
+        progress=(lambda n: replay_progress(n, total)) if replay_progress else None,
+        feedback_loop=feedback,
+    )
+    meta = write_run(
+        path,
+        result,
+        {
+            "run_id": run_id,
+            "source": read.source,
+            "from": iso(start),
+            "to": iso(end),
+            "from_ns": start,
+            "to_ns": end,
+            "offsets": {t: {str(p): list(r) for p, r in parts.items()} for t, parts in read.offsets.items()},
+            "session_policy_digest": policy.digest,
+            "env_hash": digests.env_hash,
+            "source_commit": digests.source_commit,
+            "policy_file": str(policy_path or settings.streams.policy_file),
+            "feedback": feedback,
+        },
+    )
+    return ReplayDone(path, meta, result.outputs, read.records)
+
+
+def label_signals(
+    context: Context,
+    signals: list[dict[str, Any]],
+    policy: Any,
+    run_id: str | None,
+    source: str = "kafka",
+    quotes: Iterable[dict[str, Any]] | None = None,
+    quotes_until: int | None = None,
+) -> list[dict[str, Any]]:
+    """Label ``signals`` and upsert the rows into signal_labels. Quotes come from ``source`` over the
+    signals' span plus the time stop; ``quotes`` (already read, up to ``quotes_until``) saves a re-read."""
+    from sinks.db import connect
+    from sinks.migrate import migrate
+    from streams.core.labels import label_all
+
+    if not signals:
+        return []
+    horizon = int(policy.risk.time_stop_min * 60 * NS) + 60 * NS
+    first = min(s["ts"] for s in signals) - 60 * NS
+    last = max(s["ts"] for s in signals) + horizon
+    if quotes is not None and quotes_until is not None:
+        book = list(quotes)
+        if quotes_until < last:  # the time stops of the last signals reach past what was read
+            tail = read_market(context, source, quotes_until, last, ("market_quotes",))
+            book += [q for _, q in tail.records]
+    else:
+        book = [q for _, q in read_market(context, source, first, last, ("market_quotes",)).records]
+    rows = label_all(signals, book, policy.risk, run_id)
+    with connect(context.settings.database, autocommit=True) as conn:
+        migrate(conn)
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(LABEL_UPSERT, [tuple(r[c] for c in LABEL_COLUMNS) for r in rows])
+    return rows
+
+
+def write_labels(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if rows:
+        pq.write_table(pa.Table.from_pylist(rows), path / "signal_labels.parquet")
+
+
+def label_summary(rows: list[dict[str, Any]], signals: int) -> str:
+    outcomes: dict[str, int] = {}
+    for r in rows:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    mean_r = sum(r["r"] for r in rows) / len(rows) if rows else 0.0
+    digest = rows[0]["rule_digest"] if rows else "-"
+    counts = dict(sorted(outcomes.items()))
+    return f"{len(rows)} of {signals} signals labelled (rule {digest}): {counts}, mean R {mean_r:+.3f}"
+
+
+@dataclass
+class Exported:
+    rows: int
+    labelled: int
+    files: list[Path]
+
+
+def export_run(path: Path, also_csv: bool) -> Exported | None:
+    """dataset.parquet (+ .csv) and dataset.meta.json of the run at ``path``; None without rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from backtest.export import point_in_time
+    from backtest.replay import read_run
+
+    meta, outputs = read_run(path)
+    labels_file = path / "signal_labels.parquet"
+    labels = pq.read_table(labels_file).to_pylist() if labels_file.exists() else []
+    rows, check = point_in_time(outputs.get("signals", []), outputs.get("features", []), labels)
+    if not rows:
+        return None
+    table = pa.Table.from_pylist(rows)
+    files = [path / "dataset.parquet"]
+    pq.write_table(table, files[0])
+    if also_csv:
+        files.append(path / "dataset.csv")
+        pacsv.write_csv(table, files[1])
+    keys = ("run_id", "source", "from", "to", "offsets", "session_policy_digest", "env_hash", "source_commit")
+    sidecar = {
+        **{k: meta.get(k) for k in keys},
+        "labels": "signal_labels.parquet" if labels else None,
+        "columns": table.column_names,
+        **check,
+    }
+    (path / "dataset.meta.json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
+    return Exported(check["rows"], check["labelled"], files)
+
+
+def live_records(context: Context, meta: dict[str, Any], topics: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """The live topics' records over the run's range, by topic."""
+    from backtest.sources import from_kafka
+
+    read = from_kafka(context.settings.kafka, context.serde, meta.get("from_ns"), meta.get("to_ns"), topics)
+    live: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
+    for topic, record in read.records:
+        live[topic].append(record)
+    return live
+
+
+def drift_run(path: Path, live: dict[str, list[dict[str, Any]]], outputs: dict[str, list[dict[str, Any]]]) -> Any:
+    """Compare and write drift.json; returns the :class:`backtest.drift.DriftReport`."""
+    from backtest.drift import compare
+
+    report = compare(live, outputs)
+    (path / "drift.json").write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    return report
