@@ -267,8 +267,8 @@ def topics_check(ctx: click.Context) -> None:
 @click.pass_context
 @guarded
 def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
-    """The main job: synthetic sessions through ingest, streams, paper execution and sinks, then replay,
-    drift, labels and export; prints where everything is.
+    """The main job: synthetic sessions through ingest, streams, paper execution and sinks, then a
+    back-test (replay, labels, export, drift, HTML report) and a tuning proposal; prints where everything is.
 
     Topics use the prefix demo_ (SCALP_TOPIC_PREFIX when set); re-running writes nothing twice.
     """
@@ -302,10 +302,15 @@ def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
     for step in session.steps:
         click.echo(f"  {step.name:<18} {step.seconds:6.1f} s  {step.last_line}")
     click.echo("")
+    for note in session.notes:
+        click.echo(note)
+    click.echo("")
     run_dir = session.runs / RUN_ID
     click.echo(f"topics: {prefix}<name> on {settings.kafka.bootstrap_servers} (`scalp topics list`, kaskade, Kafka UI)")
     click.echo(f"tables: {settings.database.safe_url} (features, signals, orders, fills, trade_ledger, ...)")
-    click.echo(f"replay run: {run_dir} (run.json, *.parquet, drift.json, signal_labels.parquet, dataset.parquet)")
+    click.echo(f"report: {run_dir / 'report' / 'index.html'}")
+    click.echo(f"back-test run: {run_dir} (run.json, *.parquet, drift.json, signal_labels.parquet, dataset.parquet)")
+    click.echo(f"tuning proposal: {run_dir / 'session_policies.proposed.yaml'} and {run_dir / 'tune_report.md'}")
     click.echo(f"demo: done in {time.monotonic() - started:.0f} s")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli_research import _bounds, _range, _runs, _with
+from .cli_research import _bounds, _range, _runs, _with, replay_options
 from .cliutil import guarded
 from .context import Context
 from .research import iso
@@ -28,17 +28,7 @@ def _load_extras(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | Non
 
 @click.command()
 @_with(_range)
-@click.option("--source", type=click.Choice(["kafka", "tables"]), default="kafka", show_default=True)
-@click.option("--run-id", default=None, help="Name of the run (default: backtest-<from>-<to>-<policy digest>).")
-@click.option("--overwrite", is_flag=True, help="Replace a run of the same id.")
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path), default=None, help="Session policy file.")
-@click.option(
-    "--feedback/--no-feedback",
-    default=True,
-    show_default=True,
-    help="Closed trades and refused orders reach the risk module at once; --no-feedback matches a live "
-    "session whose router ran after the strategy (for drift).",
-)
+@_with(replay_options("backtest"))
 @click.option("--csv", "also_csv", is_flag=True, help="Also write dataset.csv.")
 @_runs
 @click.pass_context
@@ -130,12 +120,13 @@ def backtest(
             report = drift_run(done.path, {t: live[t] for t in KEYS}, done.outputs)
             drift = report.to_dict()
             click.echo(
-                "drift: "
+                f"drift: {'none' if report.clean else 'FOUND'} ("
                 + ", ".join(
                     f"{name} {t.matched} matched/{len(t.differing)} differing/{len(t.missing)} missing/"
                     f"{len(t.extra)} extra"
                     for name, t in report.topics.items()
                 )
+                + ")"
             )
         else:
             click.echo("drift: no live decisions in the range; nothing to compare")

@@ -36,6 +36,25 @@ def _with(options: list[Any]) -> Callable[[F], F]:
     return wrap
 
 
+def replay_options(name: str) -> list[Any]:
+    """--source, --run-id, --overwrite, --policy, --feedback: shared by `scalp replay` and `scalp backtest`."""
+    return [
+        click.option("--source", type=click.Choice(["kafka", "tables"]), default="kafka", show_default=True),
+        click.option("--run-id", default=None, help=f"Name of the run (default: {name}-<from>-<to>-<policy digest>)."),
+        click.option("--overwrite", is_flag=True, help="Replace a run of the same id."),
+        click.option(
+            "--policy", "policy_path", type=click.Path(path_type=Path), default=None, help="Session policy file."
+        ),
+        click.option(
+            "--feedback/--no-feedback",
+            default=True,
+            show_default=True,
+            help="Closed trades and refused orders reach the risk module at once (a closed loop); --no-feedback "
+            "matches a live session whose router ran after the strategy (for drift).",
+        ),
+    ]
+
+
 def _bounds(from_: str | None, to: str | None) -> tuple[int | None, int | None]:
     start = _parse_time(from_, "--from") if from_ else None
     end = _parse_time(to, "--to") if to else None
@@ -46,17 +65,7 @@ def _bounds(from_: str | None, to: str | None) -> tuple[int | None, int | None]:
 
 @click.command()
 @_with(_range)
-@click.option("--source", type=click.Choice(["kafka", "tables"]), default="kafka", show_default=True)
-@click.option("--run-id", default=None, help="Name of the run (default: replay-<from>-<to>-<policy digest>).")
-@click.option("--overwrite", is_flag=True, help="Replace a run of the same id.")
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path), default=None, help="Session policy file.")
-@click.option(
-    "--feedback/--no-feedback",
-    default=True,
-    show_default=True,
-    help="Closed trades and refused orders reach the risk module at once (a closed loop); --no-feedback "
-    "matches a live session whose router ran after the strategy.",
-)
+@_with(replay_options("replay"))
 @_runs
 @click.pass_context
 def replay(

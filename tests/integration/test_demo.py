@@ -30,10 +30,18 @@ def test_demo_runs_the_whole_pipeline_and_can_run_again(services: AppSettings, t
         assert meta["outputs"]["signals"]["rows"] > 0
         assert meta["outputs"]["trade_ledger"]["rows"] > 0
         assert (runs / "demo" / "dataset.parquet").exists()
+        page = (runs / "demo" / "report" / "index.html").read_text()
+        assert "No drift: every live decision was reproduced." in page
+        assert "tune: " in out
+        assert "live policy" in out
+        proposal = (runs / "demo" / "session_policies.proposed.yaml").read_text()
+        assert proposal.startswith("# PROPOSED by `scalp tune`")
+        assert "Train days: 2026-11-20; validation days: 2026-11-23." in proposal
+        assert (runs / "demo" / "tune_report.md").exists()
 
         again = scalp("demo", "--no-stack", "--out", str(runs), env=env, timeout=900)
         assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
-        assert again.stderr.count("already in the topics; not ingested again") == 2
+        assert again.stderr.count("already in the topics; not ingested again") == 3
         # the only new records: the risk module's day state after each closed trade of the first run (the
         # worker ran before the router then, so it reads their ledger records now); the tables are shared,
         # so rows another run already wrote for those keys are not written again
