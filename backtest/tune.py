@@ -363,7 +363,9 @@ def report_markdown(
         f"{', '.join(info['idle_days']) or 'none'}",
         f"- validation days: {', '.join(validation)}",
         "",
-        "Per signal, from the labels (TP / SL / time stop); risk limits are not simulated.",
+        'Per signal, from the labels (TP / SL / time stop); risk limits are not simulated. "current" is the live',
+        "policy's values, \"best on train\" the search's best on the training days (proposed only when it also",
+        "beats the current values on the validation days).",
         "",
         "| setup | decision | parameter changes | split | trades | /day | win | expectancy R | total R |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -374,7 +376,7 @@ def report_markdown(
             ("train", r.train_before, r.train_after),
             ("validation", r.validation_before, r.validation_after),
         ):
-            for when, s in (("before", before), ("after", after)):
+            for when, s in (("current", before), ("best on train", after)):
                 cells = [r.setup, r.decision, change, f"{split_name} {when}", *_stats_cells(s)]
                 lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Policy diff", "", "```diff", info["diff"].rstrip() or "(no change proposed)", "```", ""]

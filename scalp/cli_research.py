@@ -176,26 +176,41 @@ def drift(ctx: click.Context, run_id: str, fail_on_drift: bool, out: Path) -> No
 
 @click.command()
 @click.option("--run", "run_id", default=None, help="Label the signals of this replay run (default: live signals).")
+@click.option("--tp-ticks", type=click.IntRange(1), default=None, help="Take-profit in ticks (with --sl-ticks).")
+@click.option("--sl-ticks", type=click.IntRange(1), default=None, help="Stop in ticks (with --tp-ticks).")
+@click.option("--tick-size", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
 @_with(_range)
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), default=None, help="Session policy file.")
 @_runs
 @click.pass_context
 def labels(
-    ctx: click.Context, run_id: str | None, from_: str | None, to: str | None, policy_path: Path | None, out: Path
+    ctx: click.Context,
+    run_id: str | None,
+    tp_ticks: int | None,
+    sl_ticks: int | None,
+    tick_size: float,
+    from_: str | None,
+    to: str | None,
+    policy_path: Path | None,
+    out: Path,
 ) -> None:
     """Label every signal TP / SL / TIME from the quotes after it, into signal_labels.
 
     Exits at the bid for longs and the ask for shorts; stop and take-profit from the policy's risk
-    levels (stop_bps, take_profit_r) and the time stop time_stop_min; the stop is checked first and a gap
-    through it exits at the gap price. Rows are upserted by (signal_id, rule_digest); with --run they also
-    go to <out>/<run>/signal_labels.parquet.
+    levels (stop_bps, take_profit_r), or --tp-ticks/--sl-ticks from the entry, and the time stop
+    time_stop_min; the stop is checked first and a gap through it exits at the gap price. Rows are
+    upserted by (signal_id, rule_digest); with --run they also go to <out>/<run>/signal_labels.parquet.
     """
 
     def run() -> None:
         from backtest.replay import read_run
+        from streams.core.labels import TickRule
 
         from .research import label_signals, label_summary, load_policy_file, read_market, write_labels
 
+        if (tp_ticks is None) != (sl_ticks is None):
+            raise ConfigError("give both --tp-ticks and --sl-ticks, or neither (the policy's R levels)")
+        ticks = TickRule(tp_ticks, sl_ticks, tick_size) if tp_ticks is not None and sl_ticks is not None else None
         context: Context = ctx.obj
         policy = load_policy_file(context, policy_path)
         start, end = _bounds(from_, to)
@@ -209,7 +224,7 @@ def labels(
         if not signals:
             click.echo("labels: no signals in the range; nothing to label")
             return
-        rows = label_signals(context, signals, policy, run_id, source)
+        rows = label_signals(context, signals, policy, run_id, source, ticks=ticks)
         if run_id is not None:
             write_labels(out / run_id, rows)
         click.echo(f"labels: {label_summary(rows, len(signals))}")
@@ -218,24 +233,50 @@ def labels(
 
 
 @click.command()
-@click.option("--run", "run_id", required=True, help="The replay run to export (labels: `scalp labels --run` first).")
+@click.option("--run", "run_id", default=None, help="The replay run to export (labels: `scalp labels --run` first).")
+@_with(_range)
+@click.option("--name", default=None, help="Live export: directory under --out (default: live-<from>-<to>).")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), help="Live export: label levels from it.")
 @click.option("--csv", "also_csv", is_flag=True, help="Also write dataset.csv.")
 @_runs
 @click.pass_context
-def export(ctx: click.Context, run_id: str, also_csv: bool, out: Path) -> None:
+def export(
+    ctx: click.Context,
+    run_id: str | None,
+    from_: str | None,
+    to: str | None,
+    name: str | None,
+    policy_path: Path | None,
+    also_csv: bool,
+    out: Path,
+) -> None:
     """Export a point-in-time dataset: each signal, the features as of its time (no look-ahead), its label.
 
-    Writes <out>/<run>/dataset.parquet (and dataset.csv with --csv) and dataset.meta.json: the run's
-    source range and offsets, config digests, source commit, row counts and the look-ahead check.
+    With --run: the run's signals, features and labels, into <out>/<run>/. Without: the live signals and
+    features topics of [--from, --to), labelled now (into signal_labels too), into <out>/<name>/. Writes
+    dataset.parquet (and dataset.csv with --csv) and dataset.meta.json: the source range and offsets,
+    config digests, source commit(s), row counts and the look-ahead check.
     """
 
     def run() -> None:
-        from .research import export_run
+        from .research import export_live, export_run, load_policy_file
 
-        path = out / run_id
-        done = export_run(path, also_csv)
+        context: Context = ctx.obj
+        if run_id is not None:
+            if from_ or to:
+                raise ConfigError("--run exports a run's own range; --from/--to are for a live export")
+            path = out / run_id
+            done = export_run(path, also_csv)
+        else:
+            start, end = _bounds(from_, to)
+            if start is None:
+                raise ConfigError("give --run R, or --from (and --to) for a live export")
+            path = out / (name or "-".join(["live", str(from_).replace(":", ""), (to or "end").replace(":", "")]))
+            done = export_live(context, start, end, load_policy_file(context, policy_path), path, also_csv)
         if done is None:
-            click.echo(f"export: run {run_id} has no signals with features; nothing to export")
+            click.echo(
+                f"export: no signals with features in {'run ' + run_id if run_id else 'the range'}; nothing written"
+            )
             return
         click.echo(
             f"export: {done.rows} rows ({done.labelled} labelled) to {path / 'dataset.parquet'}"

@@ -122,8 +122,8 @@ def tune(
             moves = ", ".join(f"{k} {r.current[k]:g}->{v:g}" for k, v in r.changes().items())
             v0, v1 = r.validation_before, r.validation_after
             click.echo(
-                f"tune {r.setup}: {r.decision}{' (' + moves + ')' if moves else ''}; validation "
-                f"{v0.trades} trades {v0.total_r:+.2f}R -> {v1.trades} trades {v1.total_r:+.2f}R"
+                f"tune {r.setup}: {r.decision}{' (' + moves + ')' if moves else ''}; validation: current "
+                f"{v0.trades} trades {v0.total_r:+.2f}R, best on train {v1.trades} trades {v1.total_r:+.2f}R"
             )
         count = sum(1 for r in results if r.proposed)
         click.echo(

@@ -148,6 +148,7 @@ def label_signals(
     source: str = "kafka",
     quotes: Iterable[dict[str, Any]] | None = None,
     quotes_until: int | None = None,
+    ticks: Any = None,
 ) -> list[dict[str, Any]]:
     """Label ``signals`` and upsert the rows into signal_labels. Quotes come from ``source`` over the
     signals' span plus the time stop; ``quotes`` (already read, up to ``quotes_until``) saves a re-read."""
@@ -167,7 +168,7 @@ def label_signals(
             book += [q for _, q in tail.records]
     else:
         book = [q for _, q in read_market(context, source, first, last, ("market_quotes",)).records]
-    rows = label_all(signals, book, policy.risk, run_id)
+    rows = label_all(signals, book, policy.risk, run_id, ticks)
     with connect(context.settings.database, autocommit=True) as conn:
         migrate(conn)
         with conn.transaction(), conn.cursor() as cur:
@@ -202,17 +203,63 @@ class Exported:
 
 def export_run(path: Path, also_csv: bool) -> Exported | None:
     """dataset.parquet (+ .csv) and dataset.meta.json of the run at ``path``; None without rows."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from backtest.export import point_in_time
     from backtest.replay import read_run
 
     meta, outputs = read_run(path)
     labels_file = path / "signal_labels.parquet"
     labels = pq.read_table(labels_file).to_pylist() if labels_file.exists() else []
-    rows, check = point_in_time(outputs.get("signals", []), outputs.get("features", []), labels)
+    keys = ("run_id", "source", "from", "to", "offsets", "session_policy_digest", "env_hash", "source_commit")
+    return write_dataset(
+        path, outputs.get("signals", []), outputs.get("features", []), labels, {k: meta.get(k) for k in keys}, also_csv
+    )
+
+
+def export_live(
+    context: Context, start: int | None, end: int | None, policy: Any, path: Path, also_csv: bool, ticks: Any = None
+) -> Exported | None:
+    """The same dataset from the live ``signals`` and ``features`` topics of a range, labelled now."""
+    from streams.core.labels import rule_digest
+
+    read = read_market(context, "kafka", start, end, ("signals", "features"))
+    signals = [r for topic, r in read.records if topic == "signals"]
+    features = [r for topic, r in read.records if topic == "features"]
+    if not signals:
+        return None
+    path.mkdir(parents=True, exist_ok=True)
+    labels = label_signals(context, signals, policy, None, ticks=ticks)
+    write_labels(path, labels)
+    digests = sorted({s["session_policy_digest"] for s in signals})
+    commits = sorted({s["source_commit"] for s in signals})
+    meta = {
+        "source": "live topics (signals, features)",
+        "from": iso(start),
+        "to": iso(end),
+        "offsets": {t: {str(p): list(r) for p, r in parts.items()} for t, parts in read.offsets.items()},
+        "session_policy_digest": digests[0] if len(digests) == 1 else None,
+        "session_policy_digests_seen": digests,
+        "source_commits_seen": commits,
+        "label_rule_digest": rule_digest(policy.risk, ticks),
+    }
+    return write_dataset(path, signals, features, labels, meta, also_csv)
+
+
+def write_dataset(
+    path: Path,
+    signals: list[dict[str, Any]],
+    features: list[dict[str, Any]],
+    labels: list[dict[str, Any]],
+    meta: dict[str, Any],
+    also_csv: bool,
+) -> Exported | None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from backtest.export import point_in_time
+
+    rows, check = point_in_time(signals, features, labels)
     if not rows:
         return None
     table = pa.Table.from_pylist(rows)
@@ -221,13 +268,7 @@ def export_run(path: Path, also_csv: bool) -> Exported | None:
     if also_csv:
         files.append(path / "dataset.csv")
         pacsv.write_csv(table, files[1])
-    keys = ("run_id", "source", "from", "to", "offsets", "session_policy_digest", "env_hash", "source_commit")
-    sidecar = {
-        **{k: meta.get(k) for k in keys},
-        "labels": "signal_labels.parquet" if labels else None,
-        "columns": table.column_names,
-        **check,
-    }
+    sidecar = {**meta, "labels": "signal_labels.parquet" if labels else None, "columns": table.column_names, **check}
     (path / "dataset.meta.json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
     return Exported(check["rows"], check["labelled"], files)
 

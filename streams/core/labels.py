@@ -8,7 +8,8 @@ be closed (the bid for a long, the ask for a short):
 - at or through the stop -> ``SL`` at that price (a gap through the stop exits worse than the stop);
 - at or through the take-profit -> ``TP`` at that price;
 - at or after the time stop (or the end of the quotes) -> ``TIME`` at that quote's price.
-The stop is checked first: a single tick cannot touch both, and where an ambiguity could exist the
+With a :class:`TickRule` the stop and take-profit are instead whole ticks from the entry (risk = the
+stop distance). The stop is checked first: a single tick cannot touch both, and where an ambiguity could exist the
 rule takes the pessimistic side. R is the exit's PnL per share over the risk per share; MFE and MAE are
 the best and worst R seen up to and including the exit (MAE is <= 0).
 """
@@ -29,13 +30,31 @@ NS = 1_000_000_000
 RULE_VERSION = 1
 
 
-def rule_digest(p: RiskParams) -> str:
-    body = {
-        "v": RULE_VERSION,
-        "stop_bps": p.stop_bps,
-        "take_profit_r": p.take_profit_r,
-        "time_stop_min": p.time_stop_min,
-    }
+@dataclass(frozen=True, slots=True)
+class TickRule:
+    """TP and SL in ticks from the entry instead of the risk module's levels."""
+
+    take_profit_ticks: int
+    stop_ticks: int
+    tick_size: float = 0.01
+
+    def levels(self, entry: float | None, long: bool) -> tuple[float, float, float] | None:
+        if entry is None or entry <= 0 or self.stop_ticks <= 0 or self.take_profit_ticks <= 0:
+            return None
+        risk = round(self.stop_ticks * self.tick_size, 6)
+        reward = round(self.take_profit_ticks * self.tick_size, 6)
+        stop, take = (entry - risk, entry + reward) if long else (entry + risk, entry - reward)
+        if stop <= 0 or take <= 0:
+            return None
+        return round(stop, 6), round(take, 6), risk
+
+
+def rule_digest(p: RiskParams, ticks: TickRule | None = None) -> str:
+    body: dict[str, Any] = {"v": RULE_VERSION, "time_stop_min": p.time_stop_min}
+    if ticks is None:
+        body |= {"stop_bps": p.stop_bps, "take_profit_r": p.take_profit_r}
+    else:
+        body |= {"stop_ticks": ticks.stop_ticks, "take_profit_ticks": ticks.take_profit_ticks, "tick": ticks.tick_size}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -55,7 +74,12 @@ class Quotes:
 
 
 def label(
-    signal: dict[str, Any], quotes: Quotes, p: RiskParams, digest: str, run_id: str | None
+    signal: dict[str, Any],
+    quotes: Quotes,
+    p: RiskParams,
+    digest: str,
+    run_id: str | None,
+    ticks: TickRule | None = None,
 ) -> dict[str, Any] | None:
     """The ``signal_labels`` row of ``signal``; None when no quote precedes it (no entry price)."""
     ts, long = signal["ts"], signal["side"] == "long"
@@ -63,7 +87,7 @@ def label(
     if at < 0:
         return None
     entry = quotes.ask[at] if long else quotes.bid[at]
-    levels = bracket_levels(entry, long, p)
+    levels = bracket_levels(entry, long, p) if ticks is None else ticks.levels(entry, long)
     if levels is None:
         return None
     stop, take, risk = levels
@@ -105,12 +129,16 @@ def label(
 
 
 def label_all(
-    signals: Sequence[dict[str, Any]], quotes: Iterable[dict[str, Any]], p: RiskParams, run_id: str | None
+    signals: Sequence[dict[str, Any]],
+    quotes: Iterable[dict[str, Any]],
+    p: RiskParams,
+    run_id: str | None,
+    ticks: TickRule | None = None,
 ) -> list[dict[str, Any]]:
     """Label rows of ``signals`` from the quotes of every symbol (those without an entry quote are left out)."""
     by_symbol: dict[str, list[dict[str, Any]]] = {}
     for q in quotes:
         by_symbol.setdefault(q["symbol"], []).append(q)
     books = {symbol: Quotes.of(qs) for symbol, qs in by_symbol.items()}
-    digest, empty = rule_digest(p), Quotes([], [], [])
-    return [row for s in signals if (row := label(s, books.get(s["symbol"], empty), p, digest, run_id))]
+    digest, empty = rule_digest(p, ticks), Quotes([], [], [])
+    return [row for s in signals if (row := label(s, books.get(s["symbol"], empty), p, digest, run_id, ticks))]

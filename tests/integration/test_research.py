@@ -3,6 +3,7 @@ live on a tape; the replay of the same topics must reproduce them, and a changed
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from pathlib import Path
@@ -174,3 +175,30 @@ def test_backtest_writes_the_report_and_it_rebuilds_offline(live_session: Any, t
     assert "no market data" in empty
     assert "drift: no live decisions in the range" in empty
     assert (runs / "empty" / "report" / "index.html").exists()
+
+
+def test_export_of_the_live_topics_is_point_in_time(live_session: Any, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from streams.core.policy import load_policy
+    from tests.streams_util import WINDOWS
+
+    prefix, policy, _, _, _ = live_session
+    first, last = WINDOWS[0][0], WINDOWS[-1][0] + dt.timedelta(days=1)
+    args = ["--from", str(first), "--to", str(last), "--out", str(tmp_path), "--name", "live"]
+    out = _run(prefix, "export", *args, "--policy", str(policy), "--csv")
+    assert "no feature after its signal" in out
+    dataset = pq.read_table(tmp_path / "live" / "dataset.parquet").to_pylist()
+    assert dataset
+    assert all(r["feature_ts"] <= r["ts"] for r in dataset)  # no look-ahead
+    assert sum(1 for r in dataset if r["label_outcome"]) == len(
+        pq.read_table(tmp_path / "live" / "signal_labels.parquet")
+    )
+    sidecar = json.loads((tmp_path / "live" / "dataset.meta.json").read_text())
+    assert sidecar["session_policy_digest"] == load_policy(policy).digest  # what the live worker ran with
+    assert sidecar["offsets"]["signals"]
+    assert sidecar["rows"] == len(dataset) == sidecar["signals"] - sidecar["signals_without_features"]
+    nothing = _run(prefix, "export", "--from", "2020-01-02", "--to", "2020-01-03", "--out", str(tmp_path))
+    assert "nothing written" in nothing
+    both = scalp("export", "--run", "a", "--from", "2020-01-02", env={"SCALP_TOPIC_PREFIX": prefix})
+    assert both.returncode == 2

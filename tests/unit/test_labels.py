@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.core.labels import Quotes, label, rule_digest
+from streams.core.labels import Quotes, TickRule, label, rule_digest
 from streams.core.policy import RiskParams
 
 NS = 1_000_000_000
@@ -70,3 +70,14 @@ def test_only_quotes_after_the_signal_count_and_none_before_means_no_label() -> 
 def test_the_rule_digest_changes_with_the_rule() -> None:
     assert rule_digest(P) == rule_digest(RiskParams(stop_bps=10.0, take_profit_r=1.5, time_stop_min=15.0))
     assert rule_digest(P) != rule_digest(RiskParams(stop_bps=12.0))
+
+
+def test_levels_in_ticks_instead_of_the_policy() -> None:
+    ticks = TickRule(take_profit_ticks=5, stop_ticks=4)  # entry 100.00: TP 100.05, stop 99.96, 1R = 0.04
+    q = tape((0, 99.99, 100.00), (1, 99.97, 99.98), (2, 100.05, 100.06))
+    assert outcome(label(sig(), q, P, "d", None, ticks)) == ("TP", 100.05, 1.25, 1.25, -0.75)
+    q = tape((0, 99.99, 100.00), (1, 100.03, 100.04), (2, 99.95, 99.96), (3, 100.10, 100.11))
+    assert outcome(label(sig(), q, P, "d", None, ticks)) == ("SL", 99.95, -1.25, 0.75, -1.25)  # gap past 99.96
+    q = tape((0, 100.00, 100.01), (1, 99.95, 99.96), (2, 99.94, 99.95))  # short at the bid: TP at an ask <= 99.95
+    assert outcome(label(sig("short"), q, P, "d", None, ticks)) == ("TP", 99.95, 1.25, 1.25, 0.0)
+    assert rule_digest(P, ticks) != rule_digest(P) != rule_digest(P, TickRule(5, 3))

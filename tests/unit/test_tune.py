@@ -174,7 +174,7 @@ def test_cli_writes_a_valid_proposal_and_never_touches_the_live_policy(tmp_path:
     assert 0.5 < new.setup("ema20_pullback").promote_score <= 0.7
     assert new.setup("vwap_reclaim") == load_policy().setup("vwap_reclaim")  # only the tuned setup moved
     report = (tmp_path / "tune_report.md").read_text()
-    assert "validation after" in report
+    assert "| validation best on train | 6 |" in report
     assert "-    promote_score: 0.5" in report
     refused = subprocess.run([*cmd, "--proposed", str(POLICY_FILE)], capture_output=True, text=True, check=False)
     assert refused.returncode == 2
