@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from schemas.errors import ScalpError
+from schemas.reader import drain
 from schemas.serde import AvroSerde
 from schemas.settings import KafkaSettings
 
@@ -78,32 +79,17 @@ def from_kafka(
             if not starts:
                 continue
             consumer.assign(starts)
-            remaining = dict(ends)
-            while remaining:
-                for msg in consumer.consume(5000, timeout=1.0):
-                    err = msg.error()
-                    p = msg.partition() or 0
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            remaining.pop(p, None)
-                        continue
-                    offset = msg.offset() or 0
-                    if p not in remaining or offset >= ends[p]:
-                        remaining.pop(p, None)
-                        continue
-                    if offset >= ends[p] - 1:
-                        remaining.pop(p, None)
-                    value = msg.value()
-                    if value is None:
-                        continue
-                    record = serde.decode(value, topic)
-                    ts = record["ts"]
-                    if (start_ns is not None and ts < start_ns) or (end_ns is not None and ts >= end_ns):
-                        continue
-                    first, _ = offsets.setdefault(topic, {}).get(p, (offset, offset))
-                    offsets[topic][p] = (first, offset)
-                    items.append(((ts, RANK.get(topic, 9), p, offset), topic, record))
-                if progress is not None:
+            for p, offset, value in drain(consumer, physical, ends, 5000):
+                if value is None:
+                    continue
+                record = serde.decode(value, topic)
+                ts = record["ts"]
+                if (start_ns is not None and ts < start_ns) or (end_ns is not None and ts >= end_ns):
+                    continue
+                first, _ = offsets.setdefault(topic, {}).get(p, (offset, offset))
+                offsets[topic][p] = (first, offset)
+                items.append(((ts, RANK.get(topic, 9), p, offset), topic, record))
+                if progress is not None and len(items) % 50_000 == 0:
                     progress(len(items))
             consumer.unassign()
     finally:

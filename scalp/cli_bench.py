@@ -24,6 +24,14 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def publish(name: str, text: str, no_write: bool) -> None:
+    """Print a benchmark's section and, unless ``no_write``, put it into BENCHMARKS.md."""
+    click.echo(text)
+    if not no_write:
+        write_section(name, text)
+        click.echo(f"written to {BENCHMARKS_MD}")
+
+
 @click.group()
 def bench() -> None:
     """Benchmarks (need the running stack); results go to BENCHMARKS.md."""
@@ -54,11 +62,7 @@ def bench_ingest(ctx: click.Context, events: int, rate: float, seconds: float, n
             latency_rate=rate,
             latency_seconds=seconds,
         )
-        text = ingest_bench.markdown(results)
-        click.echo(text)
-        if not no_write:
-            write_section("ingest", text)
-            click.echo(f"written to {BENCHMARKS_MD}")
+        publish("ingest", ingest_bench.markdown(results), no_write)
 
     guarded(run)()
 
@@ -88,11 +92,7 @@ def bench_sink(ctx: click.Context, rows: int, naive_rows: int, no_write: bool) -
             rows=rows,
             naive_rows=naive_rows,
         )
-        text = sink_bench.markdown(results)
-        click.echo(text)
-        if not no_write:
-            write_section("sink", text)
-            click.echo(f"written to {BENCHMARKS_MD}")
+        publish("sink", sink_bench.markdown(results), no_write)
 
     guarded(run)()
 
@@ -122,11 +122,7 @@ def bench_streams(ctx: click.Context, events: int, rate: float, seconds: float, 
             latency_rate=rate,
             latency_seconds=seconds,
         )
-        text = streams_bench.markdown(results)
-        click.echo(text)
-        if not no_write:
-            write_section("streams", text)
-            click.echo(f"written to {BENCHMARKS_MD}")
+        publish("streams", streams_bench.markdown(results), no_write)
 
     guarded(run)()
 
@@ -141,10 +137,6 @@ def bench_replay(events: int, no_write: bool) -> None:
     def run() -> None:
         from benchmarks import replay_bench
 
-        text = replay_bench.markdown(replay_bench.run(events))
-        click.echo(text)
-        if not no_write:
-            write_section("replay", text)
-            click.echo(f"written to {BENCHMARKS_MD}")
+        publish("replay", replay_bench.markdown(replay_bench.run(events)), no_write)
 
     guarded(run)()

@@ -35,8 +35,15 @@ def _symbols(value: str) -> list[str]:
 
 
 def _run_pipeline(
-    context: Context, polygon: PolygonSettings, symbols: list[str], options: bool, simulated: bool
+    context: Context,
+    polygon: PolygonSettings,
+    symbols: list[str],
+    options: bool,
+    simulated: bool,
+    window: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
+    """``window`` (ns): warm start from every record of that event-time window already in Kafka (a
+    synthetic session run again publishes nothing twice) instead of the newest records."""
     from connectors.polygon.ingest import IngestClock, IngestPipeline
     from schemas.admin import TopicAdmin
     from schemas.producer import AvroProducer
@@ -47,7 +54,17 @@ def _run_pipeline(
     producer = AvroProducer(settings.kafka, context.serde)
     clock = IngestClock(SIMULATED_LATENCY_NS if simulated else None)
     pipeline = IngestPipeline(polygon, symbols, producer, options=options, clock=clock, options_as_of=simulated)
-    if polygon.warm_start_events:
+    if window is not None:
+        start_ns, end_ns = window
+        in_window = (
+            (topic, record)
+            for topic in ("market_trades", "market_quotes", "bars_1m")
+            for record in read_topic(settings.kafka, context.serde, topic, from_ms=start_ns // 1_000_000)
+            if record["ts"] < end_ns
+        )
+        seeded = pipeline.warm_start(in_window)
+        log.info("warm start: %d records of the session window read back from Kafka", seeded)
+    elif polygon.warm_start_events:
         history = (
             (topic, record)
             for topic in ("market_trades", "market_quotes", "bars_1m")
@@ -150,7 +167,7 @@ def ingest_synthetic(
             raise ConfigError("--speed and --max are exclusive")
         if speed is not None and speed <= 0:
             raise ConfigError("--speed must be positive")
-        session_times(session_date, start, end)  # validates the day and the window before starting
+        times = session_times(session_date, start, end)  # validates the day and the window before starting
         tickers = _symbols(symbols)
         key = secrets.token_hex(16)
         args = [
@@ -176,10 +193,16 @@ def ingest_synthetic(
                     "warm_start_events": 0,
                     "trade_gap_s": 0,
                     "quote_gap_s": 0,
+                    # every key of the window is remembered: a re-run (or the rest of an interrupted run)
+                    # publishes only what Kafka does not hold yet
+                    "dedupe_window_s": max(
+                        context.settings.polygon.dedupe_window_s, (times.end_ns - times.start_ns) / 1e9 + 60
+                    ),
                 }
             )
             click.echo(f"synthetic session {session_date} {','.join(tickers)} seed {seed} at {server.ws_url}", err=True)
-            result = _run_pipeline(context, polygon, tickers, with_options, simulated=True)
+            window = (times.start_ns, times.end_ns)
+            result = _run_pipeline(context, polygon, tickers, with_options, simulated=True, window=window)
         _summary(result)
 
     guarded(run)()

@@ -96,7 +96,10 @@ def _run(context: Context, topics: list[str], until_idle: float | None) -> None:
             server.shutdown()
     state = worker.state
     elapsed = (state.last_commit - state.first_message) if state.first_message and state.last_commit else 0.0
-    click.echo(f"sink: {state.rows_written} rows written in {elapsed:.2f}s (first message to last commit)")
+    click.echo(
+        f"sink: {state.rows_written} rows written ({state.fast_rows} through the fast path, {state.fallbacks} "
+        f"batches written row by row after it refused them) in {elapsed:.2f}s (first message to last commit)"
+    )
 
 
 def _status(context: Context, topics: list[str]) -> None:

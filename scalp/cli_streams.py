@@ -102,7 +102,8 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
             f"streams: {stats.events} events in{rate}, outputs {dict(sorted(stats.outputs.items()))}, "
             f"{stats.skipped} skipped as already in state, {stats.redelivered} redelivered, "
             f"{stats.dead_letters} dead letters, {stats.idle_releases} idle releases, "
-            f"{late} late and {outside} outside-session events not applied"
+            f"{late} late and {outside} outside-session events not applied, "
+            f"{stats.stale} left to another worker at a rebalance"
         )
 
     guarded(run)()

@@ -59,28 +59,35 @@ def read_topic(
         if not starts:
             return
         consumer.assign(starts)
-        remaining = set(ends)
-        while remaining:
-            for msg in consumer.consume(1000, timeout=1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition() or 0)
-                        continue
-                    raise RetryableError(f"reading {physical}: {err}")
-                p, offset = msg.partition() or 0, msg.offset() or 0
-                if p not in remaining:
-                    continue
-                if offset >= ends[p]:
-                    remaining.discard(p)
-                    continue
-                value = msg.value()
-                if value is not None:
-                    yield serde.decode(value, topic)
-                if offset >= ends[p] - 1:
-                    remaining.discard(p)
+        for _, _, value in drain(consumer, physical, ends):
+            if value is not None:
+                yield serde.decode(value, topic)
     finally:
         consumer.close()
+
+
+def drain(
+    consumer: Consumer, physical: str, ends: dict[int, int], batch: int = 1000
+) -> Iterator[tuple[int, int, bytes | None]]:
+    """(partition, offset, value) of the assigned partitions of ``physical`` until each reaches its end
+    offset in ``ends`` (exclusive; taken before reading, so records produced meanwhile are not waited for)."""
+    remaining = set(ends)
+    while remaining:
+        for msg in consumer.consume(batch, timeout=1.0):
+            err = msg.error()
+            p = msg.partition() or 0
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(p)
+                    continue
+                raise RetryableError(f"reading {physical}: {err}")
+            offset = msg.offset() or 0
+            if p not in remaining or offset >= ends[p]:
+                remaining.discard(p)
+                continue
+            if offset >= ends[p] - 1:
+                remaining.discard(p)
+            yield p, offset, msg.value()
 
 
 _TRANSIENT = {

@@ -134,6 +134,12 @@ class AvroSerde:
             reader = None if same else self.parsed(topic)
         return writer, reader
 
+    def resolves_to_itself(self, header: bytes, topic: str) -> bool:
+        """True when values with this 5-byte header were written with ``topic``'s own catalog schema
+        (decoded without resolving between schema versions); False when unknown or another schema."""
+        plan = self._plans.get((header, topic))
+        return plan is not None and plan[1] is None
+
     def knows(self, data: bytes, topic: str | None = None) -> bool:
         """True when decoding ``data`` needs no registry lookup (its schema id was seen for ``topic``)."""
         return (data[:5], topic) in self._plans

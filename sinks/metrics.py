@@ -27,6 +27,14 @@ class SinkMetrics:
         self.dlq = Counter(
             "scalp_sink_dead_letters", "Records sent to the dead-letter queue", ["table"], registry=self.registry
         )
+        self.fast_rows = Counter(
+            "scalp_sink_fast_path_rows", "Rows written through the columnar fast path", registry=self.registry
+        )
+        self.fallbacks = Counter(
+            "scalp_sink_fast_path_fallbacks",
+            "Batches the fast path refused (written row by row)",
+            registry=self.registry,
+        )
         self.duplicates = Counter(
             "scalp_sink_duplicates_skipped", "Rows skipped by the natural-key guard", registry=self.registry
         )

@@ -46,6 +46,8 @@ class TableSpec:
     columns: tuple[str, ...]
     oids: tuple[int, ...]  # the types psycopg dumps the row values as (COPY BINARY wire types)
     row: Callable[[dict[str, Any]], list[Any]]
+    sources: tuple[str, ...] = ()  # the record field of each column (``ts`` for ts_ns)
+    pg_types: tuple[str, ...] = ()  # format_type() of each column
 
     def copy_sql(self) -> psycopg.sql.Composed:
         return psycopg.sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
@@ -64,6 +66,7 @@ def table_spec(conn: psycopg.Connection, spec: TopicSpec) -> TableSpec:
     fields = {f["name"]: f["type"] for f in spec.schema["fields"]}
     columns: list[str] = []
     oids: list[int] = []
+    pg_types: list[str] = []
     sources: list[str] = []
     fixes: list[tuple[int, Callable[[Any], Any]]] = []
     for name, oid, type_name in rows:
@@ -80,6 +83,7 @@ def table_spec(conn: psycopg.Connection, spec: TopicSpec) -> TableSpec:
             continue  # a column the topic does not feed (defaults apply)
         columns.append(name)
         oids.append(oid)
+        pg_types.append(type_name)
     getter = itemgetter(*sources)
 
     def row(record: dict[str, Any]) -> list[Any]:
@@ -88,7 +92,7 @@ def table_spec(conn: psycopg.Connection, spec: TopicSpec) -> TableSpec:
             values[index] = fix(values[index])
         return values
 
-    return TableSpec(spec.name, tuple(columns), tuple(oids), row)
+    return TableSpec(spec.name, tuple(columns), tuple(oids), row, tuple(sources), tuple(pg_types))
 
 
 def _nanos(value: Any) -> Any:

@@ -53,3 +53,6 @@ class SinkSettings(BaseModel):
     # instance_id (static membership) a restarted worker takes its partitions back at once
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
     instance_id: str | None = None
+    # decode a batch's values of plain tables at once and COPY them as CSV (sinks/columnar.py); off: row
+    # by row only (the fast path falls back to that by itself for any batch it cannot write)
+    columnar: bool = True

@@ -24,6 +24,7 @@ from schemas.errors import RetryableError, SerializationError
 from schemas.serde import AvroSerde
 from schemas.settings import KafkaSettings
 
+from .columnar import ColumnarCodec, ColumnarError
 from .metrics import SinkMetrics
 from .rows import TableSpec
 from .settings import DatabaseSettings, SinkSettings
@@ -40,6 +41,8 @@ class WorkerState:
     last_error: str | None = None
     buffered: int = 0
     rows_written: int = 0
+    fast_rows: int = 0  # of rows_written, those through the columnar fast path
+    fallbacks: int = 0  # batches the fast path refused (written row by row instead)
     first_message: float | None = None  # monotonic time of the first message taken
     last_commit: float | None = None  # monotonic time of the last successful batch commit
 
@@ -75,6 +78,7 @@ class SinkWorker:
         self._idle_reset = False  # set on assignment: idleness counts from when there is work to wait for
         self._dlq = Producer({**kafka.client_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
         self._dlq_failures: list[str] = []
+        self._fast: dict[tuple[bytes, str], bool] = {}  # (5-byte header, topic) -> fast path?
         self.consumer = Consumer(
             {
                 **kafka.client_config(),
@@ -164,6 +168,18 @@ class SinkWorker:
         topic = self.physical[physical]
         value = msg.value()
         self.batch.offsets[(physical, msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
+        fast = self._fast.get((value[:5], topic)) if value is not None else False
+        if fast:
+            self.batch.add_raw(topic, msg)  # decoded with the whole batch at write time
+            return
+        added = self._add_record(msg, topic, value)
+        if fast is None and added and value is not None and self._fast_codec(topic):
+            # the first value of this schema id decoded fine: the next ones take the fast path when the
+            # id is the topic's own schema (no resolution between versions needed)
+            self._fast[(value[:5], topic)] = self.serde.resolves_to_itself(value[:5], topic)
+
+    def _add_record(self, msg: Message, topic: str, value: bytes | None) -> bool:
+        """Decode ``value`` into a row of the batch (True), or send the message to the DLQ (False)."""
         try:
             if value is None:
                 raise SerializationError(topic, None, "empty value (tombstone)")
@@ -171,10 +187,30 @@ class SinkWorker:
             spec = self.writer.specs.get(topic) or self._spec(topic)
             # the message itself is kept (not copied into a smaller object): the DLQ needs it only rarely
             self.batch.add(Pending(topic, spec.row(record), record.get("ts") or 0, msg))
+            return True
         except SerializationError as exc:
             self._dead_letter(msg, str(exc))
         except (KeyError, TypeError, ValueError) as exc:
             self._dead_letter(msg, f"{topic}: record does not fit table {topic}: {type(exc).__name__}: {exc}")
+        return False
+
+    def _fast_codec(self, topic: str) -> bool:
+        """Whether ``topic`` has a fast path codec (built once from its table and catalog schema)."""
+        if not self.settings.columnar:
+            return False
+        if topic not in self.writer.codecs:
+            spec = self.writer.specs.get(topic) or self._spec(topic)
+            self.writer.codecs[topic] = ColumnarCodec.build(spec, self.catalog[topic].schema)
+        return self.writer.codecs[topic] is not None
+
+    def _materialize(self) -> None:
+        """Move the batch's fast path messages to the row-by-row path (decoded one by one, bad ones to
+        the DLQ), after the fast path refused the batch."""
+        raw, self.batch.raw = self.batch.raw, {}
+        for topic, messages in raw.items():
+            self.batch.size -= len(messages)
+            for msg in messages:
+                self._add_record(msg, topic, msg.value())
 
     def _decode(self, value: bytes, topic: str) -> dict[str, Any]:
         """Decode; while the registry is unreachable (a schema id not seen yet), wait and retry."""
@@ -249,6 +285,12 @@ class SinkWorker:
                 self._flush_dlq()
                 result = self.writer.write(self.batch, self._reject)
                 self._flush_dlq()  # rows rejected during the write are in the DLQ before... the commit below
+            except ColumnarError as exc:
+                log.info("fast path refused the batch (%s): writing it row by row", exc)
+                self.state.fallbacks += 1
+                self.metrics.fallbacks.inc()
+                self._materialize()
+                continue
             except FencedError as exc:
                 log.warning("%s: dropping their batch and re-reading the stored offsets", exc)
                 self._refetch(exc.partitions)
@@ -275,6 +317,8 @@ class SinkWorker:
                 self.state.rows_written += count
             if result.duplicates:
                 self.metrics.duplicates.inc(result.duplicates)
+            self.state.fast_rows += result.fast
+            self.metrics.fast_rows.inc(result.fast)
             self._commit_informational()
             self.state.last_error = None
             self.state.last_flush = self.state.last_commit = time.monotonic()

@@ -27,6 +27,7 @@ from psycopg import sql
 from schemas.catalog import Catalog
 from schemas.errors import RetryableError
 
+from .columnar import ColumnarCodec, ColumnarError
 from .rows import TableSpec, ns_to_datetime, table_spec
 from .settings import DatabaseSettings
 
@@ -55,12 +56,18 @@ class Pending:
 @dataclass
 class Batch:
     rows: dict[str, list[Pending]] = field(default_factory=dict)
+    # topic -> consumed messages for the columnar fast path (decoded at write time, sinks/columnar.py)
+    raw: dict[str, list[Any]] = field(default_factory=dict)
     # (physical topic, partition) -> next offset to read once this batch is stored
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     size: int = 0
 
     def add(self, pending: Pending) -> None:
         self.rows.setdefault(pending.topic, []).append(pending)
+        self.size += 1
+
+    def add_raw(self, topic: str, message: Any) -> None:
+        self.raw.setdefault(topic, []).append(message)
         self.size += 1
 
     def drop_partitions(
@@ -70,6 +77,10 @@ class Batch:
             kept = [p for p in self.rows[topic] if physical_of(p) not in partitions]
             self.size -= len(self.rows[topic]) - len(kept)
             self.rows[topic] = kept
+        for topic in list(self.raw):
+            raw = [m for m in self.raw[topic] if (m.topic(), m.partition()) not in partitions]
+            self.size -= len(self.raw[topic]) - len(raw)
+            self.raw[topic] = raw
         for key in partitions:
             self.offsets.pop(key, None)
 
@@ -79,6 +90,7 @@ class WriteResult:
     written: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     rejected: int = 0
+    fast: int = 0  # rows written through the columnar fast path
 
 
 Reject = Callable[[Pending, str], None]
@@ -102,6 +114,7 @@ class PgWriter:
         self.partitioned = False
         self._known_days: set[tuple[str, int]] = set()
         self.expected: dict[tuple[str, int], int | None] = {}  # what sink_offsets holds, as we believe
+        self.codecs: dict[str, ColumnarCodec | None] = {}  # topic -> fast path codec (None: row by row)
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -199,8 +212,13 @@ class PgWriter:
                     if self.partitioned:
                         self._ensure_partitions(conn, topic, pendings)
                     written, duplicates = self._copy_isolating(conn, spec, pendings, reject, result, dedupe)
-                    result.written[topic] = written
+                    result.written[topic] = result.written.get(topic, 0) + written
                     result.duplicates += duplicates
+                for topic, messages in batch.raw.items():
+                    if messages:
+                        fast = self._copy_columnar(conn, topic, messages)
+                        result.written[topic] = result.written.get(topic, 0) + fast
+                        result.fast += fast
                 fenced = []
                 for (topic, partition), next_offset in sorted(batch.offsets.items()):
                     key = (topic, partition)
@@ -211,7 +229,7 @@ class PgWriter:
                         fenced.append(key)
                 if fenced:
                     raise FencedError(fenced)
-        except FencedError:
+        except (FencedError, ColumnarError):
             self._rollback()
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -220,6 +238,22 @@ class PgWriter:
         for key, next_offset in batch.offsets.items():
             self.expected[key] = next_offset
         return result
+
+    def _copy_columnar(self, conn: psycopg.Connection, topic: str, messages: Sequence[Any]) -> int:
+        """The fast path: decode the batch's values at once and COPY them as CSV; any refusal (undecodable
+        data, a bad row, a duplicate key) -> ColumnarError after the savepoint rolled back."""
+        codec = self.codecs.get(topic)
+        if codec is None:
+            raise ColumnarError(f"{topic}: no fast path codec")
+        body, days = codec.csv(codec.frame([m.value() for m in messages]))
+        if self.partitioned:
+            self._ensure_days(conn, topic, days)
+        try:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(codec.copy_sql) as copy:
+                copy.write(body)
+        except _BAD_ROW as exc:
+            raise ColumnarError(f"{topic}: {type(exc).__name__}: {_reason(exc)}") from None
+        return len(messages)
 
     def _copy(self, conn: psycopg.Connection, spec: TableSpec, pendings: Sequence[Pending], dedupe: bool) -> int:
         """COPY rows into the table (or through a staging table, skipping duplicates); rows inserted."""
@@ -282,7 +316,9 @@ class PgWriter:
 
         Without them rows would land in the default partition, which then blocks partman from creating
         that day's partition later."""
-        days = {p.ts_ns // DAY_NS for p in pendings}
+        self._ensure_days(conn, topic, {p.ts_ns // DAY_NS for p in pendings})
+
+    def _ensure_days(self, conn: psycopg.Connection, topic: str, days: set[int]) -> None:
         for day in sorted(days):
             if (topic, day) in self._known_days:
                 continue

@@ -6,8 +6,8 @@ Agents:
   setups (streams/core). Outputs: ``features`` and ``signals`` (Avro, Confluent framing), plus risk inputs
   on the internal single-partition topic ``<app>-risk-input`` (the risk state is account-wide).
 - ``risk``: risk inputs in order -> ``risk_decisions``, ``order_intents``, ``risk_day``.
-- ``ledger``: ``trade_ledger`` -> a risk input, so realised R reaches the risk module in the same order.
-  (Refused orders reach it only in replays for now: ``RiskEngine.on_order_refused``.)
+- ``ledger`` and ``refusals``: ``trade_ledger`` and the ``orders`` the broker rejected (or that expired
+  unsent) -> risk inputs, so realised R and released slots reach the risk module in the same order.
 
 Trades and quotes of a symbol are merged in event time (streams/core/merge.py): an event is held until the
 other stream has passed its time. When one stream of a symbol is quiet (``idle_release_ms`` of wall time)
@@ -64,6 +64,7 @@ class Stats:
     redelivered: int = 0  # the same input handed out twice by Faust (acknowledged, not applied twice)
     dead_letters: int = 0
     idle_releases: int = 0
+    stale: int = 0  # inputs of a partition revoked while (or before) they were taken: left to the new owner
     outputs: dict[str, int] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
     started: float | None = None  # monotonic time of the first event
@@ -116,6 +117,11 @@ class Streams:
         self.consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
         self.idle_exit_s: float | None = None
         self.assigned_at: float | None = None  # monotonic time of the last partition assignment
+        # bumped by every revocation: work begun before it (a batch waiting on the producer, a message of a
+        # partition that was revoked) must not touch the state or the tables afterwards
+        self.generation = 0
+        self.handled_rebalances = 0  # Faust's rebalancing_count when our revocation handler last ran
+        self.owned: set[tuple[str, int]] = set()  # partitions known to be assigned (refreshed on a miss)
         for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger", "orders"):
             serde.ensure_registered(topic)  # registry I/O now, never inside an agent
         self.app = self._build()
@@ -152,6 +158,7 @@ class Streams:
         partitions = self.catalog["market_trades"].partitions
         market = app.topic(k.topic("market_trades"), k.topic("market_quotes"), internal=False)
         ledger = app.topic(k.topic("trade_ledger"), internal=False)
+        orders = app.topic(k.topic("orders"), internal=False)
         self.risk_topic = app.topic(f"{k.topic_prefix}{s.app_id}-risk-input", partitions=1, internal=True)
         self.outputs = {t: app.topic(k.topic(t), internal=False) for t in OUTPUT_TOPICS}
         self.dlq = {t: app.topic(k.topic(self.catalog[t].dlq), internal=False) for t in self.logical.values()}
@@ -171,6 +178,7 @@ class Streams:
         app.agent(market, name="market")(self._market_agent)
         app.agent(self.risk_topic, name="risk")(self._risk_agent)
         app.agent(ledger, name="ledger")(self._ledger_agent)
+        app.agent(orders, name="refusals")(self._ledger_agent)
         app.timer(0.25)(self._idle_timer)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -180,15 +188,20 @@ class Streams:
         # --until-idle counts from here when no input ever arrives (nothing new since the last run) and
         # this worker holds every market partition
         self.assigned_at = time.monotonic()
+        self.owned = set()  # read again from the consumer when next needed
         self.stats.last_activity = max(self.stats.last_activity, self.assigned_at)
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked")
+        self.handled_rebalances = self.app.rebalancing_count
         log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked or ()))
         if revoked:
             # unsaved progress is dropped: its inputs were not acknowledged, so whoever owns the
             # partitions now reads them again on top of the last saved state (same outputs again)
-            self.stage.forget()  # read back from the (recovered) tables when next seen
+            self.generation += 1
+            self.owned = set()
+            self.stage.forget()
+            self.stage.applied.clear()  # read back from the (recovered) tables when next seen
             self.loaded.clear()
             self.pending.clear()
             self.waiting.clear()
@@ -219,6 +232,10 @@ class Streams:
         msg = event.message
         tp = (msg.topic, msg.partition)
         source = (msg.topic, msg.partition, msg.offset)
+        generation = self.generation
+        if not self._stable() or not self._owns(msg.topic, msg.partition):
+            self.stats.stale += 1  # delivered after its partition was revoked: its new owner reads it
+            return
         if msg.offset <= self.consumed.get(tp, -1):
             # Faust hands out the last message of a partition a second time now and then (after its
             # recovery resumes the partitions: seen here in restarts); it is acknowledged with the first
@@ -229,6 +246,8 @@ class Streams:
             else:
                 await self.market_stream.ack(event)
             return
+        if tp not in self.consumed:
+            log.info("%s[%d]: first offset since the assignment %d", msg.topic, msg.partition, msg.offset)
         self.consumed[tp] = msg.offset
         entry = [msg.offset, [event], False]
         self.pending.setdefault(tp, deque()).append(entry)
@@ -236,6 +255,9 @@ class Streams:
         topic = self.logical[msg.topic]
         try:
             record = await self._decode(event.value, topic)
+            if generation != self.generation or not self._stable():  # revoked while decoding
+                self.stats.stale += 1
+                return
             symbol = record["symbol"]
             if symbol not in self.loaded:
                 self._load_symbol(symbol)
@@ -254,8 +276,20 @@ class Streams:
             return
         if out:
             await self._send(out)
-        if self.stage.applied:
+        if generation == self.generation and self._stable() and self.stage.applied:
             self._mark_applied()
+
+    def _stable(self) -> bool:
+        """False from the moment Faust starts a rebalance until our revocation handler has run: Faust has
+        already dropped its offset bookkeeping of the revoked partitions then, so an acknowledgement made
+        in that window is kept for the next assignment and can commit past inputs no saved state holds."""
+        return self.app.rebalancing_count == self.handled_rebalances
+
+    def _owns(self, topic: str, partition: int) -> bool:
+        if (topic, partition) in self.owned:
+            return True
+        self.owned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+        return (topic, partition) in self.owned
 
     def _mark_applied(self) -> None:
         for symbol, source in self.stage.applied:
@@ -269,16 +303,21 @@ class Streams:
         """Save the state of every symbol that changed, then acknowledge (in offset order per partition)
         the inputs that state includes: Faust commits only acknowledged offsets, so an input is committed
         only once the state holding it is in the changelog (Faust flushes the producer before committing)."""
+        generation = self.generation
+        if not self._stable():
+            return  # a rebalance began: our revocation handler drops this progress; it is read again
         for symbol in sorted(self.dirty):
             self._save_symbol(symbol)
         self.dirty.clear()
         stream = self.market_stream
-        for (topic, partition), queue in self.pending.items():
+        for (topic, partition), queue in list(self.pending.items()):
             while queue and queue[0][2]:
                 offset, events, _ = queue.popleft()
-                del self.entries[(topic, partition, offset)]
+                self.entries.pop((topic, partition, offset), None)
                 for event in events:
                     await stream.ack(event)
+                if generation != self.generation or not self._stable():  # revoked meanwhile
+                    return
         self.last_checkpoint = time.monotonic()
 
     async def _decode(self, value: bytes, topic: str) -> dict[str, Any]:
@@ -296,8 +335,10 @@ class Streams:
         self.loaded.add(symbol)
 
     def _save_symbol(self, symbol: str) -> None:
-        hot, history = self.stage.export_state(symbol)
         partition = self.partition_of[symbol]
+        if symbol not in self.loaded or not self._owns(self.kafka.topic("market_trades"), partition):
+            return  # forgotten at a revocation: its state in the table is the one to keep
+        hot, history = self.stage.export_state(symbol)
         if self.history_written.get(symbol) != history:
             _put(self.symbol_table, f"{symbol}/history".encode(), history, partition)
             self.history_written[symbol] = history
@@ -307,12 +348,17 @@ class Streams:
         """Release held events of symbols whose other stream went quiet; exit when idle (--until-idle)."""
         release_s = self.settings.idle_release_ms / 1000
         now = time.monotonic()
+        if not self._stable():
+            return
         if release_s > 0:
             for symbol, merger in list(self.stage.mergers.items()):
                 quiet = now - self.last_push.get(symbol, now) >= release_s
                 if len(merger) and quiet and self._caught_up(merger.lagging()):
                     self.stats.idle_releases += 1
+                    generation = self.generation
                     await self._send(self.stage.drain(symbol))
+                    if generation != self.generation or not self._stable():
+                        break
                     self._mark_applied()
                     await self._checkpoint()
         if self.dirty and now - self.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
@@ -378,6 +424,8 @@ class Streams:
                 else:
                     out.extend(self.risk.on_signal(body["signal"], Market.from_dict(body["market"])))
             await self._send(out)
+            # saved even if a rebalance began meanwhile: these inputs are acknowledged by Faust's own
+            # stream (not by us), so the state that holds them must reach the changelog
             offset = self._risk_offset.to_bytes(8, "big", signed=True)
             _put(self.risk_table, ACCOUNT_KEY, offset + self.risk.export_state(), 0)
             self.stats.last_activity = time.monotonic()

@@ -107,7 +107,8 @@ def read_back(kafka: KafkaSettings, serde: AvroSerde, topic: str, key: Any) -> l
     for record in read_topic(kafka, serde, topic):
         k = key(record)
         if k in seen:
-            assert seen[k] == record, f"{topic}: re-emitted record differs for {k}"
+            diff = {f: (seen[k].get(f), record.get(f)) for f in record if seen[k].get(f) != record.get(f)}
+            assert not diff, f"{topic}: re-emitted record differs for {k}: (first, again) {diff}"
         seen[k] = record
     return [seen[k] for k in sorted(seen)]
 

@@ -69,6 +69,7 @@ class RiskDay:
     breach_flags: set[str] = field(default_factory=set)
     recent: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (symbol, setup, side) -> ts
     seen: set[str] = field(default_factory=set)  # signal ids decided today
+    closed: set[str] = field(default_factory=set)  # intent ids whose closed trade was applied today
 
 
 def _cents(x: float, down: bool) -> float:
@@ -172,13 +173,18 @@ class RiskEngine:
         ts = ledger["ts"]
         self._roll(ts)
         day, p = self.day, self.params
+        intent = ledger.get("intent_id") or ""
+        if intent and intent in day.closed:
+            return []  # the same closed trade again (a re-delivered ledger record): applied once
+        if intent:
+            day.closed.add(intent)
         r = float(ledger["r_multiple"])
         day.r_realized += r
         day.peak_r = max(day.peak_r, day.r_realized)
         day.max_drawdown = max(day.max_drawdown, day.peak_r - day.r_realized)
         if r < 0:
             day.last_loss_ts = ts
-        self.open.pop(ledger.get("intent_id") or "", None)
+        self.open.pop(intent, None)
         if day.r_realized <= -p.daily_loss_limit_r:
             day.breach_flags.add("daily_loss")
         if day.max_drawdown >= p.max_drawdown_r:
@@ -206,6 +212,8 @@ class RiskEngine:
 
     def import_state(self, data: bytes) -> None:
         self.day, self.open = pickle.loads(data)  # noqa: S301 - this worker's own changelog topic
+        if not hasattr(self.day, "closed"):  # state saved before closed trades were de-duplicated
+            self.day.closed = set()
 
     def _roll(self, ts: int) -> None:
         date = dt.datetime.fromtimestamp(ts / NS, ET).date()

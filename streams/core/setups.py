@@ -14,6 +14,7 @@ promote_score; the risk module acts on it) or ``generated`` (all passed, score b
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ def _bps(a: float, b: float) -> float:
     return (a - b) / b * 1e4
 
 
-class Setup:
+class Setup(abc.ABC):
     name: ClassVar[str]
     STATES: ClassVar[tuple[str, ...]]
     INITIAL: ClassVar[str]
@@ -64,13 +65,14 @@ class Setup:
     def memory(self) -> Memory:
         return Memory(self.INITIAL)
 
+    @abc.abstractmethod
     def observe(self, snap: Snapshot, mem: Memory) -> str:
-        raise NotImplementedError
+        """The observation name of ``snap`` for this machine (a key of TRANSITIONS with the state)."""
 
     def strength(self, snap: Snapshot, mem: Memory, side: str) -> float:
         return 0.5
 
-    def remember(self, snap: Snapshot, mem: Memory) -> None:
+    def remember(self, snap: Snapshot, mem: Memory) -> None:  # noqa: B027 - an optional hook
         """Update the memory after the transition (default: nothing)."""
 
     def step(self, snap: Snapshot, mem: Memory) -> Candidate | None:

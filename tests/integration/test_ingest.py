@@ -322,6 +322,14 @@ def test_synthetic_session_is_deterministic(services: AppSettings, prefix: str) 
         assert runs["a"][topic], topic
         assert runs["a"][topic] == runs["b"][topic], topic
         assert runs["a"][topic] != runs["c"][topic], topic
+    # the same session again into the same topics publishes nothing twice
+    again = scalp(*args, env={"SCALP_TOPIC_PREFIX": f"{prefix}a"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    total = sum(len(runs["a"][t]) for t in ("market_trades", "market_quotes", "bars_1m"))
+    assert "published trades=0 quotes=0 bars=0" in again.stdout + again.stderr
+    assert f"{total} duplicates dropped" in again.stdout + again.stderr
+    for topic in ("market_trades", "market_quotes", "bars_1m"):
+        assert raw_messages(services.kafka, f"{prefix}a{topic}") == runs["a"][topic], topic
 
 
 def raw_messages(kafka: KafkaSettings, physical: str) -> list[tuple[int, bytes | None, bytes | None, int]]:

@@ -274,6 +274,7 @@ def test_each_veto_reason() -> None:
     risk.on_trade_closed({"ts": T0 + minute, "r_multiple": -1.0, "intent_id": "y"})
     assert decide(risk, signal(0, ts=T0 + 5 * minute))[0]["veto_reasons"] == ["cooldown_after_loss"]
     out = risk.on_trade_closed({"ts": T0 + 6 * minute, "r_multiple": -1.0, "intent_id": "z"})
+    assert risk.on_trade_closed({"ts": T0 + 6 * minute, "r_multiple": -1.0, "intent_id": "z"}) == []  # again: once
     day = out[0][1]
     assert day["r_realized"] == -1.0
     assert day["max_drawdown"] == 2.0
