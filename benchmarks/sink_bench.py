@@ -114,7 +114,7 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None, timeout_s: 
         return proc.returncode, out.read(), peak / 1024 / 1024
 
 
-def run_scalp_sink(url: str, prefix: str, config: Path) -> SinkResult:
+def run_scalp_sink(url: str, prefix: str, config: Path, name: str) -> SinkResult:
     env = {**os.environ, "DATABASE_URL": url, "SCALP_TOPIC_PREFIX": prefix}
     code, output, rss = run_measured(
         [
@@ -136,7 +136,8 @@ def run_scalp_sink(url: str, prefix: str, config: Path) -> SinkResult:
     line = [x for x in output.splitlines() if x.startswith("sink: ")][-1]
     seconds = float(line.split(" in ")[1].split("s")[0])
     rows = int(line.split()[1])
-    return SinkResult("scalp sink (COPY, offsets in the same transaction)", rows, seconds, rss)
+    fast = int(line.split("(")[1].split()[0])
+    return SinkResult(name, rows, seconds, rss, note=f"{fast:,} rows through the fast path")
 
 
 def run_naive(url: str, kafka: KafkaSettings, serde: AvroSerde, topic: str, limit: int) -> SinkResult:
@@ -282,10 +283,16 @@ def run(
     config = REPO / ".scalp" / "bench" / "sink.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(f"sink:\n  http_port: 0\n  group_id: bench-{prefix}\n")
+    rows_config = config.with_name("sink-rows.yaml")
+    rows_config.write_text(f"sink:\n  http_port: 0\n  group_id: bench-rows-{prefix}\n  columnar: false\n")
     try:
         with fresh_database(dsn) as url:
-            results["scalp"] = run_scalp_sink(url, prefix, config)
+            name = "scalp sink (fast path: block decode + COPY CSV; offsets in the same transaction)"
+            results["scalp"] = run_scalp_sink(url, prefix, config, name)
             results["scalp_rows_in_table"] = count(url)
+        with fresh_database(dsn) as url:
+            name = "scalp sink, row by row (`sink.columnar: false`: fastavro + binary COPY)"
+            results["scalp_rows"] = run_scalp_sink(url, prefix, rows_config, name)
         with fresh_database(dsn) as url:
             results["naive"] = run_naive(url, kafka, serde, topic, naive_rows)
         with fresh_database(dsn) as url:
@@ -311,7 +318,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| run | rows | seconds | rows/s | peak RSS MB | note |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for key in ("scalp", "naive", "quix"):
+    for key in ("scalp", "scalp_rows", "naive", "quix"):
         r: SinkResult = results[key]
         rss = f"{r.rss_mb:.0f}" if r.rss_mb else "-"
         lines.append(f"| {r.name} | {r.rows} | {r.seconds:.2f} | {r.rate:,.0f} | {rss} | {r.note} |")
