@@ -57,9 +57,16 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
     config = sink_config(tmp_path, instance="killme")
     rng = random.Random(7)
     outputs = []
-    for _ in range(4):
+    for k in range(4):
+        # killed at a random point of its progress (the stored offsets), whatever the sink's speed
+        target = int(n * (k + rng.uniform(0.2, 0.8)) / 5)
         proc = start_sink(config, dsn, prefix)
-        time.sleep(rng.uniform(1.5, 5.0))
+        deadline = time.monotonic() + 120
+        while scalar(dsn, "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets") < target:
+            assert proc.poll() is None, "the sink exited before it was killed"
+            assert time.monotonic() < deadline, f"no progress to {target} rows"
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 0.1))  # and somewhere inside a batch
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
         outputs.append(out)
