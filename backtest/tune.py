@@ -43,8 +43,12 @@ DEFAULT_SPACE: dict[str, tuple[float, ...]] = {
     "max_spread_bps": (1.0, 2.0, 3.0, 4.0, 5.0, 8.0),
     "imbalance_min": (-1.0, -0.6, -0.3, 0.0, 0.3),
 }
-BOUNDS = {"promote_score": (0.0, 1.0), "min_rvol": (0.0, 10.0), "max_spread_bps": (0.01, 100.0)}
-BOUNDS["imbalance_min"] = (-1.0, 1.0)
+BOUNDS = {
+    "promote_score": (0.0, 1.0),
+    "min_rvol": (0.0, 10.0),
+    "max_spread_bps": (0.01, 100.0),
+    "imbalance_min": (-1.0, 1.0),
+}
 OBJECTIVES = ("total_r", "expectancy")
 
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import click
 
-from .cli_research import _bounds, _range, _runs, _with, replay_options
+from .cli_research import _range, _runs, _with, replay_options, replay_with_progress
 from .cliutil import guarded
 from .context import Context
-from .research import iso
 
 
 def _load_extras(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]]]:
@@ -55,8 +54,6 @@ def backtest(
     """
 
     def run() -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         from backtest.drift import KEYS
         from backtest.report import write_report
 
@@ -67,43 +64,19 @@ def backtest(
             label_summary,
             live_records,
             load_policy_file,
-            run_replay,
             write_labels,
         )
 
         context: Context = ctx.obj
-        start, end = _bounds(from_, to)
         policy = load_policy_file(context, policy_path)
-        rid = run_id or "-".join(
-            ["backtest", (from_ or "all").replace(":", ""), (to or "end").replace(":", ""), policy.digest[:8]]
+        done = replay_with_progress(
+            context, "backtest", from_, to, source, run_id, overwrite, policy_path, feedback, out
         )
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=True) as progress:
-            read_task = progress.add_task("read market data", total=None)
-            replay_task = progress.add_task("replay", total=None, visible=False)
-
-            def replayed(n: int, total: int) -> None:
-                progress.update(read_task, visible=False)
-                progress.update(replay_task, completed=n, total=total, visible=True)
-
-            done = run_replay(
-                context,
-                start=start,
-                end=end,
-                source=source,
-                run_id=rid,
-                overwrite=overwrite,
-                policy_path=policy_path,
-                feedback=feedback,
-                out=out,
-                read_progress=lambda n: progress.update(read_task, completed=n),
-                replay_progress=replayed,
-            )
-        if not done.market:
-            click.echo(f"backtest: no market data in {iso(start) or 'the beginning'} .. {iso(end) or 'the end'}")
+        rid = done.meta["run_id"]
         click.echo(f"replay: {done.summary()}")
         signals = done.outputs.get("signals", [])
         quotes = (r for topic, r in done.market if topic == "market_quotes")
+        end = done.meta["to_ns"]
         until = end if end is not None else 1 << 62  # without --to the read went to the end of the topics
         labels = label_signals(context, signals, policy, rid, source, quotes, until) if signals else []
         write_labels(done.path, labels)

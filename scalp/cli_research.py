@@ -55,6 +55,57 @@ def replay_options(name: str) -> list[Any]:
     ]
 
 
+def replay_with_progress(
+    context: Context,
+    kind: str,
+    from_: str | None,
+    to: str | None,
+    source: str,
+    run_id: str | None,
+    overwrite: bool,
+    policy_path: Path | None,
+    feedback: bool,
+    out: Path,
+) -> Any:
+    """The replay step of `scalp replay` and `scalp backtest`: the run id (default
+    ``<kind>-<from>-<to>-<policy digest>``), progress bars for the read and the replay, and the line saying
+    a range held no market data. Returns :class:`scalp.research.ReplayDone`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .research import load_policy_file, run_replay
+
+    start, end = _bounds(from_, to)
+    policy = load_policy_file(context, policy_path)
+    rid = run_id or "-".join(
+        [kind, (from_ or "all").replace(":", ""), (to or "end").replace(":", ""), policy.digest[:8]]
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as progress:
+        read_task = progress.add_task("read market data", total=None)
+        replay_task = progress.add_task("replay", total=None, visible=False)
+
+        def replayed(n: int, total: int) -> None:
+            progress.update(read_task, visible=False)
+            progress.update(replay_task, completed=n, total=total, visible=True)
+
+        done = run_replay(
+            context,
+            start=start,
+            end=end,
+            source=source,
+            run_id=rid,
+            overwrite=overwrite,
+            policy_path=policy_path,
+            feedback=feedback,
+            out=out,
+            read_progress=lambda n: progress.update(read_task, completed=n),
+            replay_progress=replayed,
+        )
+    if not done.market:
+        click.echo(f"{kind}: no market data in {iso(start) or 'the beginning'} .. {iso(end) or 'the end'}")
+    return done
+
+
 def _bounds(from_: str | None, to: str | None) -> tuple[int | None, int | None]:
     start = _parse_time(from_, "--from") if from_ else None
     end = _parse_time(to, "--to") if to else None
@@ -88,33 +139,8 @@ def replay(
     """
 
     def run() -> None:
-        from rich.progress import Progress
-
-        from .research import load_policy_file, run_replay
-
-        context: Context = ctx.obj
-        start, end = _bounds(from_, to)
-        policy = load_policy_file(context, policy_path)
-        rid = run_id or "-".join(
-            ["replay", (from_ or "all").replace(":", ""), (to or "end").replace(":", ""), policy.digest[:8]]
-        )
-        with Progress(transient=True) as progress:
-            task = progress.add_task("replay", total=None)
-            done = run_replay(
-                context,
-                start=start,
-                end=end,
-                source=source,
-                run_id=rid,
-                overwrite=overwrite,
-                policy_path=policy_path,
-                feedback=feedback,
-                out=out,
-                replay_progress=lambda n, total: progress.update(task, completed=n, total=total),
-            )
-        if not done.market:
-            click.echo(f"replay: no market data in {iso(start) or 'the beginning'} .. {iso(end) or 'the end'}")
-        click.echo(f"replay {rid}: {done.summary()}; written to {done.path}")
+        done = replay_with_progress(ctx.obj, "replay", from_, to, source, run_id, overwrite, policy_path, feedback, out)
+        click.echo(f"replay {done.meta['run_id']}: {done.summary()}; written to {done.path}")
 
     guarded(run)()
 
