@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -44,7 +46,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
         import faust
 
         from schemas.admin import TopicAdmin
-        from streams.app import Streams
+        from streams.app import RESTART_ENV, Streams
         from streams.core.digests import Digests, source_commit
         from streams.core.errors import PolicyError
         from streams.core.pipeline import CoreParts
@@ -103,7 +105,18 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
             f"{stats.skipped} skipped as already in state, {stats.redelivered} redelivered, "
             f"{stats.dead_letters} dead letters, {stats.idle_releases} idle releases, "
             f"{late} late and {outside} outside-session events not applied, "
-            f"{stats.stale} left to another worker at a rebalance"
+            f"{stats.stale} left to another worker at a rebalance, "
+            f"{stats.ahead} handed out ahead of their partition's position ({stats.seeks} seeks back)"
         )
+        if app.restart_reason is not None and app.restart_env is not None:
+            # a fresh process starts at the committed offsets (see Streams._out_of_sequence)
+            log.warning("starting again: %s", app.restart_reason)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execve(  # noqa: S606 (the same interpreter and arguments, no shell)
+                sys.executable,
+                [sys.executable, "-m", "scalp.cli", *sys.argv[1:]],
+                {**os.environ, RESTART_ENV: app.restart_env},
+            )
 
     guarded(run)()

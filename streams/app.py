@@ -42,6 +42,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 OUTPUT_TOPICS = ("features", "signals", "risk_decisions", "order_intents", "risk_day")
 ACCOUNT_KEY = b"account"
 STATE_MAX_BYTES = 16 * 1024 * 1024  # a symbol's state with many held events (a replay) can pass 1 MB
+RESTART_ENV = "SCALP_STREAMS_RESTART"  # "<topic>:<partition>:<offset>:<n>": the hole that restarted us, n times
+MAX_RESTARTS = 3  # the same hole after this many restarts: the offsets are taken to be missing from the log
+SEEK_EVERY_S = 0.2  # a partition waiting for its next offset is sought back to it at most this often
+RESTART_AFTER_S = 10.0  # ... and if it has not come after this long, the worker starts again
 
 
 @dataclass
@@ -65,6 +70,8 @@ class Stats:
     dead_letters: int = 0
     idle_releases: int = 0
     stale: int = 0  # inputs of a partition revoked while (or before) they were taken: left to the new owner
+    ahead: int = 0  # inputs handed out past the partition's next offset (an old fetch position): read again
+    seeks: int = 0  # seeks back to a partition's next offset after such inputs
     outputs: dict[str, int] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
     started: float | None = None  # monotonic time of the first event
@@ -115,6 +122,16 @@ class Streams:
         self.last_checkpoint = time.monotonic()
         self.market_stream: Any = None
         self.consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
+        # (topic, partition) -> the next offset to take: from the committed offset at the assignment, then one
+        # by one (the input topics are written without transactions, so their offsets have no holes)
+        self.next_offset: dict[tuple[str, int], int] = {}
+        # (topic, partition) -> (monotonic time of the first input ahead of next_offset, of the last seek back)
+        self.ahead_since: dict[tuple[str, int], tuple[float, float]] = {}
+        self.restart_reason: str | None = None  # set when the worker must start again (see _out_of_sequence)
+        self.restart_env: str | None = None  # RESTART_ENV for the next start
+        hole, _, count = os.environ.get(RESTART_ENV, "").rpartition(":")
+        self.previous_hole = (hole, int(count)) if count.isdigit() else ("", 0)
+        self._offsets_client: Any = None
         self.idle_exit_s: float | None = None
         self.assigned_at: float | None = None  # monotonic time of the last partition assignment
         # bumped by every revocation: work begun before it (a batch waiting on the producer, a message of a
@@ -207,6 +224,8 @@ class Streams:
             self.waiting.clear()
             self.entries.clear()
             self.consumed.clear()
+            self.next_offset.clear()
+            self.ahead_since.clear()
             self.dirty.clear()
             self.history_written.clear()
             self.risk_loaded = False
@@ -236,16 +255,23 @@ class Streams:
         if not self._stable() or not self._owns(msg.topic, msg.partition):
             self.stats.stale += 1  # delivered after its partition was revoked: its new owner reads it
             return
-        if msg.offset <= self.consumed.get(tp, -1):
-            # Faust hands out the last message of a partition a second time now and then (after its
-            # recovery resumes the partitions: seen here in restarts); it is acknowledged with the first
-            self.stats.redelivered += 1
-            first = self.entries.get(source)
-            if first is not None:
-                first[1].append(event)
-            else:
-                await self.market_stream.ack(event)
+        expected = self.next_offset.get(tp)
+        if expected is None:
+            expected = await self._start_offset(msg.topic, msg.partition)
+            if generation != self.generation or not self._stable():
+                self.stats.stale += 1
+                return
+            self.next_offset[tp] = expected
+        if msg.offset > expected and self.previous_hole == (f"{msg.topic}:{msg.partition}:{expected}", MAX_RESTARTS):
+            log.warning("%s[%d]: offsets %d to %d are not in the log; going on", msg.topic, msg.partition,
+                        expected, msg.offset - 1)  # fmt: skip
+            expected = msg.offset
+        if msg.offset != expected:
+            await self._out_of_sequence(event, tp, source, expected, now)
             return
+        self.next_offset[tp] = expected + 1
+        if self.ahead_since.pop(tp, None) is not None:
+            log.info("%s[%d]: back in sequence at offset %d", msg.topic, msg.partition, msg.offset)
         if tp not in self.consumed:
             log.info("%s[%d]: first offset since the assignment %d", msg.topic, msg.partition, msg.offset)
         self.consumed[tp] = msg.offset
@@ -278,6 +304,92 @@ class Streams:
             await self._send(out)
         if generation == self.generation and self._stable() and self.stage.applied:
             self._mark_applied()
+
+    async def _start_offset(self, topic: str, partition: int) -> int:
+        """Where a newly assigned partition must start: the group's committed offset, or the log start when
+        nothing was committed or the log starts later (retention). Asked of Kafka in an executor thread
+        (Faust's own record of it is not always set when the first message arrives)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._committed_or_earliest, topic, partition)
+
+    def _committed_or_earliest(self, topic: str, partition: int) -> int:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._offsets_client is None:
+            config = {**self.kafka.client_config(), "group.id": self.app.conf.id, "enable.auto.commit": False}
+            self._offsets_client = Consumer(config)
+        client = self._offsets_client
+        committed = client.committed([TopicPartition(topic, partition)], timeout=30)[0].offset
+        earliest, _ = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
+        return int(max(committed, earliest, 0))
+
+    async def _out_of_sequence(
+        self, event: Any, tp: tuple[str, int], source: tuple[str, int, int], expected: int, now: float
+    ) -> None:
+        """An input that is not the partition's next offset.
+
+        Behind it: Faust handing out a message a second time (now and then after its recovery resumes the
+        partitions; seen here in restarts); acknowledged with the first, not applied twice.
+
+        Ahead of it: messages fetched from an old position (seen after a rebalance that hands a partition
+        straight back to this worker, and now and then at a start: Faust resumes fetching before its seek
+        to the committed offset lands, and drops the offsets in between as already read). Applying them
+        would skip inputs, so nothing past the hole is applied or acknowledged: the partition is sought
+        back to its next offset (see _resequence) and read again in order.
+        """
+        offset = source[2]
+        if offset < expected or offset <= self.consumed.get(tp, -1):
+            self.stats.redelivered += 1
+            first = self.entries.get(source)
+            if first is not None:
+                first[1].append(event)
+            elif offset <= self.consumed.get(tp, -1):
+                await self.market_stream.ack(event)
+            return
+        self.stats.ahead += 1
+        since, last_seek = self.ahead_since.get(tp, (now, 0.0))
+        if tp not in self.ahead_since:
+            log.warning(
+                "%s[%d]: offset %d handed out before %d (an old fetch position); seeking back to %d",
+                tp[0], tp[1], offset, expected, expected,
+            )  # fmt: skip
+        self.ahead_since[tp] = (since, last_seek)
+        if now - last_seek >= SEEK_EVERY_S:
+            await self._seek_back(tp, expected, now)
+
+    async def _seek_back(self, tp: tuple[str, int], expected: int, now: float) -> None:
+        waiting = self.ahead_since.get(tp)
+        if waiting is None:  # back in sequence (or revoked) meanwhile
+            return
+        self.ahead_since[tp] = (waiting[0], now)
+        self.stats.seeks += 1
+        # in the consumer's thread; Faust's read offset is set too, so the offsets in between are not
+        # dropped as already read
+        try:
+            await self.app.consumer.seek_wait({TP(tp[0], tp[1]): expected})
+        except Exception as exc:  # revoked meanwhile, or the broker is away: the timer tries again
+            log.warning("%s[%d]: seek to %d failed: %s", tp[0], tp[1], expected, exc)
+
+    async def _resequence(self, now: float) -> None:
+        """Seek partitions still waiting for their next offset back to it again (Faust's fetch loop can
+        hand out more records of the old position after a seek, and record them as read). If that has not
+        helped within RESTART_AFTER_S, the worker stops cleanly and starts again (``scalp streams``
+        re-executes itself): a fresh consumer starts at the committed offset, the way a restart after a
+        crash does, which gives exactly the same state."""
+        for tp, (since, last_seek) in list(self.ahead_since.items()):
+            expected = self.next_offset.get(tp)
+            if expected is None or tp not in self.ahead_since:  # back in sequence during an earlier seek
+                continue
+            if now - since >= RESTART_AFTER_S and self.restart_reason is None:
+                self.restart_reason = f"{tp[0]}[{tp[1]}]: offset {expected} did not come back"
+                hole = f"{tp[0]}:{tp[1]}:{expected}"
+                times = self.previous_hole[1] + 1 if self.previous_hole[0] == hole else 1
+                self.restart_env = f"{hole}:{times}"
+                log.warning("%s: stopping to start again from the committed offsets", self.restart_reason)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            if now - last_seek >= SEEK_EVERY_S:
+                await self._seek_back(tp, expected, now)
 
     def _stable(self) -> bool:
         """False from the moment Faust starts a rebalance until our revocation handler has run: Faust has
@@ -350,6 +462,10 @@ class Streams:
         now = time.monotonic()
         if not self._stable():
             return
+        if self.ahead_since:
+            await self._resequence(now)
+            if not self._stable() or self.restart_reason is not None:
+                return
         if release_s > 0:
             for symbol, merger in list(self.stage.mergers.items()):
                 quiet = now - self.last_push.get(symbol, now) >= release_s
@@ -368,6 +484,7 @@ class Streams:
             and (self.stats.started is not None or (self.assigned_at is not None and self._holds_all_market()))
             and now - self.stats.last_activity >= self.idle_exit_s
             and not self.stage.held()
+            and not self.ahead_since  # a partition is being read again from its next offset
         ):
             self.idle_exit_s = None
             await self._checkpoint()

@@ -23,6 +23,8 @@ class StreamsCollector(Collector):
         counters = list(self.app.stage.counters().values())
         skipped.add_metric(["already_in_state"], stats.skipped)
         skipped.add_metric(["redelivered"], stats.redelivered)
+        skipped.add_metric(["ahead_of_position"], stats.ahead)
+        skipped.add_metric(["left_at_rebalance"], stats.stale)
         skipped.add_metric(["late"], sum(c.late_events for c in counters))
         skipped.add_metric(["outside_session"], sum(c.outside_session for c in counters))
         skipped.add_metric(["ignored_trade"], sum(c.ignored_trades for c in counters))

@@ -103,21 +103,23 @@ def test_live_worker_matches_the_core_alone(
     assert all(d["veto_reasons"] == [] for d in decisions.values() if d["decision"] == "approve")
 
 
-REBALANCE_KNOWN_ISSUE = (
-    "known issue (docs/streams.md, issue 5): when a rebalance hands a partition straight back to the same "
-    "worker, Faust resumes fetching before it seeks to the committed offset; about half of the runs here then "
-    "re-emit some features that differ from the first emission (diagnosed to the resumed position, not fixed)"
+REBALANCE_NOTE = (
+    "issue 5: with the fix for records of an old fetch position (streams/app.py, _out_of_sequence) this variant "
+    "passed 2 of 3 local runs; the third crashed on a race in the fix itself (mended, not re-run yet). Kept "
+    "non-strict until CI runs have shown it"
 )
 
 
 @pytest.mark.parametrize(
-    "how", ["restart", pytest.param("rebalance", marks=pytest.mark.xfail(reason=REBALANCE_KNOWN_ISSUE, strict=False))]
+    "how", ["restart", pytest.param("rebalance", marks=pytest.mark.xfail(reason=REBALANCE_NOTE, strict=False))]
 )
 def test_worker_killed_mid_session_resumes_with_the_same_state(
     services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]], how: str
 ) -> None:
     """restart: the killed worker is started again. rebalance: a second worker joined the group before the
-    first was killed, and takes its partitions (and their state, from the changelog) over."""
+    first was killed, and takes its partitions (and their state, from the changelog) over. Either way Faust
+    can hand out records of an old fetch position first; the worker must not apply them (it reads the
+    partition again from its next offset, starting again if need be) or the re-emitted records differ."""
     kafka, serde, env_hash = _setup(services, prefix, tmp_path, recorded)
     policy = loose_policy(tmp_path)
     expected = core_outputs(policy, recorded, env_hash)
