@@ -1,8 +1,9 @@
 """Batch writes with the consumed offsets in the same transaction (exactly once).
 
-One transaction per batch: COPY the rows of each table, then advance ``sink_offsets`` for every
-partition in the batch, fenced on the offset this worker last read or wrote (a worker that lost a
-partition in a rebalance cannot overwrite the new owner's progress: its transaction rolls back).
+One transaction per batch: advance ``sink_offsets`` for every partition in the batch, fenced on the
+offset this worker last read or wrote, then COPY the rows of each table (a worker that lost a partition
+in a rebalance cannot overwrite the new owner's progress, and a batch retried after a commit whose
+acknowledgement was lost is dropped before it writes anything: FencedError).
 
 Errors:
 - a duplicate natural key (UniqueViolation) -> the batch is written again through a staging table with
@@ -36,11 +37,14 @@ DAY_NS = 86_400 * 1_000_000_000
 
 
 class FencedError(Exception):
-    """Another worker advanced these partitions: drop what we hold for them and re-read."""
+    """The stored offsets of these partitions moved (another worker took them over, or this worker's own
+    commit went through although its acknowledgement was lost): drop what we hold for them and re-read."""
 
     def __init__(self, partitions: list[tuple[str, int]]) -> None:
         self.partitions = partitions
-        super().__init__(f"offsets moved by another worker: {partitions}")
+        super().__init__(
+            f"stored offsets of {partitions} moved (another worker, or a commit whose acknowledgement was lost)"
+        )
 
 
 @dataclass(slots=True)
@@ -205,6 +209,7 @@ class PgWriter:
         try:
             conn = self.connect()
             with conn.transaction():
+                self._advance_offsets(conn, batch)
                 for topic, pendings in batch.rows.items():
                     if not pendings:
                         continue
@@ -219,16 +224,6 @@ class PgWriter:
                         fast = self._copy_columnar(conn, topic, messages)
                         result.written[topic] = result.written.get(topic, 0) + fast
                         result.fast += fast
-                fenced = []
-                for (topic, partition), next_offset in sorted(batch.offsets.items()):
-                    key = (topic, partition)
-                    row = conn.execute(
-                        _OFFSET_SQL, (self.group_id, topic, partition, next_offset, self.expected.get(key))
-                    ).fetchone()
-                    if row is None:
-                        fenced.append(key)
-                if fenced:
-                    raise FencedError(fenced)
         except (FencedError, ColumnarError):
             self._rollback()
             raise
@@ -238,6 +233,22 @@ class PgWriter:
         for key, next_offset in batch.offsets.items():
             self.expected[key] = next_offset
         return result
+
+    def _advance_offsets(self, conn: psycopg.Connection, batch: Batch) -> None:
+        """Advance the batch's offsets first, fenced on the ones this worker last read or wrote: the updated
+        rows stay locked until the commit (another worker's write of the same partitions waits, then finds
+        them moved), and a batch whose offsets already moved is dropped before any row is written. That is
+        also the retry after a commit whose acknowledgement was lost with the connection."""
+        fenced = []
+        for (topic, partition), next_offset in sorted(batch.offsets.items()):  # one order: no deadlocks
+            key = (topic, partition)
+            row = conn.execute(
+                _OFFSET_SQL, (self.group_id, topic, partition, next_offset, self.expected.get(key))
+            ).fetchone()
+            if row is None:
+                fenced.append(key)
+        if fenced:
+            raise FencedError(fenced)
 
     def _copy_columnar(self, conn: psycopg.Connection, topic: str, messages: Sequence[Any]) -> int:
         """The fast path: decode the batch's values at once and COPY them as CSV; any refusal (undecodable

@@ -1,4 +1,5 @@
-"""A TCP proxy for fault tests: forwards to a target and can cut every live connection at once."""
+"""A TCP proxy for fault tests: forwards to a target and can cut every live connection at once, or cut
+one connection just as the server's reply carrying a marker passes (the reply is swallowed)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._closed = False
         self.cuts = 0
+        self._marker = b""
+        self._every = 0
+        self._left = 0
+        self._seen = 0
+        self.swallowed = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -31,12 +37,31 @@ class CuttableProxy:
                 continue
             with self._lock:
                 self._live.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def cut_on_reply(self, marker: bytes, every: int, times: int) -> None:
+        """Swallow every ``every``-th server reply chunk containing ``marker`` and cut that connection,
+        ``times`` times (e.g. ``b"COMMIT\\x00"``: the server committed, the client never hears of it)."""
+        with self._lock:
+            self._marker, self._every, self._left, self._seen = marker, every, times, 0
+
+    def _swallow(self, data: bytes) -> bool:
+        with self._lock:
+            if not self._left or self._marker not in data:
+                return False
+            self._seen += 1
+            if self._seen % self._every:
+                return False
+            self._left -= 1
+            self.swallowed += 1
+            return True
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_server: bool = False) -> None:
         try:
             while data := src.recv(65536):
+                if from_server and self._swallow(data):
+                    break
                 dst.sendall(data)
         except OSError:
             pass
