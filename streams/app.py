@@ -72,6 +72,7 @@ class Stats:
     stale: int = 0  # inputs of a partition revoked while (or before) they were taken: left to the new owner
     ahead: int = 0  # inputs handed out past the partition's next offset (an old fetch position): read again
     seeks: int = 0  # seeks back to a partition's next offset after such inputs
+    risk_refetched: int = 0  # risk inputs Faust skipped over, read directly from Kafka and applied in order
     outputs: dict[str, int] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
     started: float | None = None  # monotonic time of the first event
@@ -529,23 +530,71 @@ class Streams:
                 self.risk_loaded = True
             out: list[Output] = []
             for event in events:
-                if event.message.offset <= self._risk_offset:
+                msg = event.message
+                if msg.offset <= self._risk_offset:
                     self.stats.skipped += 1
                     continue
-                self._risk_offset = event.message.offset
-                body = orjson.loads(event.value)
-                if "ledger" in body:
-                    out.extend(self.risk.on_trade_closed(body["ledger"]))
-                elif "order" in body:
-                    out.extend(self.risk.on_order_refused(body["order"]))
-                else:
-                    out.extend(self.risk.on_signal(body["signal"], Market.from_dict(body["market"])))
+                expected = self._risk_offset + 1
+                if self._risk_offset < 0:  # nothing applied yet: the log's start (retention may have moved it)
+                    expected = await self._start_offset(msg.topic, msg.partition)
+                if msg.offset > expected:
+                    # Faust handed out a record past a hole (an old fetch position, as on the market topics):
+                    # the inputs in between are read here, directly, and applied first, in order
+                    loop = asyncio.get_running_loop()
+                    missing = await loop.run_in_executor(
+                        None, self._read_range, msg.topic, msg.partition, expected, msg.offset
+                    )
+                    log.warning(
+                        "%s[%d]: risk input %d handed out before %d; %d inputs in between read directly",
+                        msg.topic, msg.partition, msg.offset, expected, len(missing),
+                    )  # fmt: skip
+                    for _offset, value in missing:
+                        self.stats.risk_refetched += 1
+                        out.extend(self._apply_risk(value))
+                self._risk_offset = msg.offset
+                out.extend(self._apply_risk(event.value))
             await self._send(out)
             # saved even if a rebalance began meanwhile: these inputs are acknowledged by Faust's own
             # stream (not by us), so the state that holds them must reach the changelog
             offset = self._risk_offset.to_bytes(8, "big", signed=True)
             _put(self.risk_table, ACCOUNT_KEY, offset + self.risk.export_state(), 0)
             self.stats.last_activity = time.monotonic()
+
+    def _apply_risk(self, value: bytes) -> list[Output]:
+        body = orjson.loads(value)
+        if "ledger" in body:
+            return self.risk.on_trade_closed(body["ledger"])
+        if "order" in body:
+            return self.risk.on_order_refused(body["order"])
+        return self.risk.on_signal(body["signal"], Market.from_dict(body["market"]))
+
+    def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, bytes]]:
+        """Records ``start`` <= offset < ``end`` of one partition, read with a consumer of its own (executor
+        thread). Offsets that are not in the log (compaction, retention) are logged and left out."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        config = {**self.kafka.client_config(), "group.id": f"{self.app.conf.id}-range", "enable.auto.commit": False}
+        consumer = Consumer(config)
+        out: list[tuple[int, bytes]] = []
+        try:
+            consumer.assign([TopicPartition(topic, partition, start)])
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is None or msg.error() is not None:
+                    continue
+                offset = msg.offset() or 0
+                if offset >= end:
+                    break
+                out.append((offset, msg.value() or b""))
+                if offset == end - 1:
+                    break
+        finally:
+            consumer.close()
+        if len(out) != end - start:
+            log.warning("%s[%d]: %d of the %d records %d..%d read", topic, partition, len(out), end - start, start,
+                        end - 1)  # fmt: skip
+        return out
 
     async def _ledger_agent(self, stream: Any) -> None:
         """Closed trades and refused orders from the router, forwarded to the risk input in order."""

@@ -29,6 +29,11 @@ class StreamsCollector(Collector):
         skipped.add_metric(["outside_session"], sum(c.outside_session for c in counters))
         skipped.add_metric(["ignored_trade"], sum(c.ignored_trades for c in counters))
         yield skipped
+        yield CounterMetricFamily(
+            "scalp_streams_risk_inputs_refetched",
+            "Risk inputs Faust handed out past (not in order), read directly from Kafka and applied in order",
+            value=stats.risk_refetched,
+        )
         yield CounterMetricFamily("scalp_streams_dead_letters", "Inputs sent to the DLQ", value=stats.dead_letters)
         outputs = CounterMetricFamily("scalp_streams_outputs", "Records produced", labels=["topic"])
         for topic, count in sorted(stats.outputs.items()):

@@ -137,15 +137,17 @@ def test_worker_killed_mid_session_resumes_with_the_same_state(
     if second is not None:
         time.sleep(8)  # it joins the group: a rebalance while the first worker is busy
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
+    killed_out, _ = proc.communicate(timeout=30)
     assert seen < total  # it really stopped mid-session
 
     out = _finish(second or start_streams(policy, prefix, "--until-idle", "4"))
+    (tmp_path / "killed.log").write_text(killed_out)  # kept for a failure's diagnosis
+    (tmp_path / "resumed.log").write_text(out)
     assert "state restored" in out  # read back from the changelog, not rebuilt from scratch
     features = read_back(kafka, serde, "features", _feature_key)
-    assert features == _by(expected["features"], _feature_key)
+    assert features == _by(expected["features"], _feature_key), f"worker logs in {tmp_path}"
     signals = read_back(kafka, serde, "signals", _signal_key)
-    assert signals == _by(expected["signals"], _signal_key)
+    assert signals == _by(expected["signals"], _signal_key), f"worker logs in {tmp_path}"
 
 
 def test_invalid_policy_is_a_usage_error(services: AppSettings, tmp_path: Path) -> None:
@@ -191,3 +193,45 @@ def test_an_order_the_broker_rejected_gives_its_risk_slot_back(
     assert after["ts"] == order["ts"]
     assert after["trades_taken"] == before["trades_taken"] - 1
     assert after["open_positions"] == before["open_positions"] - 1
+
+
+def test_risk_inputs_past_a_hole_are_read_directly_and_applied_in_order(
+    services: AppSettings, prefix: str, tmp_path: Path
+) -> None:
+    """Faust can hand out a record past offsets it never delivered (an old fetch position); on the risk
+    input that would skip inputs for good (Faust acknowledges risk inputs itself). Here the group's
+    committed offset is moved past two inputs, as such a fetch position would: the worker must read them
+    directly and apply all of them in order."""
+    import datetime as dt
+
+    import orjson
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    kafka, serde, _ = _setup(services, prefix, tmp_path, [])
+    policy = loose_policy(tmp_path)
+    group = f"{prefix}scalp-streams"
+    risk_topic = f"{group}-risk-input"
+    ts = int(dt.datetime(2026, 11, 20, 15, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
+    producer = Producer(kafka.client_config())
+
+    def ledger(intent: str, r: float, k: int) -> None:
+        body = {"ledger": {"ts": ts + k * 1_000_000_000, "r_multiple": r, "intent_id": intent}}
+        producer.produce(risk_topic, key=b"account", value=orjson.dumps(body), partition=0)
+        producer.flush(30)
+
+    _finish(start_streams(policy, prefix, "--until-idle", "4"))  # creates the risk input topic
+    ledger("a", 1.0, 0)
+    out = _finish(start_streams(policy, prefix, "--until-idle", "4"))
+    assert "'risk_day': 1" in out, out[-2000:]
+    for k, (intent, r) in enumerate([("b", -0.5), ("c", 0.25), ("d", 2.0)], start=1):
+        ledger(intent, r, k)  # offsets 1, 2, 3
+    mover = Consumer({**kafka.client_config(), "group.id": group, "enable.auto.commit": False})
+    mover.commit(offsets=[TopicPartition(risk_topic, 0, 3)], asynchronous=False)  # 1 and 2 never handed out
+    mover.close()
+
+    out = _finish(start_streams(policy, prefix, "--until-idle", "4"))
+    assert "2 risk inputs read directly past a hole" in out, out[-3000:]
+    assert "'risk_day': 3" in out, out[-2000:]
+    days = list(read_topic(kafka, serde, "risk_day"))
+    assert [d["r_realized"] for d in days] == [1.0, 0.5, 0.75, 2.75]  # every input, in offset order
+    assert days[-1]["max_drawdown"] == 0.5
