@@ -3,6 +3,8 @@
 - core alone: StrategyCore (merge, features, setups, risk) over the tape's records in one process;
 - Faust worker: the tape pre-filled into market_trades/market_quotes, `scalp streams --until-idle` as a
   separate process, its own count from first to last input (decode, core, Avro outputs, state changelog);
+- Faust peer (benchmarks/faust_peer.py): a bare Faust agent that only counts, over the same pre-filled topics:
+  the ceiling of Faust's own per-message path here, next to the worker;
 - latency: the worker running, the tape produced at a steady rate; for each feature record, the time from
   the acknowledgement of the input that crossed its boundary to the feature record's arrival at a consumer
   in this process (so it includes one consumer fetch).
@@ -80,6 +82,18 @@ def faust_worker(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict
     return {"events": int(match.group(1)), "rate": float(match.group(2).replace(",", "")), "rss_mb": rss}
 
 
+def faust_peer(kafka: KafkaSettings, events: int) -> dict[str, Any]:
+    """The bare Faust agent over the topics ``faust_worker`` filled (its own consumer group)."""
+    env = {**os.environ, "SCALP_TOPIC_PREFIX": kafka.topic_prefix, "FAUST_PEER_EVENTS": str(events)}
+    argv = [sys.executable, "-m", "benchmarks.faust_peer", "worker", "-l", "warn"]
+    code, output, rss = run_measured(argv, env, timeout_s=1800)
+    match = re.search(r"faust peer: (\d+) events in ([\d.]+) s", output)
+    if code != 0 or not match:
+        raise RuntimeError(output[-3000:])
+    seen, seconds = int(match.group(1)), float(match.group(2))
+    return {"events": seen, "rate": seen / seconds, "rss_mb": rss}
+
+
 def latency(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict[str, Any]]], rate: float) -> dict[str, Any]:
     env = {**os.environ, "SCALP_TOPIC_PREFIX": kafka.topic_prefix}
     worker = subprocess.Popen(_streams(), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -151,13 +165,13 @@ def run(
     serde_factory: Any,
     catalog: Catalog,
     events: int = 300_000,
-    latency_rate: float = 10_000,
+    latency_rates: tuple[float, ...] = (2_000, 10_000),
     latency_seconds: float = 15,
 ) -> dict[str, Any]:
     records = tape(events)
-    results: dict[str, Any] = {"machine": machine(), "events": len(records)}
+    results: dict[str, Any] = {"machine": machine(), "events": len(records), "latency": []}
     results["core"] = core_alone(records)
-    for name in ("faust", "latency"):
+    for name, rate in (("faust", 0.0), *(("latency", r) for r in latency_rates)):
         prefix = f"stb{uuid.uuid4().hex[:6]}_"
         kafka = kafka_base.model_copy(update={"topic_prefix": prefix})
         admin = TopicAdmin(kafka, catalog)
@@ -166,16 +180,17 @@ def run(
             serde = serde_factory(kafka)
             if name == "faust":
                 results[name] = faust_worker(kafka, serde, records)
+                results["peer"] = faust_peer(kafka, len(records))
             else:
-                n = int(latency_rate * latency_seconds)
-                results[name] = latency(kafka, serde, records[:n], latency_rate)
+                n = int(rate * latency_seconds)
+                results[name].append(latency(kafka, serde, records[:n], rate))
         finally:
             admin.delete_prefixed(prefix)
     return results
 
 
 def markdown(results: dict[str, Any]) -> str:
-    core, faust, lat = results["core"], results["faust"], results["latency"]
+    core, faust, peer = results["core"], results["faust"], results["peer"]
 
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:,.1f}"
@@ -192,10 +207,21 @@ def markdown(results: dict[str, Any]) -> str:
         f"{core['events'] / core['seconds']:,.0f} | - | {core['outputs']:,} outputs |",
         f"| Faust worker (`scalp streams`, one worker) | {faust['events']:,} | {faust['rate']:,.0f} | "
         f"{faust['rss_mb']:.0f} | Avro in and out, state changelog, first to last input |",
+        f"| peer: bare Faust agent, empty body (benchmarks/faust_peer.py) | {peer['events']:,} | "
+        f"{peer['rate']:,.0f} | {peer['rss_mb']:.0f} | same topics and broker settings; counts only: Faust's "
+        "own ceiling |",
         "",
-        f"Latency, input acknowledged -> feature record received, tape produced at {lat['rate']:,.0f} events/s "
-        f"for {lat['sent_s']:.1f} s ({lat['features']:,} feature records): p50 {ms(lat['p50_ms'])} ms, "
-        f"p99 {ms(lat['p99_ms'])} ms, max {ms(lat['max_ms'])} ms.",
+        "Latency, input acknowledged -> feature record received (the tape produced at a steady rate):",
+        "",
+        "| rate events/s | seconds | feature records | p50 ms | p99 ms | max ms |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {lat['rate']:,.0f} | {lat['sent_s']:.1f} | {lat['features']:,} | {ms(lat['p50_ms'])} | "
+            f"{ms(lat['p99_ms'])} | {ms(lat['max_ms'])} |"
+            for lat in results["latency"]
+        ),
+        "",
+        "A rate above what the worker sustains builds a backlog, and the latency then measures the backlog.",
         "",
         "Targets: 50k events/s per Faust worker; p99 under 50 ms at 10k events/s. Published anchors: Faust "
         "field reports 300-500 events/s per worker; Kafka Streams (JVM) about 250k/s.",

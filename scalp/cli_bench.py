@@ -99,13 +99,22 @@ def bench_sink(ctx: click.Context, rows: int, naive_rows: int, no_write: bool) -
 
 @bench.command("streams")
 @click.option("--events", type=int, default=300_000, show_default=True, help="Events for the throughput runs.")
-@click.option("--rate", type=float, default=10_000, show_default=True, help="Events/s for the latency run.")
+@click.option(
+    "--rate",
+    "rates",
+    type=float,
+    multiple=True,
+    default=(2_000, 10_000),
+    show_default=True,
+    help="Events/s of a latency run; repeat for several.",
+)
 @click.option("--seconds", type=float, default=15, show_default=True, help="Length of the latency run.")
 @click.option("--no-write", is_flag=True, help="Print only; do not update BENCHMARKS.md.")
 @click.pass_context
-def bench_streams(ctx: click.Context, events: int, rate: float, seconds: float, no_write: bool) -> None:
-    """Events/s through the strategy core alone and through one Faust worker (`scalp streams`), and the
-    latency from an acknowledged input to its feature record at a steady rate."""
+def bench_streams(ctx: click.Context, events: int, rates: tuple[float, ...], seconds: float, no_write: bool) -> None:
+    """Events/s through the strategy core alone, through one Faust worker (`scalp streams`) and through a bare
+    Faust agent (the peer), and the latency from an acknowledged input to its feature record at steady
+    rates."""
 
     def run() -> None:
         from benchmarks import streams_bench
@@ -119,7 +128,7 @@ def bench_streams(ctx: click.Context, events: int, rate: float, seconds: float, 
             lambda kafka: AvroSerde(SchemaRegistry(settings.registry), kafka, context.catalog),
             context.catalog,
             events=events,
-            latency_rate=rate,
+            latency_rates=rates,
             latency_seconds=seconds,
         )
         publish("streams", streams_bench.markdown(results), no_write)

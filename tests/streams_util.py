@@ -23,7 +23,7 @@ from streams.core.policy import POLICY_FILE, load_policy
 
 REPO = Path(__file__).resolve().parents[1]
 # two windows: the first warms the EMAs and gives rvol a prior session, the second is where setups fire
-WINDOWS = ((dt.date(2026, 11, 19), "14:40", "16:00"), (dt.date(2026, 11, 20), "09:30", "10:15"))
+WINDOWS = ((dt.date(2026, 11, 19), "15:30", "16:00"), (dt.date(2026, 11, 20), "09:30", "10:00"))
 SYMBOLS = ["SPY", "QQQ"]
 
 
