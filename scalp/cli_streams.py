@@ -106,7 +106,8 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
             f"{stats.dead_letters} dead letters, {stats.idle_releases} idle releases, "
             f"{late} late and {outside} outside-session events not applied, "
             f"{stats.stale} left to another worker at a rebalance, "
-            f"{stats.ahead} handed out ahead of their partition's position ({stats.seeks} seeks back), "
+            f"{stats.ahead} handed out ahead of their partition's position ({stats.filled} skipped inputs read "
+            f"directly, {stats.seeks} seeks back), "
             f"{stats.risk_refetched} risk inputs read directly past a hole"
         )
         if app.restart_reason is not None and app.restart_env is not None:

@@ -42,7 +42,7 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import TP
+from faust.types import TP, Message
 
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -60,6 +60,7 @@ RESTART_ENV = "SCALP_STREAMS_RESTART"  # "<topic>:<partition>:<offset>:<n>": the
 MAX_RESTARTS = 3  # the same hole after this many restarts: the offsets are taken to be missing from the log
 SEEK_EVERY_S = 0.2  # a partition waiting for its next offset is sought back to it at most this often
 RESTART_AFTER_S = 10.0  # ... and if it has not come after this long, the worker starts again
+FILL_MAX = 200_000  # a hole up to this many offsets is read directly from Kafka (larger: seek back, restart)
 
 
 @dataclass
@@ -72,10 +73,20 @@ class Stats:
     stale: int = 0  # inputs of a partition revoked while (or before) they were taken: left to the new owner
     ahead: int = 0  # inputs handed out past the partition's next offset (an old fetch position): read again
     seeks: int = 0  # seeks back to a partition's next offset after such inputs
+    filled: int = 0  # inputs Faust skipped over (see ahead), read directly from Kafka and taken in order
     risk_refetched: int = 0  # risk inputs Faust skipped over, read directly from Kafka and applied in order
     outputs: dict[str, int] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
     started: float | None = None  # monotonic time of the first event
+
+
+@dataclass(slots=True)
+class DirectEvent:
+    """An input read directly from Kafka (Faust skipped over it): taken like a stream event, acknowledged
+    through the consumer (it has no stream event)."""
+
+    message: Message
+    value: bytes
 
 
 def _put(table: Any, key: bytes, value: bytes, partition: int) -> None:
@@ -333,10 +344,11 @@ class Streams:
         partitions; seen here in restarts); acknowledged with the first, not applied twice.
 
         Ahead of it: messages fetched from an old position (seen after a rebalance that hands a partition
-        straight back to this worker, and now and then at a start: Faust resumes fetching before its seek
-        to the committed offset lands, and drops the offsets in between as already read). Applying them
-        would skip inputs, so nothing past the hole is applied or acknowledged: the partition is sought
-        back to its next offset (see _resequence) and read again in order.
+        straight back to this worker, and now and then at a start: Faust hands out the record at the
+        committed offset, then one further on, and drops the offsets in between as already read).
+        Applying it would skip inputs: the offsets in between are read directly from Kafka and taken
+        first (_fill). Only if they cannot all be read is nothing past the hole applied or acknowledged:
+        the partition is sought back to its next offset (see _resequence) and read again in order.
         """
         offset = source[2]
         if offset < expected or offset <= self.consumed.get(tp, -1):
@@ -348,6 +360,8 @@ class Streams:
                 await self.market_stream.ack(event)
             return
         self.stats.ahead += 1
+        if tp not in self.ahead_since and offset - expected <= FILL_MAX and await self._fill(event, tp, expected, now):
+            return
         since, last_seek = self.ahead_since.get(tp, (now, 0.0))
         if tp not in self.ahead_since:
             log.warning(
@@ -357,6 +371,31 @@ class Streams:
         self.ahead_since[tp] = (since, last_seek)
         if now - last_seek >= SEEK_EVERY_S:
             await self._seek_back(tp, expected, now)
+
+    async def _fill(self, event: Any, tp: tuple[str, int], expected: int, now: float) -> bool:
+        """Read the offsets Faust skipped over directly from Kafka and take them in order, then ``event``;
+        False when they could not all be read (the partition then waits and is sought back)."""
+        msg = event.message
+        generation = self.generation
+        loop = asyncio.get_running_loop()
+        records = await loop.run_in_executor(None, self._read_range, tp[0], tp[1], expected, msg.offset)
+        if generation != self.generation or not self._stable() or self.next_offset.get(tp) != expected:
+            self.stats.stale += 1  # revoked while reading: the new owner reads the partition
+            return True
+        if [offset for offset, _, _ in records] != list(range(expected, msg.offset)):
+            return False
+        log.warning(
+            "%s[%d]: offset %d handed out before %d (an old fetch position); %d inputs in between read directly",
+            tp[0], tp[1], msg.offset, expected, len(records),
+        )  # fmt: skip
+        for offset, key, value in records:
+            direct = Message(tp[0], tp[1], offset, 0.0, 0, None, key, value, None, tp=TP(tp[0], tp[1]))
+            self.stats.filled += 1
+            await self._take(DirectEvent(direct, value), now)
+            if generation != self.generation or not self._stable():
+                return True
+        await self._take(event, now)
+        return True
 
     async def _seek_back(self, tp: tuple[str, int], expected: int, now: float) -> None:
         waiting = self.ahead_since.get(tp)
@@ -428,7 +467,10 @@ class Streams:
                 offset, events, _ = queue.popleft()
                 self.entries.pop((topic, partition, offset), None)
                 for event in events:
-                    await stream.ack(event)
+                    if isinstance(event, DirectEvent):
+                        self.app.consumer.ack(event.message)
+                    else:
+                        await stream.ack(event)
                 if generation != self.generation or not self._stable():  # revoked meanwhile
                     return
         self.last_checkpoint = time.monotonic()
@@ -548,7 +590,7 @@ class Streams:
                         "%s[%d]: risk input %d handed out before %d; %d inputs in between read directly",
                         msg.topic, msg.partition, msg.offset, expected, len(missing),
                     )  # fmt: skip
-                    for _offset, value in missing:
+                    for _offset, _key, value in missing:
                         self.stats.risk_refetched += 1
                         out.extend(self._apply_risk(value))
                 self._risk_offset = msg.offset
@@ -568,14 +610,14 @@ class Streams:
             return self.risk.on_order_refused(body["order"])
         return self.risk.on_signal(body["signal"], Market.from_dict(body["market"]))
 
-    def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, bytes]]:
+    def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, bytes | None, bytes]]:
         """Records ``start`` <= offset < ``end`` of one partition, read with a consumer of its own (executor
         thread). Offsets that are not in the log (compaction, retention) are logged and left out."""
         from confluent_kafka import Consumer, TopicPartition
 
         config = {**self.kafka.client_config(), "group.id": f"{self.app.conf.id}-range", "enable.auto.commit": False}
         consumer = Consumer(config)
-        out: list[tuple[int, bytes]] = []
+        out: list[tuple[int, bytes | None, bytes]] = []
         try:
             consumer.assign([TopicPartition(topic, partition, start)])
             deadline = time.monotonic() + 60
@@ -586,7 +628,7 @@ class Streams:
                 offset = msg.offset() or 0
                 if offset >= end:
                     break
-                out.append((offset, msg.value() or b""))
+                out.append((offset, msg.key(), msg.value() or b""))
                 if offset == end - 1:
                     break
         finally:
