@@ -10,20 +10,27 @@ per-message path (fetcher, conductor, channel, stream) on this machine, which no
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import faust
 
 from scalp.settings import load_settings
+from streams.settings import StreamsSettings
+from streams.transport import App
 
 
 def build() -> faust.App:
     kafka = load_settings().kafka
     wanted = int(os.environ["FAUST_PEER_EVENTS"])
-    app = faust.App(
-        f"{kafka.topic_prefix}faust-peer-{uuid.uuid4().hex[:6]}",
+    app_id = f"{kafka.topic_prefix}faust-peer-{uuid.uuid4().hex[:6]}"
+    app = App(
+        app_id,
+        datadir=Path(tempfile.gettempdir()) / f"{app_id}-data",  # not the working directory
+        fetch_max_wait_ms=StreamsSettings().fetch_max_wait_ms,
         broker=f"kafka://{kafka.bootstrap_servers}",
         store="memory://",
         key_serializer="raw",

@@ -106,10 +106,10 @@ def latency(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict[str,
         )
         consumer.subscribe([kafka.topic("features")])
         while not stop.is_set():
-            for msg in consumer.consume(500, 0.1):
-                if msg.error() is None and msg.value():
-                    rec = serde.decode(msg.value(), "features")
-                    received.setdefault((rec["symbol"], rec["ts"]), time.monotonic())
+            msg = consumer.poll(0.1)  # returns on the first record (consume(n, t) would wait for n or t)
+            if msg is not None and msg.error() is None and msg.value():
+                rec = serde.decode(msg.value(), "features")
+                received.setdefault((rec["symbol"], rec["ts"]), time.monotonic())
         consumer.close()
 
     reader = threading.Thread(target=consume, daemon=True)

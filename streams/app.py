@@ -51,6 +51,7 @@ from streams.core.merge import QUOTE, TRADE
 from streams.core.pipeline import RISK_INPUT, CoreParts, Output, SymbolStage
 from streams.core.risk import Market, RiskEngine
 from streams.settings import StreamsSettings
+from streams.transport import App
 
 log = logging.getLogger(__name__)
 OUTPUT_TOPICS = ("features", "signals", "risk_decisions", "order_intents", "risk_day")
@@ -117,6 +118,7 @@ class Streams:
         self.serde = serde
         self.catalog = catalog
         self.parts = parts
+        parts.calendar.load()  # at start: loading it on the first event would stall the event loop 1-2 s
         self.stage = SymbolStage(parts)
         self.risk = RiskEngine(parts.policy.risk, parts.calendar, parts.digests)
         self.risk_loaded = False
@@ -159,8 +161,9 @@ class Streams:
 
     def _build(self) -> faust.App:
         k, s = self.kafka, self.settings
-        app = faust.App(
+        app = App(
             f"{k.topic_prefix}{s.app_id}",
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
             broker=f"kafka://{k.bootstrap_servers}",
             store="memory://",
             key_serializer="raw",

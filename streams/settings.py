@@ -26,3 +26,6 @@ class StreamsSettings(BaseModel):
     session_timeout_s: float = Field(default=10.0, ge=6.0)  # consumer group session (a dead worker's partitions move)
     # state is written to the changelog (and the inputs it holds acknowledged) at most this often
     checkpoint_interval_ms: int = Field(default=1000, gt=0)
+    # longest a fetch waits on the broker for new data (Faust's fixed 1500 ms held every input up to 1.5 s:
+    # streams/transport.py)
+    fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)

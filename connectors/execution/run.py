@@ -211,7 +211,7 @@ def run_paper(
     fees = FeeSchedule(settings.fees.per_share_usd, settings.fees.per_contract_usd, settings.fees.per_order_usd)
     router = Router(PaperPort(broker), Accountant(fees), outputs, audit, lambda plan: "[]")
     result = RunResult(router, outputs, audit)
-    calendar = Calendar()
+    calendar = Calendar().load()  # at start, not on the first intent
     intents_c, quotes_c = _consumer(kafka, "paper-intents"), _consumer(kafka, "paper-quotes")
     caught_up = CaughtUp(_assign_all(intents_c, kafka.topic("order_intents")))
     _assign_all(quotes_c, kafka.topic("market_quotes"))
@@ -303,7 +303,7 @@ def run_tradier(
     )
     router.restore(published.orders, published.fills, published.ledger)
     result = RunResult(router, outputs, audit)
-    calendar = Calendar()
+    calendar = Calendar().load()  # at start, not on the first intent
 
     def clock() -> int:
         """The broker's clock (Date of its last reply), never behind what we already recorded."""

@@ -63,6 +63,12 @@ class Calendar:
         self._days: dict[dt.date, SessionDay | None] = {}
         self._last: SessionDay | None = None
 
+    def load(self) -> Calendar:
+        """Load the exchange calendar now: importing exchange_calendars (pandas) and building XNYS takes 1-2 s,
+        which a long-lived worker pays at start instead of stalling on its first event."""
+        _calendar()
+        return self
+
     def day(self, date: dt.date) -> SessionDay | None:
         if date not in self._days:
             calendar = _calendar()
