@@ -101,11 +101,11 @@ class TimedProducer(AvroProducer):
         self.on_ack = self._ack
 
     def produce(self, topic: str, record: dict[str, Any]) -> int:
-        seq = super().produce(topic, record)
-        self.receipt[seq] = record["ts_ingest"]
+        # noted before producing: the delivery report can come on another thread before produce() returns
+        self.receipt[self._seq + 1] = record["ts_ingest"]
         if self.first_receipt is None:
             self.first_receipt = record["ts_ingest"]
-        return seq
+        return super().produce(topic, record)
 
     def _ack(self, seq: int, err: Any, msg: Any) -> None:
         now = time.time_ns()

@@ -7,9 +7,11 @@ agrees on which partition a symbol lives in.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -132,6 +134,26 @@ class AvroProducer:
 
     def poll(self, timeout_s: float = 0) -> None:
         self._producer.poll(timeout_s)
+
+    @contextlib.contextmanager
+    def serving_deliveries(self) -> Iterator[None]:
+        """Serve delivery reports on a thread of their own while the block runs, so an acknowledgement (or a
+        failure) is handled when the broker answers, not when the caller next polls (a caller that waits for
+        input between polls saw its acks up to one input interval late). librdkafka's poll is thread-safe
+        and the thread waits inside it, without the interpreter lock."""
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                self._producer.poll(0.05)
+
+        thread = threading.Thread(target=serve, name="delivery-reports", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def check(self) -> None:
         """Raise if a delivery failed since the last check (after librdkafka's own retries)."""

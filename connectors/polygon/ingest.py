@@ -133,6 +133,10 @@ class IngestPipeline:
             threading.Thread(target=self.stream.stop, name="polygon-ws-stop", daemon=True).start()
 
     def run(self, report_every_s: float = 10.0) -> IngestStats:
+        with self.producer.serving_deliveries():
+            return self._run(report_every_s)
+
+    def _run(self, report_every_s: float) -> IngestStats:
         self.stream.start()
         next_report = time.monotonic() + report_every_s
         try:

@@ -46,3 +46,32 @@ def test_schema_round_trips_through_registry_and_kafka(
         assert reader.decode(msg.value(), topic) == record
     subject = f"{test_kafka.topic(topic)}-value"
     assert registry.get_compatibility(subject) == "BACKWARD"
+
+
+def test_delivery_reports_are_served_while_the_caller_waits(serde: AvroSerde, test_kafka: KafkaSettings) -> None:
+    """Inside ``serving_deliveries`` acknowledgements arrive without the caller polling (the ingest loop
+    waits for its next frame between polls); outside it they wait for the caller's next poll."""
+    import datetime as dt
+    import time
+
+    from connectors.synthetic.records import session_records
+
+    quotes = session_records(dt.date(2026, 11, 20), ["SPY"], 3, "09:30", "16:00")
+    record = next(r for topic, r in quotes if topic == "market_quotes")
+
+    def acked_after(producer: AvroProducer, wait_s: float) -> int:
+        for _ in range(20):  # fewer than the producer's own poll interval: only a poll serves them
+            producer.produce("market_quotes", record)
+        deadline = time.monotonic() + wait_s
+        while producer.acked < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return producer.acked
+
+    idle = AvroProducer(test_kafka, serde, report_successes=True)
+    assert acked_after(idle, 1.0) == 0
+    idle.flush(30)
+    assert idle.acked == 20
+
+    served = AvroProducer(test_kafka, serde, report_successes=True)
+    with served.serving_deliveries():
+        assert acked_after(served, 30.0) == 20
