@@ -4,7 +4,7 @@
 - Faust worker: the tape pre-filled into market_trades/market_quotes, `scalp streams --until-idle` as a
   separate process, its own count from first to last input (decode, core, Avro outputs, state changelog);
 - Faust peer (benchmarks/faust_peer.py): a bare Faust agent that only counts, over the same pre-filled topics:
-  the ceiling of Faust's own per-message path here, next to the worker;
+  the ceiling of Faust's own per-message path here (the worker's market records skip it: streams/transport.py);
 - latency: the worker running, the tape produced at a steady rate; for each feature record, the time from
   the acknowledgement of the input that crossed its boundary to the feature record's arrival at a consumer
   in this process (so it includes one consumer fetch).
@@ -222,10 +222,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"| strategy core alone (merge, features, setups, risk; one process) | {core['events']:,} | "
         f"{core['events'] / core['seconds']:,.0f} | - | {core['outputs']:,} outputs |",
         f"| Faust worker (`scalp streams`, one worker) | {faust['events']:,} | {faust['rate']:,.0f} | "
-        f"{faust['rss_mb']:.0f} | Avro in and out, state changelog, first to last input |",
+        f"{faust['rss_mb']:.0f} | Avro in and out, state changelog, first to last input; market records "
+        "one fetch at a time (streams/transport.py) |",
         f"| peer: bare Faust agent, empty body (benchmarks/faust_peer.py) | {peer['events']:,} | "
-        f"{peer['rate']:,.0f} | {peer['rss_mb']:.0f} | same topics and broker settings; counts only: Faust's "
-        "own ceiling |",
+        f"{peer['rate']:,.0f} | {peer['rss_mb']:.0f} | same topics and broker settings; counts only: the "
+        "ceiling of Faust's per-message path, which the worker's market records skip |",
         "",
         "Latency, input acknowledged -> feature record received (the tape produced at a steady rate):",
         "",

@@ -1,10 +1,11 @@
 """The Faust worker (`scalp streams`): the strategy core as stream processors.
 
 Agents:
-- ``market``: market_trades + market_quotes (keyed by symbol, so workers scale by partitions), in batches
-  (``stream.take_events``); each symbol's events go through the event-time merge, the FeatureEngine and the
-  setups (streams/core). Outputs: ``features`` and ``signals`` (Avro, Confluent framing), plus risk inputs
-  on the internal single-partition topic ``<app>-risk-input`` (the risk state is account-wide).
+- ``market``: market_trades + market_quotes (keyed by symbol, so workers scale by partitions), one fetch at a
+  time (streams/transport.py: Faust's per-message path caps a worker at 5-8k records/s here); each symbol's
+  events go through the event-time merge, the FeatureEngine and the setups (streams/core). Outputs:
+  ``features`` and ``signals`` (Avro, Confluent framing), plus risk inputs on the internal single-partition
+  topic ``<app>-risk-input`` (the risk state is account-wide).
 - ``risk``: risk inputs in order -> ``risk_decisions``, ``order_intents``, ``risk_day``.
 - ``ledger`` and ``refusals``: ``trade_ledger`` and the ``orders`` the broker rejected (or that expired
   unsent) -> risk inputs, so realised R and released slots reach the risk module in the same order.
@@ -38,11 +39,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
-from faust.types import TP, Message
+from faust.types import TP
 
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -51,7 +52,7 @@ from streams.core.merge import QUOTE, TRADE
 from streams.core.pipeline import RISK_INPUT, CoreParts, Output, SymbolStage
 from streams.core.risk import Market, RiskEngine
 from streams.settings import StreamsSettings
-from streams.transport import App
+from streams.transport import App, BatchConsumer
 
 log = logging.getLogger(__name__)
 OUTPUT_TOPICS = ("features", "signals", "risk_decisions", "order_intents", "risk_day")
@@ -82,11 +83,11 @@ class Stats:
 
 
 @dataclass(slots=True)
-class DirectEvent:
-    """An input read directly from Kafka (Faust skipped over it): taken like a stream event, acknowledged
-    through the consumer (it has no stream event)."""
+class Input:
+    """A market input read directly from Kafka (Faust skipped over it): taken like a fetched record."""
 
-    message: Message
+    offset: int
+    key: bytes | None
     value: bytes
 
 
@@ -128,13 +129,11 @@ class Streams:
         self.history_written: dict[str, bytes] = {}
         self.last_push: dict[str, float] = {}  # symbol -> wall time of its last input
         self.partition_of: dict[str, int] = {}  # symbol -> its input partition (= its state's partition)
-        # inputs not acknowledged yet, per (topic, partition) in offset order: [offset, event, applied?]
+        # inputs not acknowledged yet, per (topic, partition) in offset order: [offset, applied?]
         self.pending: dict[tuple[str, int], deque[list[Any]]] = {}
         self.waiting: dict[tuple[str, int, int], list[Any]] = {}  # source -> pending entry held by the merge
-        self.entries: dict[tuple[str, int, int], list[Any]] = {}  # source -> its pending entry
         self.dirty: set[str] = set()  # symbols whose state changed since the last checkpoint
         self.last_checkpoint = time.monotonic()
-        self.market_stream: Any = None
         self.consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
         # (topic, partition) -> the next offset to take: from the committed offset at the assignment, then one
         # by one (the input topics are written without transactions, so their offsets have no holes)
@@ -153,6 +152,7 @@ class Streams:
         self.generation = 0
         self.handled_rebalances = 0  # Faust's rebalancing_count when our revocation handler last ran
         self.owned: set[tuple[str, int]] = set()  # partitions known to be assigned (refreshed on a miss)
+        self.taking = False  # a fetch of market records is being taken (its handler is waiting on a send)
         for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger", "orders"):
             serde.ensure_registered(topic)  # registry I/O now, never inside an agent
         self.app = self._build()
@@ -207,7 +207,7 @@ class Streams:
             "risk-state", partitions=1, key_type=bytes, value_type=bytes, extra_topic_configs=compact
         )
 
-        app.agent(market, name="market")(self._market_agent)
+        app.batch_topics(market, self._market_batch)  # one fetch at a time: see streams/transport.py
         app.agent(self.risk_topic, name="risk")(self._risk_agent)
         app.agent(ledger, name="ledger")(self._ledger_agent)
         app.agent(orders, name="refusals")(self._ledger_agent)
@@ -237,7 +237,6 @@ class Streams:
             self.loaded.clear()
             self.pending.clear()
             self.waiting.clear()
-            self.entries.clear()
             self.consumed.clear()
             self.next_offset.clear()
             self.ahead_since.clear()
@@ -247,78 +246,122 @@ class Streams:
 
     # --- market ----------------------------------------------------------------------------------
 
-    async def _market_agent(self, stream: Any) -> None:
-        # Events one by one, acknowledged by _checkpoint (Faust's noack_take hands out the stream's
-        # current event, which can lag its value: one message twice, the next one never; measured here).
-        interval = self.settings.checkpoint_interval_ms / 1000
-        self.market_stream = stream
-        async for event in stream.noack().events():
-            now = time.monotonic()
-            if self.stats.started is None:
-                self.stats.started = now
-            await self._take(event, now)
-            self.stats.events += 1
-            self.stats.last_activity = now
-            if now - self.last_checkpoint >= interval:
-                await self._checkpoint()
+    async def _market_batch(self, batch: dict[TP, list[Any]]) -> None:
+        """The records of one fetch of the market topics (streams.transport), each partition's in offset order;
+        acknowledged by _checkpoint (by offset, through the consumer)."""
+        now = time.monotonic()
+        if self.stats.started is None:
+            self.stats.started = now
+        self.taking = True  # the idle timer releases nothing meanwhile (see _idle_timer)
+        try:
+            for tp, records in batch.items():
+                self.stats.events += len(records)
+                await self._take((tp.topic, tp.partition), records, now)
+        finally:
+            self.taking = False
+        now = time.monotonic()
+        self.stats.last_activity = now
+        if now - self.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
+            await self._checkpoint()
 
-    async def _take(self, event: Any, now: float) -> None:
-        msg = event.message
-        tp = (msg.topic, msg.partition)
-        source = (msg.topic, msg.partition, msg.offset)
+    async def _take(self, tp: tuple[str, int], records: list[Any], now: float) -> None:
+        """Apply a partition's records (objects with ``offset``, ``key``, ``value``) from its next offset on."""
         generation = self.generation
-        if not self._stable() or not self._owns(msg.topic, msg.partition):
-            self.stats.stale += 1  # delivered after its partition was revoked: its new owner reads it
+        if not self._stable() or not self._owns(*tp):
+            self.stats.stale += len(records)  # handed out after their partition was revoked: the new owner reads them
             return
         expected = self.next_offset.get(tp)
         if expected is None:
-            expected = await self._start_offset(msg.topic, msg.partition)
+            expected = await self._start_offset(*tp)
             if generation != self.generation or not self._stable():
-                self.stats.stale += 1
+                self.stats.stale += len(records)
                 return
             self.next_offset[tp] = expected
-        if msg.offset > expected and self.previous_hole == (f"{msg.topic}:{msg.partition}:{expected}", MAX_RESTARTS):
-            log.warning("%s[%d]: offsets %d to %d are not in the log; going on", msg.topic, msg.partition,
-                        expected, msg.offset - 1)  # fmt: skip
-            expected = msg.offset
-        if msg.offset != expected:
-            await self._out_of_sequence(event, tp, source, expected, now)
-            return
-        self.next_offset[tp] = expected + 1
+        first = records[0].offset
+        if first > expected and self.previous_hole == (f"{tp[0]}:{tp[1]}:{expected}", MAX_RESTARTS):
+            log.warning("%s[%d]: offsets %d to %d are not in the log; going on", tp[0], tp[1], expected, first - 1)
+            expected = first
+        behind = 0
+        while behind < len(records) and records[behind].offset < expected:
+            behind += 1
+        if behind:
+            # handed out a second time (now and then after Faust's recovery resumes the partitions): applied once
+            self.stats.redelivered += behind
+            records = records[behind:]
+            if not records:
+                return
+        if records[0].offset > expected:
+            filled = await self._fill(tp, expected, records, now)
+            if filled is None:
+                return
+            records = filled
+        in_sequence = 0
+        while in_sequence < len(records) and records[in_sequence].offset == expected + in_sequence:
+            in_sequence += 1
+        rest = records[in_sequence:]
+        if in_sequence < len(records):
+            records = records[:in_sequence]
+        self.next_offset[tp] = expected + len(records)
         if self.ahead_since.pop(tp, None) is not None:
-            log.info("%s[%d]: back in sequence at offset %d", msg.topic, msg.partition, msg.offset)
+            log.info("%s[%d]: back in sequence at offset %d", tp[0], tp[1], expected)
         if tp not in self.consumed:
-            log.info("%s[%d]: first offset since the assignment %d", msg.topic, msg.partition, msg.offset)
-        self.consumed[tp] = msg.offset
-        entry = [msg.offset, [event], False]
-        self.pending.setdefault(tp, deque()).append(entry)
-        self.entries[source] = entry
-        topic = self.logical[msg.topic]
-        try:
-            record = await self._decode(event.value, topic)
-            if generation != self.generation or not self._stable():  # revoked while decoding
-                self.stats.stale += 1
-                return
-            symbol = record["symbol"]
-            if symbol not in self.loaded:
-                self._load_symbol(symbol)
-            if self.stage.offsets.get(symbol, {}).get(tp, -1) >= msg.offset:
-                self.stats.skipped += 1  # already in the restored state
-                entry[2] = True
-                return
-            self.waiting[source] = entry
-            self.partition_of[symbol] = msg.partition
-            self.last_push[symbol] = now
-            out = self.stage.push(TRADE if topic == "market_trades" else QUOTE, record, source)
-        except Exception as exc:  # one bad record must not stop the agent
-            self.waiting.pop(source, None)
-            entry[2] = True
-            await self._dead_letter(topic, msg, event.value, exc)
+            log.info("%s[%d]: first offset since the assignment %d", tp[0], tp[1], expected)
+        self.consumed[tp] = records[-1].offset
+        if not await self._apply(tp, records, generation):
             return
-        if out:
-            await self._send(out)
         if generation == self.generation and self._stable() and self.stage.applied:
             self._mark_applied()
+        if rest:  # a hole inside the fetch: the records after it are ahead of the next offset
+            await self._take(tp, rest, now)
+
+    async def _apply(self, tp: tuple[str, int], records: list[Any], generation: int) -> bool:
+        """Decode the records and push them through the symbol stage; False when the partition was revoked
+        meanwhile (the rest is left to its new owner)."""
+        pending = self.pending.setdefault(tp, deque())
+        topic = self.logical[tp[0]]
+        kind = TRADE if topic == "market_trades" else QUOTE
+        serde, stage, waiting, loaded = self.serde, self.stage, self.waiting, self.loaded
+        touched: set[str] = set()
+        try:
+            for index, rec in enumerate(records):
+                offset, value = rec.offset, rec.value
+                entry = [offset, False]
+                pending.append(entry)
+                source = (tp[0], tp[1], offset)
+                try:
+                    if serde.knows(value, topic):
+                        record = serde.decode(value, topic)
+                    else:
+                        record = await self._decode(value, topic)
+                        if generation != self.generation or not self._stable():  # revoked while decoding
+                            self.stats.stale += len(records) - index
+                            return False
+                    symbol = record["symbol"]
+                    if symbol not in loaded:
+                        self._load_symbol(symbol)
+                    if stage.offsets.get(symbol, {}).get(tp, -1) >= offset:
+                        self.stats.skipped += 1  # already in the restored state
+                        entry[1] = True
+                        continue
+                    waiting[source] = entry
+                    self.partition_of[symbol] = tp[1]
+                    touched.add(symbol)
+                    out = stage.push(kind, record, source)
+                except Exception as exc:  # one bad record must not stop the agent
+                    waiting.pop(source, None)
+                    entry[1] = True
+                    await self._dead_letter(topic, source, rec.key, value, exc)
+                    out = []
+                if out:
+                    await self._send(out)
+                if (out or entry[1]) and (generation != self.generation or not self._stable()):
+                    self.stats.stale += len(records) - index - 1
+                    return False
+            return True
+        finally:
+            fresh = time.monotonic()  # the end of the batch: a long batch must not make its symbols look quiet
+            for symbol in touched:
+                self.last_push[symbol] = fresh
 
     async def _start_offset(self, topic: str, partition: int) -> int:
         """Where a newly assigned partition must start: the group's committed offset, or the log start when
@@ -338,33 +381,32 @@ class Streams:
         earliest, _ = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
         return int(max(committed, earliest, 0))
 
-    async def _out_of_sequence(
-        self, event: Any, tp: tuple[str, int], source: tuple[str, int, int], expected: int, now: float
-    ) -> None:
-        """An input that is not the partition's next offset.
+    async def _fill(self, tp: tuple[str, int], expected: int, records: list[Any], now: float) -> list[Any] | None:
+        """Records ahead of the partition's next offset.
 
-        Behind it: Faust handing out a message a second time (now and then after its recovery resumes the
-        partitions; seen here in restarts); acknowledged with the first, not applied twice.
-
-        Ahead of it: messages fetched from an old position (seen after a rebalance that hands a partition
-        straight back to this worker, and now and then at a start: Faust hands out the record at the
-        committed offset, then one further on, and drops the offsets in between as already read).
-        Applying it would skip inputs: the offsets in between are read directly from Kafka and taken
-        first (_fill). Only if they cannot all be read is nothing past the hole applied or acknowledged:
-        the partition is sought back to its next offset (see _resequence) and read again in order.
+        Seen after a rebalance that hands a partition straight back to this worker, and now and then at a
+        start: Faust resumes the partitions before it seeks them to the committed offsets, so records fetched
+        from an old position come first. Applying them would skip inputs: the offsets in between are read
+        directly from Kafka and returned in front of ``records``. Only if they cannot all be read is nothing
+        past the hole applied or acknowledged (None): the partition is sought back to its next offset (see
+        _resequence) and read again in order.
         """
-        offset = source[2]
-        if offset < expected or offset <= self.consumed.get(tp, -1):
-            self.stats.redelivered += 1
-            first = self.entries.get(source)
-            if first is not None:
-                first[1].append(event)
-            elif offset <= self.consumed.get(tp, -1):
-                await self.market_stream.ack(event)
-            return
-        self.stats.ahead += 1
-        if tp not in self.ahead_since and offset - expected <= FILL_MAX and await self._fill(event, tp, expected, now):
-            return
+        offset = records[0].offset
+        self.stats.ahead += len(records)
+        if tp not in self.ahead_since and offset - expected <= FILL_MAX:
+            generation = self.generation
+            loop = asyncio.get_running_loop()
+            got = await loop.run_in_executor(None, self._read_range, tp[0], tp[1], expected, offset)
+            if generation != self.generation or not self._stable() or self.next_offset.get(tp) != expected:
+                self.stats.stale += len(records)  # revoked while reading: the new owner reads the partition
+                return None
+            if [o for o, _, _ in got] == list(range(expected, offset)):
+                log.warning(
+                    "%s[%d]: offset %d handed out before %d (an old fetch position); %d inputs in between read "
+                    "directly", tp[0], tp[1], offset, expected, len(got),
+                )  # fmt: skip
+                self.stats.filled += len(got)
+                return [Input(o, k, v) for o, k, v in got] + records
         since, last_seek = self.ahead_since.get(tp, (now, 0.0))
         if tp not in self.ahead_since:
             log.warning(
@@ -374,31 +416,7 @@ class Streams:
         self.ahead_since[tp] = (since, last_seek)
         if now - last_seek >= SEEK_EVERY_S:
             await self._seek_back(tp, expected, now)
-
-    async def _fill(self, event: Any, tp: tuple[str, int], expected: int, now: float) -> bool:
-        """Read the offsets Faust skipped over directly from Kafka and take them in order, then ``event``;
-        False when they could not all be read (the partition then waits and is sought back)."""
-        msg = event.message
-        generation = self.generation
-        loop = asyncio.get_running_loop()
-        records = await loop.run_in_executor(None, self._read_range, tp[0], tp[1], expected, msg.offset)
-        if generation != self.generation or not self._stable() or self.next_offset.get(tp) != expected:
-            self.stats.stale += 1  # revoked while reading: the new owner reads the partition
-            return True
-        if [offset for offset, _, _ in records] != list(range(expected, msg.offset)):
-            return False
-        log.warning(
-            "%s[%d]: offset %d handed out before %d (an old fetch position); %d inputs in between read directly",
-            tp[0], tp[1], msg.offset, expected, len(records),
-        )  # fmt: skip
-        for offset, key, value in records:
-            direct = Message(tp[0], tp[1], offset, 0.0, 0, None, key, value, None, tp=TP(tp[0], tp[1]))
-            self.stats.filled += 1
-            await self._take(DirectEvent(direct, value), now)
-            if generation != self.generation or not self._stable():
-                return True
-        await self._take(event, now)
-        return True
+        return None
 
     async def _seek_back(self, tp: tuple[str, int], expected: int, now: float) -> None:
         waiting = self.ahead_since.get(tp)
@@ -450,7 +468,7 @@ class Streams:
         for symbol, source in self.stage.applied:
             entry = self.waiting.pop(source, None)
             if entry is not None:
-                entry[2] = True
+                entry[1] = True
             self.dirty.add(symbol)
         self.stage.applied.clear()
 
@@ -458,24 +476,27 @@ class Streams:
         """Save the state of every symbol that changed, then acknowledge (in offset order per partition)
         the inputs that state includes: Faust commits only acknowledged offsets, so an input is committed
         only once the state holding it is in the changelog (Faust flushes the producer before committing)."""
-        generation = self.generation
         if not self._stable():
             return  # a rebalance began: our revocation handler drops this progress; it is read again
         for symbol in sorted(self.dirty):
             self._save_symbol(symbol)
         self.dirty.clear()
-        stream = self.market_stream
-        for (topic, partition), queue in list(self.pending.items()):
-            while queue and queue[0][2]:
-                offset, events, _ = queue.popleft()
-                self.entries.pop((topic, partition, offset), None)
-                for event in events:
-                    if isinstance(event, DirectEvent):
-                        self.app.consumer.ack(event.message)
-                    else:
-                        await stream.ack(event)
-                if generation != self.generation or not self._stable():  # revoked meanwhile
-                    return
+        consumer = cast(BatchConsumer, self.app.consumer)
+        for (topic, partition), queue in self.pending.items():
+            first = last = None
+            while queue and queue[0][1]:
+                last = queue.popleft()[0]
+                if first is None:
+                    first = last
+            if first is not None and last is not None:
+                consumer.ack_through(TP(topic, partition), first, last)
+                log.info(
+                    topic,
+                    partition,
+                    first,
+                    last,
+                    {s: self.stage.offsets.get(s) for s in self.history_written},
+                )
         self.last_checkpoint = time.monotonic()
 
     async def _decode(self, value: bytes, topic: str) -> dict[str, Any]:
@@ -512,11 +533,25 @@ class Streams:
             await self._resequence(now)
             if not self._stable() or self.restart_reason is not None:
                 return
-        if release_s > 0:
+        # not while a batch is being taken: its partition counts as read to its end (consumed) before all of
+        # its records are pushed, and its symbols' last push is only set at its end
+        if release_s > 0 and not self.taking:
             for symbol, merger in list(self.stage.mergers.items()):
                 quiet = now - self.last_push.get(symbol, now) >= release_s
                 if len(merger) and quiet and self._caught_up(merger.lagging()):
                     self.stats.idle_releases += 1
+                    log.info(
+                        symbol,
+                        merger.lagging(),
+                        merger.high,
+                        len(merger),
+                        self.consumed,
+                        {
+                            f"{tp.topic[-6:]}{tp.partition}": self.app.consumer.highwater(tp)
+                            for tp in self.app.consumer.assignment()
+                            if "market" in tp.topic
+                        },
+                    )
                     generation = self.generation
                     await self._send(self.stage.drain(symbol))
                     if generation != self.generation or not self._stable():
@@ -662,7 +697,7 @@ class Streams:
                     }
                 await self.risk_topic.send(key=ACCOUNT_KEY, value=orjson.dumps(body))
             except Exception as exc:  # one bad record must not stop the agent
-                await self._dead_letter(topic, msg, event.value, exc)
+                await self._dead_letter(topic, (msg.topic, msg.partition, msg.offset), msg.key, event.value, exc)
 
     # --- outputs ---------------------------------------------------------------------------------
 
@@ -677,14 +712,17 @@ class Streams:
                 )
             counts[topic] = counts.get(topic, 0) + 1
 
-    async def _dead_letter(self, topic: str, msg: Any, value: bytes | None, exc: Exception) -> None:
+    async def _dead_letter(
+        self, topic: str, source: tuple[str, int, int], key: bytes | None, value: bytes | None, exc: Exception
+    ) -> None:
         reason = f"{type(exc).__name__}: {exc}"
-        log.error("%s[%d]@%d: %s (to the dead-letter queue)", msg.topic, msg.partition, msg.offset, reason)
+        name, partition, offset = source
+        log.error("%s[%d]@%d: %s (to the dead-letter queue)", name, partition, offset, reason)
         self.stats.dead_letters += 1
         headers = [
             ("error", reason.encode()),
-            ("source_topic", str(msg.topic).encode()),
-            ("source_partition", str(msg.partition).encode()),
-            ("source_offset", str(msg.offset).encode()),
+            ("source_topic", name.encode()),
+            ("source_partition", str(partition).encode()),
+            ("source_offset", str(offset).encode()),
         ]
-        await self.dlq[topic].send(key=msg.key, value=value, headers=headers)
+        await self.dlq[topic].send(key=key, value=value, headers=headers)

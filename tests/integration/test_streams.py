@@ -103,6 +103,31 @@ def test_live_worker_matches_the_core_alone(
     assert all(d["veto_reasons"] == [] for d in decisions.values() if d["decision"] == "approve")
 
 
+def _same(got: list[dict[str, Any]], expected: list[dict[str, Any]], key: Any) -> None:
+    """``got`` equals ``expected`` (by key); else an error naming the first differing record and its fields."""
+    mine, theirs = {key(r): r for r in got}, {key(r): r for r in expected}
+    missing, extra = sorted(set(theirs) - set(mine)), sorted(set(mine) - set(theirs))
+    assert not missing, f"{len(missing)} records missing, first {missing[:3]}"
+    assert not extra, f"{len(extra)} records not expected, first {extra[:3]}"
+    for k in sorted(theirs):
+        diff = {f: (mine[k].get(f), v) for f, v in theirs[k].items() if mine[k].get(f) != v}
+        assert not diff, f"{k}: (worker, core) {diff}; {sum(mine[j] != theirs[j] for j in theirs)} records differ"
+
+
+def _strict_boundaries(records: list[tuple[str, dict[str, Any]]], start: int, parts: int) -> list[int]:
+    """About ``parts`` split points after ``start``, each moved forward to where event time strictly increases:
+    every record after a split is later than every record before it, so a held event released while the
+    input is quiet between two parts (idle release) lands where the merge would have put it anyway."""
+    step = max(1, (len(records) - start) // parts)
+    cuts: list[int] = []
+    for i in range(start + step, len(records), step):
+        while i < len(records) and records[i][1]["ts"] == records[i - 1][1]["ts"]:
+            i += 1
+        if i < len(records) and (not cuts or i > cuts[-1]):
+            cuts.append(i)
+    return cuts
+
+
 @pytest.mark.parametrize("how", ["restart", "rebalance"])
 def test_worker_killed_mid_session_resumes_with_the_same_state(
     services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]], how: str
@@ -110,26 +135,51 @@ def test_worker_killed_mid_session_resumes_with_the_same_state(
     """restart: the killed worker is started again. rebalance: a second worker joined the group before the
     first was killed, and takes its partitions (and their state, from the changelog) over. Either way Faust
     can hand out records of an old fetch position first; the worker must not apply them over the offsets it
-    skipped (it reads those directly and takes them first) or the re-emitted records differ."""
-    kafka, serde, env_hash = _setup(services, prefix, tmp_path, recorded)
+    skipped (it reads those directly and takes them first) or the re-emitted records differ.
+
+    A third of the tape is in Kafka before the first worker starts; the rest arrives in parts over about
+    8 s while the workers run (the worker reads the whole tape in a few seconds: a tape published at once
+    would be done before the kill)."""
+    import threading
+
+    first_part = _strict_boundaries(recorded, 0, 3)[0]  # about a third
+    kafka, serde, env_hash = _setup(services, prefix, tmp_path, recorded[:first_part])
     policy = loose_policy(tmp_path)
     expected = core_outputs(policy, recorded, env_hash)
     total = len(expected["features"])
+    cuts = [*_strict_boundaries(recorded, first_part, 16), len(recorded)]
+    feed_error: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            previous = first_part
+            for cut in cuts:
+                time.sleep(0.5)
+                produce(kafka, serde, recorded[previous:cut])
+                previous = cut
+        except BaseException as exc:  # reported by the test thread
+            feed_error.append(exc)
 
     proc = start_streams(policy, prefix)
     deadline = time.monotonic() + 240
     seen = 0
-    while time.monotonic() < deadline and seen < total // 3:  # kill about a third of the way in
+    while time.monotonic() < deadline and seen < total // 5:  # the first part is being read
         time.sleep(1)
         seen = sum(1 for _ in read_topic(kafka, serde, "features", timeout_s=10))
         assert proc.poll() is None, (proc.stdout.read() if proc.stdout else "")[-3000:]
-    assert seen >= total // 3, f"only {seen} of {total} features before the deadline"
+    assert seen >= total // 5, f"only {seen} of {total} features before the deadline"
+    feeder = threading.Thread(target=feed, name="tape-feed", daemon=True)
+    feeder.start()
     second = start_streams(policy, prefix, "--until-idle", "6") if how == "rebalance" else None
-    if second is not None:
-        time.sleep(8)  # it joins the group: a rebalance while the first worker is busy
+    # rebalance: the second worker joins the group while the first is busy; restart: a few parts in
+    time.sleep(6 if second is not None else 3)
     os.kill(proc.pid, signal.SIGKILL)
     killed_out, _ = proc.communicate(timeout=30)
-    assert seen < total  # it really stopped mid-session
+    seen = sum(1 for _ in read_topic(kafka, serde, "features", timeout_s=10))
+    assert seen < total, "the worker was not killed mid-session"
+    feeder.join(60)
+    assert not feeder.is_alive()
+    assert not feed_error, feed_error
 
     out = _finish(second or start_streams(policy, prefix, "--until-idle", "4"))
     (tmp_path / "killed.log").write_text(killed_out)  # kept for a failure's diagnosis
@@ -140,9 +190,9 @@ def test_worker_killed_mid_session_resumes_with_the_same_state(
     )[-6000:]
     try:
         features = read_back(kafka, serde, "features", _feature_key)  # asserts re-emitted records are equal
-        assert features == _by(expected["features"], _feature_key)
+        _same(features, expected["features"], _feature_key)
         signals = read_back(kafka, serde, "signals", _signal_key)
-        assert signals == _by(expected["signals"], _signal_key)
+        _same(signals, expected["signals"], _signal_key)
     except AssertionError as exc:
         raise AssertionError(f"{str(exc)[:3000]}\nlogs in {tmp_path}; warnings:\n{notes}") from None
 

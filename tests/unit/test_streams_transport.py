@@ -1,10 +1,16 @@
-"""The Faust app of `scalp streams` builds its worker consumer with our fetch wait, not Faust's fixed 1500 ms."""
+"""The Faust app of `scalp streams`: its worker consumer waits at most our fetch wait (not Faust's fixed 1500 ms),
+and hands the records of the batch topics to a handler one fetch at a time, under Faust's flow rules."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from streams.transport import App
+import pytest
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.types import TP
+
+from streams.transport import App, BatchConsumer
 
 
 def _worker_consumer(app: App) -> object:
@@ -24,3 +30,70 @@ def test_the_worker_consumer_waits_at_most_the_configured_time() -> None:
 def test_without_a_setting_faust_keeps_its_own_wait() -> None:
     app = App("transport-test-default", broker="kafka://127.0.0.1:9", store="memory://")
     assert _worker_consumer(app)._fetch_max_wait_ms == 1500  # type: ignore[attr-defined]
+
+
+# --- the batch path --------------------------------------------------------------------------------------
+
+
+class _Record:
+    def __init__(self, offset: int) -> None:
+        self.offset, self.key, self.value = offset, b"SPY", b"v%d" % offset
+
+
+def _batch_consumer(name: str) -> tuple[Any, list[dict[TP, list[Any]]]]:
+    app = App(name, broker="kafka://127.0.0.1:9", store="memory://")
+    handed: list[dict[TP, list[Any]]] = []
+
+    async def handler(batch: dict[TP, list[Any]]) -> None:
+        handed.append(batch)
+
+    app.batch_topics(app.topic("trades", "quotes"), handler)
+    return app.consumer, handed
+
+
+def _fetch(consumer: Any, records: dict[TP, list[Any]], active: set[TP], monkeypatch: pytest.MonkeyPatch) -> Any:
+    async def parent(self: Any, wait: float) -> tuple[Any, Any]:
+        return dict(records), active
+
+    monkeypatch.setattr(FaustConsumer, "_wait_next_records", parent)
+    monkeypatch.setattr(type(consumer), "highwater", lambda self, tp: 100)
+    return asyncio.run(consumer._wait_next_records(1.0))
+
+
+def test_batch_topics_go_to_the_handler_and_the_rest_to_faust(monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer, handed = _batch_consumer("batch-split")
+    assert isinstance(consumer, BatchConsumer)
+    trades, quotes, ledger = TP("trades", 0), TP("quotes", 1), TP("ledger", 0)
+    records = {trades: [_Record(5), _Record(6)], quotes: [_Record(9)], ledger: [_Record(1)]}
+    rest, _ = _fetch(consumer, records, {trades, quotes, ledger}, monkeypatch)
+    assert handed == [{trades: records[trades], quotes: records[quotes]}]
+    assert rest == {ledger: records[ledger]}  # Faust iterates over these message by message
+    assert consumer._read_offset[trades] == 6
+    assert consumer._read_offset[quotes] == 9
+
+
+def test_nothing_is_handed_out_while_the_flow_is_suspended_or_a_partition_is_paused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer, handed = _batch_consumer("batch-flow")
+    trades, quotes = TP("trades", 0), TP("quotes", 0)
+    records = {trades: [_Record(1)], quotes: [_Record(2)]}
+    consumer.flow_active = False  # a rebalance is under way
+    assert _fetch(consumer, records, {trades, quotes}, monkeypatch)[0] == {}
+    assert handed == []
+    consumer.flow_active = True
+    _fetch(consumer, records, {quotes}, monkeypatch)  # trades[0] paused (table recovery)
+    assert handed == [{quotes: records[quotes]}]
+    assert consumer._read_offset[trades] is None
+
+
+def test_acknowledged_ranges_are_what_faust_commits() -> None:
+    consumer, _ = _batch_consumer("batch-acks")
+    tp = TP("trades", 0)
+    consumer.ack_through(tp, 0, 99)
+    assert consumer._filter_committable_offsets([tp]) == {tp: 100}
+    consumer._committed_offset[tp] = 100
+    consumer.ack_through(tp, 100, 149)
+    consumer.ack_through(tp, 150, 150)
+    consumer.ack_through(tp, 90, 99)  # below the committed offset: ignored
+    assert consumer._filter_committable_offsets([tp]) == {tp: 151}
