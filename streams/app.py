@@ -32,6 +32,7 @@ fetched from the registry in an executor thread. A record that cannot be decoded
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -152,6 +153,7 @@ class Streams:
         self.generation = 0
         self.handled_rebalances = 0  # Faust's rebalancing_count when our revocation handler last ran
         self.owned: set[tuple[str, int]] = set()  # partitions known to be assigned (refreshed on a miss)
+        self.frozen = False  # gc.freeze() done (at the first assignment)
         self.taking = False  # a fetch of market records is being taken (its handler is waiting on a send)
         for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger", "orders"):
             serde.ensure_registered(topic)  # registry I/O now, never inside an agent
@@ -221,6 +223,13 @@ class Streams:
         # this worker holds every market partition
         self.assigned_at = time.monotonic()
         self.owned = set()  # read again from the consumer when next needed
+        if not self.frozen:
+            # what exists by the first assignment (modules, the exchange calendar, Faust's services and
+            # clients) lives as long as the worker: out of the collector's reach, a full collection scans only
+            # what the stream allocates (it scanned the whole heap: 130-140 ms pauses every few seconds at
+            # 10k events/s, the tail of the input-to-feature latency)
+            gc.freeze()
+            self.frozen = True
         self.stats.last_activity = max(self.stats.last_activity, self.assigned_at)
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -490,13 +499,6 @@ class Streams:
                     first = last
             if first is not None and last is not None:
                 consumer.ack_through(TP(topic, partition), first, last)
-                log.info(
-                    topic,
-                    partition,
-                    first,
-                    last,
-                    {s: self.stage.offsets.get(s) for s in self.history_written},
-                )
         self.last_checkpoint = time.monotonic()
 
     async def _decode(self, value: bytes, topic: str) -> dict[str, Any]:
@@ -540,18 +542,6 @@ class Streams:
                 quiet = now - self.last_push.get(symbol, now) >= release_s
                 if len(merger) and quiet and self._caught_up(merger.lagging()):
                     self.stats.idle_releases += 1
-                    log.info(
-                        symbol,
-                        merger.lagging(),
-                        merger.high,
-                        len(merger),
-                        self.consumed,
-                        {
-                            f"{tp.topic[-6:]}{tp.partition}": self.app.consumer.highwater(tp)
-                            for tp in self.app.consumer.assignment()
-                            if "market" in tp.topic
-                        },
-                    )
                     generation = self.generation
                     await self._send(self.stage.drain(symbol))
                     if generation != self.generation or not self._stable():
