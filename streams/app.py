@@ -63,6 +63,8 @@ RESTART_ENV = "SCALP_STREAMS_RESTART"  # "<topic>:<partition>:<offset>:<n>": the
 MAX_RESTARTS = 3  # the same hole after this many restarts: the offsets are taken to be missing from the log
 SEEK_EVERY_S = 0.2  # a partition waiting for its next offset is sought back to it at most this often
 RESTART_AFTER_S = 10.0  # ... and if it has not come after this long, the worker starts again
+STALL_REPORT_S = 30.0  # held events and no input for this long: logged (what the merge waits for), then again
+STALL_EXIT_S = 30.0  # --until-idle: stop after this long without input even with events held (logged)
 FILL_MAX = 200_000  # a hole up to this many offsets is read directly from Kafka (larger: seek back, restart)
 
 
@@ -154,6 +156,7 @@ class Streams:
         self.handled_rebalances = 0  # Faust's rebalancing_count when our revocation handler last ran
         self.owned: set[tuple[str, int]] = set()  # partitions known to be assigned (refreshed on a miss)
         self.frozen = False  # gc.freeze() done (at the first assignment)
+        self.stall_reported = 0.0  # monotonic time of the last "no input with events held" warning
         self.taking = False  # a fetch of market records is being taken (its handler is waiting on a send)
         for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger", "orders"):
             serde.ensure_registered(topic)  # registry I/O now, never inside an agent
@@ -550,20 +553,42 @@ class Streams:
                     await self._checkpoint()
         if self.dirty and now - self.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
             await self._checkpoint()
+        quiet_s = now - self.stats.last_activity
+        if self.stage.held() and quiet_s >= STALL_REPORT_S and now - self.stall_reported >= STALL_REPORT_S:
+            self.stall_reported = now
+            log.warning("no input for %.0f s with events held: %s", quiet_s, self._stall_report())
         if (
             self.idle_exit_s is not None
             and (self.stats.started is not None or (self.assigned_at is not None and self._holds_all_market()))
-            and now - self.stats.last_activity >= self.idle_exit_s
-            and not self.stage.held()
-            and not self.ahead_since  # a partition is being read again from its next offset
+            and quiet_s >= self.idle_exit_s
+            and (
+                (not self.stage.held() and not self.ahead_since)  # (a partition being read again from its next offset)
+                or quiet_s >= max(STALL_EXIT_S, 10 * self.idle_exit_s)  # stalled: stop, and say why (below)
+            )
         ):
             self.idle_exit_s = None
             await self._checkpoint()
             stuck = {f"{t}[{p}]": (len(q), q[0][0]) for (t, p), q in self.pending.items() if q}
             if stuck:
                 log.warning("stopping with unacknowledged inputs: %s (held: %d)", stuck, len(self.waiting))
+            if self.stage.held():
+                log.warning("stopping with events held (read again at the next start): %s", self._stall_report())
             log.info("idle: stopping")
             os.kill(os.getpid(), signal.SIGTERM)
+
+    def _stall_report(self) -> str:
+        """What the merge waits for: held events per symbol and each market partition's position."""
+        consumer = self.app.consumer
+        held = {symbol: (len(m), m.lagging()) for symbol, m in self.stage.mergers.items() if len(m)}
+        positions = {
+            f"{tp.topic}[{tp.partition}]": (self.consumed.get((tp.topic, tp.partition)), consumer.highwater(tp))
+            for tp in sorted(consumer.assignment())
+            if tp.topic in self.logical and self.logical[tp.topic].startswith("market_")
+        }
+        return (
+            f"held (events, stream waited for) {held}; partitions (last offset taken, high water) {positions}; "
+            f"taking a fetch: {self.taking}; waiting for an offset: {sorted(self.ahead_since)}"
+        )
 
     def _holds_all_market(self) -> bool:
         """Whether this worker owns every market partition: only then may it end a run without any input

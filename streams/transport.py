@@ -73,7 +73,13 @@ class BatchConsumer(driver.Consumer):
             if take:
                 for tp in take:
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                await handler(take)
+                try:
+                    await handler(take)
+                except Exception as exc:
+                    # raised into Faust's fetcher, it would end the fetching and leave the worker running idle
+                    self.log.exception("the batch handler failed; the worker stops: %r", exc)
+                    await self.app.crash(exc)
+                    raise
                 for tp, recs in take.items():
                     self._read_offset[tp] = recs[-1].offset
         return rest, active

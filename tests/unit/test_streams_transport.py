@@ -97,3 +97,22 @@ def test_acknowledged_ranges_are_what_faust_commits() -> None:
     consumer.ack_through(tp, 150, 150)
     consumer.ack_through(tp, 90, 99)  # below the committed offset: ignored
     assert consumer._filter_committable_offsets([tp]) == {tp: 151}
+
+
+def test_a_failing_handler_crashes_the_app_instead_of_ending_the_fetching(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = App("batch-crash", broker="kafka://127.0.0.1:9", store="memory://")
+    crashed: list[BaseException] = []
+
+    async def handler(batch: dict[TP, list[Any]]) -> None:
+        raise RuntimeError("broker away")
+
+    async def crash(reason: BaseException) -> None:
+        crashed.append(reason)
+
+    app.batch_topics(app.topic("trades"), handler)
+    monkeypatch.setattr(app, "crash", crash)
+    trades = TP("trades", 0)
+    with pytest.raises(RuntimeError, match="broker away"):
+        _fetch(app.consumer, {trades: [_Record(1)]}, {trades}, monkeypatch)
+    assert [str(c) for c in crashed] == ["broker away"]
+    assert app.consumer._read_offset[trades] is None  # not taken
