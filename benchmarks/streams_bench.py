@@ -92,7 +92,8 @@ def faust_peer(kafka: KafkaSettings, events: int) -> dict[str, Any]:
     if code != 0 or not match:
         raise RuntimeError(output[-3000:])
     seen, seconds = int(match.group(1)), float(match.group(2))
-    return {"events": seen, "rate": seen / seconds, "rss_mb": rss}
+    stopped = re.search(r"\(stopped: ([^)]*)\)", output)
+    return {"events": seen, "rate": seen / seconds, "rss_mb": rss, "stopped": stopped.group(1) if stopped else None}
 
 
 def latency(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict[str, Any]]], rate: float) -> dict[str, Any]:
@@ -232,7 +233,9 @@ def markdown(results: dict[str, Any]) -> str:
         "one fetch at a time (streams/transport.py) |",
         f"| peer: bare Faust agent, empty body (benchmarks/faust_peer.py) | {peer['events']:,} | "
         f"{peer['rate']:,.0f} | {peer['rss_mb']:.0f} | same topics and broker settings; counts only: the "
-        "ceiling of Faust's per-message path, which the worker's market records skip |",
+        "ceiling of Faust's per-message path, which the worker's market records skip"
+        + (f"; stopped short: {peer['stopped']} (Faust skipped offsets)" if peer.get("stopped") else "")
+        + " |",
         "",
         "Latency, input acknowledged -> feature record received (the tape produced at a steady rate):",
         "",
