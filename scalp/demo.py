@@ -58,7 +58,14 @@ class Demo:
     notes: list[str] = field(default_factory=list)  # result lines worth printing in the summary
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "SCALP_TOPIC_PREFIX": self.prefix, "SCALP_CONFIG": str(self.config)}
+        # the demo's days are fixed (reproducible) and older than the ticks' 7-day retention by now: Kafka
+        # would delete them minutes after they are written (it goes by the records' venue timestamps)
+        return {
+            **os.environ,
+            "SCALP_TOPIC_PREFIX": self.prefix,
+            "SCALP_CONFIG": str(self.config),
+            "SCALP_MIN_RETENTION_MS": "-1",
+        }
 
     def run(self, name: str, *args: str, timeout_s: float = 900) -> str:
         start = time.monotonic()

@@ -63,6 +63,7 @@ class AppSettings(BaseModel):
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "SCALP_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "SCALP_MIN_RETENTION_MS": ("kafka", "min_retention_ms"),
     "SCHEMA_REGISTRY_URL": ("registry", "url"),
     "DATABASE_URL": ("database", "url"),
     "MASSIVE_API_KEY": ("polygon", "api_key"),

@@ -34,10 +34,20 @@ class TopicAdmin:
         """Physical topic name -> (partitions, configs) for every catalog topic (and DLQ)."""
         out: dict[str, tuple[int, dict[str, str]]] = {}
         for spec in self.catalog:
-            out[self.kafka.topic(spec.name)] = (spec.partitions, spec.kafka_configs())
+            out[self.kafka.topic(spec.name)] = (spec.partitions, self._retention(spec.kafka_configs()))
             if with_dlq:
-                out[self.kafka.topic(spec.dlq)] = (self.catalog.dlq.partitions, self.catalog.dlq.kafka_configs())
+                dlq = self.catalog.dlq
+                out[self.kafka.topic(spec.dlq)] = (dlq.partitions, self._retention(dlq.kafka_configs()))
         return out
+
+    def _retention(self, configs: dict[str, str]) -> dict[str, str]:
+        """The catalog's topic configs with ``retention.ms`` raised to ``kafka.min_retention_ms`` when set."""
+        floor = self.kafka.min_retention_ms
+        current = configs.get("retention.ms")
+        if floor is None or current is None or current == "-1":
+            return configs
+        raised = -1 if floor == -1 else max(int(current), floor)
+        return {**configs, "retention.ms": str(raised)}
 
     def create_all(self, with_dlq: bool = True, timeout_s: float = 30.0) -> dict[str, bool]:
         """Create missing topics and reconcile the configs of existing ones; name -> created now.

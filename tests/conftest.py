@@ -20,6 +20,11 @@ from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 from schemas.settings import KafkaSettings
 
+# The tests' tapes are dated in November 2026 and Kafka deletes records by their (venue) timestamps: with the
+# ticks' 7-day retention a tape older than that vanished minutes after it was written (seen in CI). Topics the
+# tests create keep their records; subprocesses inherit this.
+os.environ.setdefault("SCALP_MIN_RETENTION_MS", "-1")
+
 _EXTERNAL = ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
 
 

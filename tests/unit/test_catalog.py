@@ -7,6 +7,7 @@ import fastavro
 import pytest
 
 from schemas.catalog import AVRO_DIR, Catalog, load_catalog
+from schemas.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT_TOPICS = [
@@ -100,3 +101,17 @@ def test_every_topic_has_a_table_with_every_field() -> None:
         missing = set(spec.field_names()) - columns
         assert not missing, f"{spec.name}: columns missing for {missing}"
         assert "ts_ns" in columns
+
+
+def test_a_retention_floor_raises_the_topics_retention_for_past_tapes(cat: Catalog) -> None:
+    from schemas.admin import TopicAdmin
+
+    def retention(kafka: KafkaSettings, name: str) -> str:
+        return TopicAdmin(kafka, cat).wanted()[name][1]["retention.ms"]
+
+    plain = KafkaSettings()
+    assert retention(plain, "market_trades") == "604800000"  # the catalog's 7 days
+    assert retention(KafkaSettings(min_retention_ms=-1), "market_trades") == "-1"
+    assert retention(KafkaSettings(min_retention_ms=10**10), "market_trades") == str(10**10)
+    assert retention(KafkaSettings(min_retention_ms=1000), "market_trades") == "604800000"  # never lowered
+    assert retention(KafkaSettings(min_retention_ms=1000), "ingest_gaps") == "-1"  # kept forever stays so
