@@ -27,7 +27,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from faust.types.tuples import ack_lock
 
-# (partition, its records in offset order: aiokafka ConsumerRecords with .offset, .key, .value)
+# partition -> its records of one fetch in offset order (aiokafka ConsumerRecords: .offset, .key, .value)
 BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
 
 
