@@ -7,6 +7,7 @@ import logging
 import secrets
 import signal
 import sys
+import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,7 +51,11 @@ def _run_pipeline(
     from schemas.reader import read_topic
 
     settings = context.settings
-    TopicAdmin(settings.kafka, context.catalog).create_all()
+    admin = TopicAdmin(settings.kafka, context.catalog)
+    admin.create_all()
+    if window is not None:
+        topics = ["market_trades", "market_quotes", "bars_1m", "ingest_gaps"] + (["options_chain"] if options else [])
+        admin.check_kept(topics, window[0], time.time_ns(), "the session")
     producer = AvroProducer(settings.kafka, context.serde)
     clock = IngestClock(SIMULATED_LATENCY_NS if simulated else None)
     pipeline = IngestPipeline(polygon, symbols, producer, options=options, clock=clock, options_as_of=simulated)
@@ -153,7 +158,8 @@ def ingest_synthetic(
     with_options: bool,
 ) -> None:
     """A deterministic synthetic session, served by a local Polygon-protocol server (separate process)
-    and ingested through the same path as `ingest polygon`. The same seed gives identical topics."""
+    and ingested through the same path as `ingest polygon`. The same seed gives identical topics.
+    A day older than the topics keep is refused unless SCALP_MIN_RETENTION_MS keeps it."""
 
     def run() -> None:
         from connectors.synthetic.generator import session_times
@@ -230,11 +236,10 @@ def _parse_time(value: str, option: str) -> int:
 @click.pass_context
 def backfill(ctx: click.Context, symbols: str, from_: str, to: str, kinds: str) -> None:
     """REST history (POLYGON_REST_URL) into the same topics. Resumable: re-running a window publishes
-    nothing twice (keys already in Kafka are skipped)."""
+    nothing twice (keys already in Kafka are skipped). A window older than the topics keep is refused
+    (Kafka deletes by venue time) unless SCALP_MIN_RETENTION_MS keeps it."""
 
     def run() -> None:
-        import time
-
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from connectors.polygon.backfill import TOPICS, Backfill
@@ -251,7 +256,9 @@ def backfill(ctx: click.Context, symbols: str, from_: str, to: str, kinds: str) 
             raise ConfigError(f"--kinds: unknown {unknown}; choose from trades, quotes, bars")
         context: Context = ctx.obj
         settings = context.settings
-        TopicAdmin(settings.kafka, context.catalog).create_all()
+        admin = TopicAdmin(settings.kafka, context.catalog)
+        admin.create_all()
+        admin.check_kept([TOPICS[k] for k in wanted], from_ns, time.time_ns(), "the backfill window")
         producer = AvroProducer(settings.kafka, context.serde)
         job = Backfill(settings.kafka, context.serde, producer, PolygonRest(settings.polygon, time.time_ns))
         tickers = _symbols(symbols)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -14,6 +18,15 @@ from confluent_kafka.cimpl import NewTopic
 from .catalog import Catalog
 from .errors import ConfigError, RetryableError
 from .settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+DAY_MS = 86_400_000
+EXPIRY_MARGIN_MS = 3_600_000  # records Kafka would delete within this time of being written are refused
+
+
+def _longer(a: int, b: int) -> int:
+    """The longer of two retention.ms values (-1 is forever)."""
+    return -1 if -1 in (a, b) else max(a, b)
 
 
 @dataclass(frozen=True)
@@ -77,23 +90,82 @@ class TopicAdmin:
             self._wait_for_leaders([t.topic for t in todo], timeout_s)
         present = [n for n in wanted if n in existing]
         if present:
-            resources = [
-                ConfigResource(
-                    ResourceType.TOPIC,
-                    name,
-                    incremental_configs=[
-                        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-                        for k, v in wanted[name][1].items()
-                    ],
-                )
-                for name in present
-            ]
+            current = self.retention_ms(present, timeout_s)
+            kept: list[str] = []
+            raised: dict[str, int] = {}
+            resources = []
+            for name in present:
+                configs = dict(wanted[name][1])
+                if "retention.ms" in configs and name in current:
+                    longer = _longer(current[name], int(configs["retention.ms"]))
+                    if longer != int(configs["retention.ms"]):
+                        kept.append(f"{name}={longer}")
+                    if longer != current[name]:
+                        raised[name] = longer
+                    configs["retention.ms"] = str(longer)
+                entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()]
+                resources.append(ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries))
+            if kept:
+                # lowering a retention deletes what the longer one kept (history written under a floor):
+                # never done behind the user's back
+                log.info("topics keep their longer retention.ms (lower it by hand if wanted): %s", ", ".join(kept))
             for resource, future in self.admin.incremental_alter_configs(resources).items():
                 try:
                     future.result()
                 except KafkaException as exc:
                     raise RetryableError(f"updating configs of {resource.name} failed: {exc}") from exc
+            self._wait_for_retention(raised, timeout_s)
         return result
+
+    def _wait_for_retention(self, wanted: dict[str, int], timeout_s: float) -> None:
+        """An altered config reaches the broker's answers a moment after the alter call returns; wait, so
+        what runs next (check_kept, a writer of history) sees the new retention."""
+        deadline = time.monotonic() + timeout_s
+        while wanted:
+            seen = self.retention_ms(wanted, timeout_s)
+            wanted = {name: value for name, value in wanted.items() if seen.get(name) != value}
+            if not wanted:
+                return
+            if time.monotonic() > deadline:
+                raise RetryableError(f"retention.ms not applied after {timeout_s:.0f}s: {', '.join(wanted)}")
+            time.sleep(0.1)
+
+    def retention_ms(self, names: Iterable[str], timeout_s: float = 30.0) -> dict[str, int]:
+        """The broker's ``retention.ms`` of existing topics (physical names)."""
+        resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
+        out: dict[str, int] = {}
+        if not resources:
+            return out
+        for resource, future in self.admin.describe_configs(resources, request_timeout=timeout_s).items():
+            try:
+                entry = future.result().get("retention.ms")
+            except KafkaException as exc:
+                raise RetryableError(f"reading the configs of {resource.name} failed: {exc}") from exc
+            if entry is not None and entry.value is not None:
+                out[resource.name] = int(entry.value)
+        return out
+
+    def check_kept(self, topics: Iterable[str], oldest_ns: int, now_ns: int, what: str) -> None:
+        """Refuse to write records of venue time ``oldest_ns`` to catalog ``topics`` that would delete them
+        within the hour: Kafka's retention counts from the record timestamp, which is the event time, so
+        history older than a topic's retention vanishes minutes after it is written. ``now_ns`` is the
+        wall clock (retention runs on the broker's clock, not on event time)."""
+        physical = {self.kafka.topic(t): t for t in topics}
+        short = []
+        for name, retention in sorted(self.retention_ms(physical).items()):
+            if retention != -1 and oldest_ns // 1_000_000 + retention < now_ns // 1_000_000 + EXPIRY_MARGIN_MS:
+                short.append((name, retention))
+        if not short:
+            return
+        needed_days = math.ceil((now_ns - oldest_ns) / 1e6 / DAY_MS) + 1
+        start = dt.datetime.fromtimestamp(oldest_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        kept = ", ".join(f"{t} keeps {r / DAY_MS:g} days" for t, r in short)
+        raise ConfigError(
+            f"{what} starts at {start}, but {kept} (retention.ms, counted from the records' venue time): "
+            f"Kafka would delete them within the hour of writing. Set SCALP_MIN_RETENTION_MS=-1 (keep forever) "
+            f"or at least {needed_days * DAY_MS} ({needed_days} days) and run again; topic retention is raised "
+            f"at startup and never lowered automatically"
+        )
 
     def _wait_for_leaders(self, names: list[str], timeout_s: float) -> None:
         """New topics are usable once every partition has a leader; wait for that."""

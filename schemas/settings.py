@@ -16,9 +16,10 @@ class KafkaSettings(BaseModel):
     request_timeout_ms: int = Field(default=30_000, gt=0)
     delivery_timeout_ms: int = Field(default=120_000, gt=0)
     linger_ms: int = Field(default=5, ge=0)
-    # topics are created with at least this retention (-1: keep forever). Kafka deletes records by their
-    # timestamp, which is the venue's event time: a tape of past days (the demo, the tests) older than a
-    # topic's retention (7 days for ticks) is deleted minutes after it is written unless this is set.
+    # topics are created with (existing ones raised to) at least this retention (-1: keep forever); nothing
+    # lowers it. Kafka deletes records by their timestamp, which is the venue's event time: a tape of past days
+    # (the demo, the tests) older than a topic's retention (7 days for ticks) is deleted minutes after it is
+    # written unless this is set.
     min_retention_ms: int | None = Field(default=None, ge=-1)
 
     def topic(self, name: str) -> str:
