@@ -36,6 +36,7 @@ import gc
 import logging
 import os
 import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -148,6 +149,7 @@ class Streams:
         hole, _, count = os.environ.get(RESTART_ENV, "").rpartition(":")
         self.previous_hole = (hole, int(count)) if count.isdigit() else ("", 0)
         self._offsets_client: Any = None
+        self._offsets_lock = threading.Lock()
         self.idle_exit_s: float | None = None
         self.assigned_at: float | None = None  # monotonic time of the last partition assignment
         # bumped by every revocation: work begun before it (a batch waiting on the producer, a message of a
@@ -169,6 +171,7 @@ class Streams:
         app = App(
             f"{k.topic_prefix}{s.app_id}",
             fetch_max_wait_ms=s.fetch_max_wait_ms,
+            prefetch_backoff_ms=s.prefetch_backoff_ms,
             broker=f"kafka://{k.bootstrap_servers}",
             store="memory://",
             key_serializer="raw",
@@ -234,6 +237,17 @@ class Streams:
             gc.freeze()
             self.frozen = True
         self.stats.last_activity = max(self.stats.last_activity, self.assigned_at)
+        assigned = args[0] if args else kwargs.get("assigned")
+        market = sorted(tp for tp in assigned or () if tp.topic in self.logical)
+        if market and self._offsets_client is None:
+            # the first start offset waited ~60 ms for the client's connections, holding up the first inputs
+            asyncio.get_running_loop().run_in_executor(None, self._warm_offsets_client, market[0])
+
+    def _warm_offsets_client(self, tp: TP) -> None:
+        try:
+            self._committed_or_earliest(tp.topic, tp.partition)
+        except Exception as exc:  # the real lookup reports the problem
+            log.debug("warming the offsets client failed: %s", exc)
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked")
@@ -385,12 +399,13 @@ class Streams:
     def _committed_or_earliest(self, topic: str, partition: int) -> int:
         from confluent_kafka import Consumer, TopicPartition
 
-        if self._offsets_client is None:
-            config = {**self.kafka.client_config(), "group.id": self.app.conf.id, "enable.auto.commit": False}
-            self._offsets_client = Consumer(config)
-        client = self._offsets_client
-        committed = client.committed([TopicPartition(topic, partition)], timeout=30)[0].offset
-        earliest, _ = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
+        with self._offsets_lock:  # executor threads: a warm-up at the assignment, then the real lookups
+            if self._offsets_client is None:
+                config = {**self.kafka.client_config(), "group.id": self.app.conf.id, "enable.auto.commit": False}
+                self._offsets_client = Consumer(config)
+            client = self._offsets_client
+            committed = client.committed([TopicPartition(topic, partition)], timeout=30)[0].offset
+            earliest, _ = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
         return int(max(committed, earliest, 0))
 
     async def _fill(self, tp: tuple[str, int], expected: int, records: list[Any], now: float) -> list[Any] | None:

@@ -29,3 +29,6 @@ class StreamsSettings(BaseModel):
     # longest a fetch waits on the broker for new data (Faust's fixed 1500 ms held every input up to 1.5 s:
     # streams/transport.py)
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
+    # longest fetched records not taken yet (a changelog's, which Faust never takes) hold back the next fetch
+    # from their broker (aiokafka's 100 ms stalled every input: streams/transport.py)
+    prefetch_backoff_ms: int = Field(default=5, ge=1, le=1000)

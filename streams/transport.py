@@ -7,6 +7,13 @@ partitions whose records were just taken cannot be fetched again. On a single-no
 waited up to 1.5 s (measured: 1.4 s median from an acknowledged input to its feature record at 2k events/s;
 17 ms with a 20 ms wait). The wait is set here, on the consumer Faust creates, before it starts.
 
+Prefetch backoff: aiokafka sends no fetch to a broker while records it fetched for any partition on it are
+still waiting to be taken, for up to 100 ms (``prefetch_backoff``). Faust does not take the records of its
+own tables' changelogs once they are recovered, yet they stay assigned and are fetched: the first records
+the worker writes to each changelog partition were fetched and never taken, and every market partition then
+went unfetched for 100 ms (the 100-150 ms tail of the input-to-feature latency in the first seconds of a
+run). The backoff is set on the consumer's fetcher when it has started.
+
 Batch path: Faust hands records to agents one message at a time (a Message object, two tasks in its drain
 loop, a channel queue and the stream's iterator per record): its bare per-message path tops out at 5-8k
 records/s on this machine, whatever the agent does. For the topics given to :meth:`App.batch_topics`, the
@@ -40,6 +47,15 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
                 raise RuntimeError("this aiokafka has no _fetch_max_wait_ms: update streams/transport.py")
             consumer._fetch_max_wait_ms = wait_ms
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        backoff_ms = getattr(self.app, "prefetch_backoff_ms", None)
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if backoff_ms is not None and fetcher is not None:
+            if not hasattr(fetcher, "_prefetch_backoff"):  # read on every pass of aiokafka's fetch loop
+                raise RuntimeError("this aiokafka's Fetcher has no _prefetch_backoff: update streams/transport.py")
+            fetcher._prefetch_backoff = backoff_ms / 1000
 
 
 class BatchConsumer(driver.Consumer):
@@ -110,8 +126,11 @@ class App(faust.App):
     """A Faust app whose worker consumer waits at most ``fetch_max_wait_ms`` for new data per fetch, and hands
     the records of :meth:`batch_topics` to a handler one fetch at a time."""
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fetch_max_wait_ms: int | None = None, prefetch_backoff_ms: int | None = None, **kwargs: Any
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.prefetch_backoff_ms = prefetch_backoff_ms
         self._batch: tuple[frozenset[str], BatchHandler] | None = None
         super().__init__(*args, **kwargs)
 

@@ -1,5 +1,6 @@
 """The Faust app of `scalp streams`: its worker consumer waits at most our fetch wait (not Faust's fixed 1500 ms),
-and hands the records of the batch topics to a handler one fetch at a time, under Faust's flow rules."""
+holds a fetch back for records not taken only as long as configured (not aiokafka's 100 ms), and hands the
+records of the batch topics to a handler one fetch at a time, under Faust's flow rules."""
 
 from __future__ import annotations
 
@@ -30,6 +31,32 @@ def test_the_worker_consumer_waits_at_most_the_configured_time() -> None:
 def test_without_a_setting_faust_keeps_its_own_wait() -> None:
     app = App("transport-test-default", broker="kafka://127.0.0.1:9", store="memory://")
     assert _worker_consumer(app)._fetch_max_wait_ms == 1500  # type: ignore[attr-defined]
+
+
+def test_the_started_fetcher_gets_the_configured_prefetch_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.transport.drivers import aiokafka as driver
+
+    class Fetcher:
+        _prefetch_backoff = 0.1  # aiokafka's default: records not taken hold back their broker's next fetch
+
+    class Started:
+        def __init__(self) -> None:
+            self._fetcher = Fetcher()
+
+    async def started(self: Any) -> None:
+        self._consumer = Started()
+
+    monkeypatch.setattr(driver.AIOKafkaConsumerThread, "on_start", started)
+    for backoff_ms, seconds in ((7, 0.007), (None, 0.1)):
+        app = App(f"transport-test-{backoff_ms}", broker="kafka://127.0.0.1:9", store="memory://",
+                  prefetch_backoff_ms=backoff_ms)  # fmt: skip
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        asyncio.run(thread.on_start())
+        assert thread._consumer._fetcher._prefetch_backoff == seconds
+    del Fetcher._prefetch_backoff  # an aiokafka without the attribute is an error, not a silent no-op
+    app = App("transport-test-missing", broker="kafka://127.0.0.1:9", store="memory://", prefetch_backoff_ms=5)
+    with pytest.raises(RuntimeError, match="_prefetch_backoff"):
+        asyncio.run(app.consumer._thread.on_start())  # type: ignore[attr-defined]
 
 
 # --- the batch path --------------------------------------------------------------------------------------
