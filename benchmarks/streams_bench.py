@@ -253,9 +253,12 @@ def markdown(results: dict[str, Any]) -> str:
         "stream has passed its time (so live and replay give the same outputs); the last column is the longest "
         "such wait the tape allows at that rate (the largest gap between two events of one stream of a symbol, "
         "in wall time). The p99 from 2 s on leaves out the inputs of the first two seconds of the run, where "
-        "the worker's first records of the session wait longer (not broken down yet). The worker freezes the "
-        "objects it holds at its first assignment out of the garbage collector's reach (gc.freeze): full "
-        "collections of the whole heap paused it 130-140 ms every few seconds at 10k events/s.",
+        "the worker's first records of the session meet cold code and connections. Until 2026-12-02 the first "
+        "seconds also held 3-4 fetch stalls of 100 ms (aiokafka's prefetch backoff on changelog records Faust "
+        "never takes; docs/streams.md) and a 60 ms wait for the committed-offsets client: p99 102 ms over the "
+        "run then. The worker freezes the objects it holds at its first assignment out of the garbage "
+        "collector's reach (gc.freeze): full collections of the whole heap paused it 130-140 ms every few "
+        "seconds at 10k events/s.",
         "",
         "Targets: 50k events/s per Faust worker; p99 under 50 ms at 10k events/s. Published anchors: Faust "
         "field reports 300-500 events/s per worker; Kafka Streams (JVM) about 250k/s.",
