@@ -201,6 +201,7 @@ class Streams:
         orders = app.topic(k.topic("orders"), internal=False)
         self.risk_topic = app.topic(f"{k.topic_prefix}{s.app_id}-risk-input", partitions=1, internal=True)
         self.outputs = {t: app.topic(k.topic(t), internal=False) for t in OUTPUT_TOPICS}
+        self.output_names = {t: k.topic(t) for t in OUTPUT_TOPICS}
         self.dlq = {t: app.topic(k.topic(self.catalog[t].dlq), internal=False) for t in self.logical.values()}
         compact = {
             "cleanup.policy": "compact",
@@ -733,12 +734,16 @@ class Streams:
 
     async def _send(self, out: list[Output]) -> None:
         counts = self.stats.outputs
+        producer = self.app.producer
         for topic, record in out:
             if topic == RISK_INPUT:
                 await self.risk_topic.send(key=ACCOUNT_KEY, value=orjson.dumps(record))
             else:
-                await self.outputs[topic].send(
-                    key=self.serde.key(topic, record), value=self.serde.encode(topic, record)
+                # straight to Faust's producer (what Topic.send ends in, less a future, a channel and a lookup
+                # per record): the same client, so Faust's flush before each commit covers these too
+                name = self.output_names[topic]
+                await producer.send(
+                    name, self.serde.key(topic, record), self.serde.encode(topic, record), None, None, None
                 )
             counts[topic] = counts.get(topic, 0) + 1
 
