@@ -144,12 +144,20 @@ class AvroSerde:
         """True when decoding ``data`` needs no registry lookup (its schema id was seen for ``topic``)."""
         return (data[:5], topic) in self._plans
 
+    def decode_known(self, data: bytes, topic: str) -> dict[str, Any] | None:
+        """:meth:`decode` when it needs no registry lookup (the schema id was seen for ``topic``); else None."""
+        plan = self._plans.get((data[:5], topic))
+        return None if plan is None else self._decode(data, topic, plan)
+
     def decode(self, data: bytes, topic: str | None = None) -> dict[str, Any]:
         """Decode a framed value. With ``topic`` the result is resolved to that topic's catalog schema."""
         key = (data[:5], topic)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(data[:5], topic)
+        return self._decode(data, topic, plan)
+
+    def _decode(self, data: bytes, topic: str | None, plan: tuple[Any, Any]) -> dict[str, Any]:
         try:
             record = fastavro.schemaless_reader(io.BytesIO(data[5:]), plan[0], plan[1])
         except Exception as exc:

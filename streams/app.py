@@ -347,7 +347,8 @@ class Streams:
         pending = self.pending.setdefault(tp, deque())
         topic = self.logical[tp[0]]
         kind = TRADE if topic == "market_trades" else QUOTE
-        serde, stage, waiting, loaded = self.serde, self.stage, self.waiting, self.loaded
+        stage, waiting, loaded, partition_of = self.stage, self.waiting, self.loaded, self.partition_of
+        decode_known, partition = self.serde.decode_known, tp[1]
         touched: set[str] = set()
         try:
             for index, rec in enumerate(records):
@@ -356,9 +357,8 @@ class Streams:
                 pending.append(entry)
                 source = (tp[0], tp[1], offset)
                 try:
-                    if serde.knows(value, topic):
-                        record = serde.decode(value, topic)
-                    else:
+                    record = decode_known(value, topic)
+                    if record is None:  # an unseen schema id: the registry is asked in an executor
                         record = await self._decode(value, topic)
                         if generation != self.generation or not self._stable():  # revoked while decoding
                             self.stats.stale += len(records) - index
@@ -371,7 +371,7 @@ class Streams:
                         entry[1] = True
                         continue
                     waiting[source] = entry
-                    self.partition_of[symbol] = tp[1]
+                    partition_of[symbol] = partition
                     touched.add(symbol)
                     out = stage.push(kind, record, source)
                 except Exception as exc:  # one bad record must not stop the agent
@@ -569,6 +569,10 @@ class Streams:
                     await self._checkpoint()
         if self.dirty and now - self.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
             await self._checkpoint()
+        if self.stats.started is None and not self.app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+            # recovering the tables after the first assignment (seconds on a slow broker): not idle yet, so
+            # --until-idle counts from when inputs can arrive (it stopped a bench worker with 0 events)
+            self.stats.last_activity = now
         quiet_s = now - self.stats.last_activity
         if self.stage.held() and quiet_s >= STALL_REPORT_S and now - self.stall_reported >= STALL_REPORT_S:
             self.stall_reported = now
