@@ -577,7 +577,7 @@ class Streams:
             self.stats.last_activity = now
         quiet_s = now - self.stats.last_activity
         if quiet_s >= STALL_REPORT_S and now - self.stall_reported >= STALL_REPORT_S:
-            behind = self.stats.started is not None and not await self._read_to_end()
+            behind = not await self._read_to_end()
             if self.stage.held() or behind:
                 self.stall_reported = now
                 what = "events held" if self.stage.held() else "partitions not read to their end"
@@ -600,6 +600,8 @@ class Streams:
                 log.warning("stopping with unacknowledged inputs: %s (held: %d)", stuck, len(self.waiting))
             if self.stage.held():
                 log.warning("stopping with events held (read again at the next start): %s", self._stall_report())
+            elif not await self._read_to_end():
+                log.warning("stopping with partitions not read to their end: %s", self._stall_report())
             log.info("idle: stopping")
             os.kill(os.getpid(), signal.SIGTERM)
 
@@ -619,14 +621,15 @@ class Streams:
 
     async def _read_to_end(self) -> bool:
         """Every assigned market partition read to its high water mark (as of the consumer's last fetch; a
-        partition not read since the assignment counts from its committed offset). Asked only when quiet."""
+        partition not read since the assignment counts from its committed offset; one not fetched yet is not
+        read to its end). Asked only when quiet."""
         consumer = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic not in self.logical or not self.logical[tp.topic].startswith("market_"):
                 continue
             high = consumer.highwater(tp)
-            if high is None:  # not fetched yet: nothing known to be left
-                continue
+            if high is None:  # not fetched since the assignment: what is left is not known yet
+                return False
             taken = self.consumed.get((tp.topic, tp.partition))
             start = taken + 1 if taken is not None else await self._start_offset(tp.topic, tp.partition)
             if start < high:
