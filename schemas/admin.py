@@ -57,10 +57,9 @@ class TopicAdmin:
         """The catalog's topic configs with ``retention.ms`` raised to ``kafka.min_retention_ms`` when set."""
         floor = self.kafka.min_retention_ms
         current = configs.get("retention.ms")
-        if floor is None or current is None or current == "-1":
+        if floor is None or current is None:
             return configs
-        raised = -1 if floor == -1 else max(int(current), floor)
-        return {**configs, "retention.ms": str(raised)}
+        return {**configs, "retention.ms": str(_longer(int(current), floor))}
 
     def create_all(self, with_dlq: bool = True, timeout_s: float = 30.0) -> dict[str, bool]:
         """Create missing topics and reconcile the configs of existing ones; name -> created now.

@@ -64,7 +64,7 @@ RESTART_ENV = "SCALP_STREAMS_RESTART"  # "<topic>:<partition>:<offset>:<n>": the
 MAX_RESTARTS = 3  # the same hole after this many restarts: the offsets are taken to be missing from the log
 SEEK_EVERY_S = 0.2  # a partition waiting for its next offset is sought back to it at most this often
 RESTART_AFTER_S = 10.0  # ... and if it has not come after this long, the worker starts again
-STALL_REPORT_S = 30.0  # held events and no input for this long: logged (what the merge waits for), then again
+STALL_REPORT_S = 30.0  # no input for this long with events held or input left: logged (what is waited for), again
 STALL_EXIT_S = 30.0  # --until-idle: stop after this long without input even with events held (logged)
 FILL_MAX = 200_000  # a hole up to this many offsets is read directly from Kafka (larger: seek back, restart)
 
@@ -158,7 +158,7 @@ class Streams:
         self.handled_rebalances = 0  # Faust's rebalancing_count when our revocation handler last ran
         self.owned: set[tuple[str, int]] = set()  # partitions known to be assigned (refreshed on a miss)
         self.frozen = False  # gc.freeze() done (at the first assignment)
-        self.stall_reported = 0.0  # monotonic time of the last "no input with events held" warning
+        self.stall_reported = 0.0  # monotonic time of the last "no input for N s" warning
         self.taking = False  # a fetch of market records is being taken (its handler is waiting on a send)
         for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger", "orders"):
             serde.ensure_registered(topic)  # registry I/O now, never inside an agent
@@ -200,8 +200,7 @@ class Streams:
         ledger = app.topic(k.topic("trade_ledger"), internal=False)
         orders = app.topic(k.topic("orders"), internal=False)
         self.risk_topic = app.topic(f"{k.topic_prefix}{s.app_id}-risk-input", partitions=1, internal=True)
-        self.outputs = {t: app.topic(k.topic(t), internal=False) for t in OUTPUT_TOPICS}
-        self.output_names = {t: k.topic(t) for t in OUTPUT_TOPICS}
+        self.output_names = {t: k.topic(t) for t in OUTPUT_TOPICS}  # sent with Faust's producer (see _send)
         self.dlq = {t: app.topic(k.topic(self.catalog[t].dlq), internal=False) for t in self.logical.values()}
         compact = {
             "cleanup.policy": "compact",
@@ -239,7 +238,7 @@ class Streams:
             self.frozen = True
         self.stats.last_activity = max(self.stats.last_activity, self.assigned_at)
         assigned = args[0] if args else kwargs.get("assigned")
-        market = sorted(tp for tp in assigned or () if tp.topic in self.logical)
+        market = sorted(tp for tp in assigned or () if self._is_market(tp))
         if market and self._offsets_client is None:
             # the first start offset waited ~60 ms for the client's connections, holding up the first inputs
             asyncio.get_running_loop().run_in_executor(None, self._warm_offsets_client, market[0])
@@ -612,7 +611,7 @@ class Streams:
         positions = {
             f"{tp.topic}[{tp.partition}]": (self.consumed.get((tp.topic, tp.partition)), consumer.highwater(tp))
             for tp in sorted(consumer.assignment())
-            if tp.topic in self.logical and self.logical[tp.topic].startswith("market_")
+            if self._is_market(tp)
         }
         return (
             f"held (events, stream waited for) {held}; partitions (last offset taken, high water) {positions}; "
@@ -625,7 +624,7 @@ class Streams:
         read to its end). Asked only when quiet."""
         consumer = self.app.consumer
         for tp in consumer.assignment():
-            if tp.topic not in self.logical or not self.logical[tp.topic].startswith("market_"):
+            if not self._is_market(tp):
                 continue
             high = consumer.highwater(tp)
             if high is None:  # not fetched since the assignment: what is left is not known yet
@@ -636,11 +635,13 @@ class Streams:
                 return False
         return True
 
+    def _is_market(self, tp: TP) -> bool:
+        return self.logical.get(tp.topic) in ("market_trades", "market_quotes")
+
     def _holds_all_market(self) -> bool:
         """Whether this worker owns every market partition: only then may it end a run without any input
         (a worker holding a share may be handed the rest when another worker leaves)."""
-        topics = {self.kafka.topic("market_trades"), self.kafka.topic("market_quotes")}
-        held = sum(1 for tp in self.app.consumer.assignment() if tp.topic in topics)
+        held = sum(1 for tp in self.app.consumer.assignment() if self._is_market(tp))
         return held == 2 * self.catalog["market_trades"].partitions
 
     def _caught_up(self, kind: str) -> bool:
