@@ -233,7 +233,7 @@ def broker_floor(kafka: KafkaSettings, serde: AvroSerde, rate: float, seconds: f
 
 
 def encode_only_rate(serde: AvroSerde, n: int = 100_000) -> float:
-    """fastavro encode of quote records alone (the largest per-event cost), records/s."""
+    """Avro encode (AvroSerde: cavro) of quote records alone, records/s."""
     from schemas.examples import example_record
 
     record = example_record(serde.catalog, "market_quotes")
@@ -339,7 +339,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Targets: at least 150k events/s; p99 under 20 ms at 10k events/s.",
         "",
-        f"Avro encoding alone (fastavro, one 13-field quote record per call, same process): "
+        f"Avro encoding alone (AvroSerde, cavro; one 13-field quote record per call, same process): "
         f"{results['encode_only']:,.0f} records/s. The ingest path runs parsing, de-duplication, encoding and "
         "producing on one thread (per-symbol order, gap repair in line), so its ceiling is roughly one over the "
         "sum of those per-event costs; the WebSocket reader thread shares the interpreter lock.",

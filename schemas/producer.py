@@ -56,6 +56,7 @@ class AvroProducer:
         config.update(extra or {})
         self._producer = Producer(config)
         self._failures: list[str] = []
+        self._physical: dict[str, str] = {}  # catalog topic -> physical topic name
         self._positions: dict[int, tuple[str, int, int]] = {}
         self._seq = 0
         self.track = track
@@ -109,9 +110,12 @@ class AvroProducer:
 
     def produce(self, topic: str, record: dict[str, Any]) -> int:
         """Encode ``record`` for catalog topic ``topic`` and queue it; returns its sequence number."""
-        value = self.serde.encode(topic, record)
+        value = self.serde.encode(topic, record)  # checks ts is a long, among the rest
         key = self.serde.key(topic, record)
-        return self._send(self.kafka.topic(topic), value, key, int(record["ts"]) // 1_000_000)
+        physical = self._physical.get(topic)
+        if physical is None:
+            physical = self._physical[topic] = self.kafka.topic(topic)
+        return self._send(physical, value, key, record["ts"] // 1_000_000)
 
     def produce_dlq(
         self,

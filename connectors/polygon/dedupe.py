@@ -54,20 +54,26 @@ class SeenIndex:
 
     def add_new(self, topic: str, record: dict[str, Any]) -> bool:
         """Remember ``record``; False (and nothing changes) if its key was already seen."""
-        track = self.track(topic, record["symbol"])
+        tracks = self.tracks
+        where = (topic, record["symbol"])
+        track = tracks.get(where)
+        if track is None:
+            track = tracks[where] = SymbolTrack()
         key = event_key(topic, record)
-        if key in track.keys:
+        keys = track.keys
+        if key in keys:
             return False
         ts = record["ts"]
-        track.keys[key] = ts
-        track.order.append((ts, key))
-        if track.last_ts is None or ts > track.last_ts:
-            track.last_ts = ts
+        keys[key] = ts
+        order = track.order
+        order.append((ts, key))
+        last_ts = track.last_ts
+        if last_ts is None or ts > last_ts:
+            last_ts = track.last_ts = ts
         seq = record.get("seq")
         if seq is not None and (track.last_seq is None or seq > track.last_seq):
             track.last_seq = seq
-        horizon = track.last_ts - self.window_ns
-        order, keys = track.order, track.keys
+        horizon = last_ts - self.window_ns
         while order and order[0][0] < horizon:
             old_ts, old_key = order.popleft()
             if keys.get(old_key) == old_ts:

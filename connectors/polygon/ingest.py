@@ -36,6 +36,12 @@ from .ws import Frame, PolygonStream, StreamEnded
 log = logging.getLogger(__name__)
 KIND = {"market_trades": "trades", "market_quotes": "quotes", "bars_1m": "bars"}
 _OK_STATUS = {"connected", "auth_success", "success"}
+# Polygon event type -> (topic, parser)
+_ROUTES: dict[object, tuple[str, Callable[[dict[str, Any], int], dict[str, Any]]]] = {
+    "T": ("market_trades", parsing.ws_trade),
+    "Q": ("market_quotes", parsing.ws_quote),
+    "AM": ("bars_1m", parsing.ws_minute_bar),
+}
 
 
 @dataclass
@@ -203,21 +209,12 @@ class IngestPipeline:
             self._event(event, frame.receipt_ns)
 
     def _event(self, event: Any, receipt_ns: int) -> None:
-        ev = event.get("ev") if isinstance(event, dict) else None
-        parse: Callable[..., dict[str, Any]]
-        if ev == "T":
-            topic, parse = "market_trades", parsing.ws_trade
-        elif ev == "Q":
-            topic, parse = "market_quotes", parsing.ws_quote
-        elif ev == "AM":
-            topic, parse = "bars_1m", parsing.ws_minute_bar
-        elif ev == "status":
-            self._status(event)
+        ev = event.get("ev") if type(event) is dict else None
+        route = _ROUTES.get(ev) if type(ev) is str else None
+        if route is None:
+            self._other_event(event)
             return
-        else:
-            self.stats.ignored += 1
-            self._warn_once(f"ev:{ev}", "ignoring unsubscribed event type %r", ev)
-            return
+        topic, parse = route
         self.stats.events += 1
         try:
             record = parse(event, receipt_ns)
@@ -234,13 +231,23 @@ class IngestPipeline:
             return
         if self.clock.simulated_latency_ns is not None:
             self.clock.stamp(record, receipt_ns)
-        self._before_publish(topic, symbol, record)
+        if self.pending or self._gap_thresholds[topic]:
+            self._before_publish(topic, symbol, record)
         self._publish(topic, record, event)
         if topic == "market_trades":
             self.last_price[symbol] = record["price"]
         if self.options is not None:
             for row in self.options.maybe_poll(record["ts"], self.last_price):
                 self._publish_option(row)
+
+    def _other_event(self, event: Any) -> None:
+        """Status messages; anything that is not a subscribed event type is counted and warned about once."""
+        ev = event.get("ev") if isinstance(event, dict) else None
+        if ev == "status":
+            self._status(event)
+            return
+        self.stats.ignored += 1
+        self._warn_once(f"ev:{ev}", "ignoring unsubscribed event type %r", ev)
 
     def _status(self, event: dict[str, Any]) -> None:
         status = event.get("status")
