@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from streams.core.policy import POLICY_FILE
 
@@ -32,3 +32,10 @@ class StreamsSettings(BaseModel):
     # longest fetched records not taken yet (a changelog's, which Faust never takes) hold back the next fetch
     # from their broker (aiokafka's 100 ms stalled every input: streams/transport.py)
     prefetch_backoff_ms: int = Field(default=5, ge=1, le=1000)
+    # the garbage collector's thresholds (generations 0, 1, 2) once the start-up objects are frozen (see
+    # Streams._on_assigned). Python's 700/10/10 ran a full collection about every 0.4 s while the event-time
+    # merge held many inputs, 50-70 ms each: a fifth of the worker's time (docs/streams.md)
+    gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = (5000, 50, 1000)
+    # with those thresholds a full collection hardly ever comes by itself: one this often (wall clock) reclaims
+    # reference cycles that reached the oldest generation; 0 leaves it to the thresholds
+    gc_full_interval_s: float = Field(default=300.0, ge=0)

@@ -114,3 +114,13 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
 def test_shipped_config_loads() -> None:
     s = load_settings(env={})
     assert s.registry.compatibility == "BACKWARD"
+
+
+def test_streams_gc_thresholds_are_three_positive_integers(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, "streams:\n  gc_thresholds: [4000, 20, 500]\n"), env={})
+    assert s.streams.gc_thresholds == (4000, 20, 500)
+    assert load_settings(write(tmp_path, ""), env={}).streams.gc_thresholds == (5000, 50, 1000)
+    with pytest.raises(ConfigError, match=r"streams\.gc_thresholds\.0"):
+        load_settings(write(tmp_path, "streams:\n  gc_thresholds: [0, 20, 500]\n"), env={})
+    with pytest.raises(ConfigError, match=r"streams\.gc_thresholds"):
+        load_settings(write(tmp_path, "streams:\n  gc_thresholds: [4000, 20]\n"), env={})
