@@ -140,6 +140,7 @@ def run_pipeline(
     )
     producer: TimedProducer | FirstReceipt = TimedProducer(kafka, serde) if timed else FirstReceipt(kafka, serde)
     pipeline = IngestPipeline(polygon, ["SPY", "QQQ"], producer)
+    pipeline.tune_gc()  # as `scalp ingest` does
     stats = pipeline.run(report_every_s=3600)
     done = time.time_ns()  # run() returns after producer.flush(): every record is acknowledged
     events = sum(stats.published.values())

@@ -83,6 +83,7 @@ def _run_pipeline(
         pipeline.request_stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    pipeline.tune_gc()
     try:
         stats = pipeline.run()
     finally:

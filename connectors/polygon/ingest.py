@@ -12,6 +12,7 @@ and recorded in ``ingest_gaps`` (status ``unrepaired`` with the error if REST co
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -110,6 +111,7 @@ class IngestPipeline:
             else None
         )
         self._stopping = threading.Event()
+        self._full_gc_at: float | None = None  # monotonic time of the next full collection (tune_gc)
         self._warned: set[str] = set()
         self._gap_thresholds = {
             "market_trades": int(settings.trade_gap_s * 1e9),
@@ -130,6 +132,16 @@ class IngestPipeline:
             if track.last_ts is not None:
                 self.pending[(topic, symbol)] = (track.last_ts, "restart")
         return count
+
+    def tune_gc(self) -> None:
+        """For a process that runs this pipeline and little else (`scalp ingest`, the bench), after the warm
+        start: what exists now (modules, clients, the warm-start index) is frozen out of the collector's reach
+        and its thresholds are raised (``settings.gc_thresholds``); the run loop makes a full collection every
+        ``settings.gc_full_interval_s``."""
+        gc.freeze()
+        gc.set_threshold(*self.settings.gc_thresholds)
+        if self.settings.gc_full_interval_s:
+            self._full_gc_at = time.monotonic() + self.settings.gc_full_interval_s
 
     def request_stop(self) -> None:
         """Stop reading; the queue is drained and the producer flushed before run() returns."""
@@ -162,6 +174,9 @@ class IngestPipeline:
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + report_every_s
                     self._report()
+                if self._full_gc_at is not None and time.monotonic() >= self._full_gc_at:
+                    self._full_gc_at = time.monotonic() + self.settings.gc_full_interval_s
+                    log.debug("full garbage collection: %d objects", gc.collect())
         finally:
             if self.stream.session_ended or self._stopping.is_set():
                 log.info("flushing the producer")

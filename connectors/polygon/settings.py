@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr
 
 
 class PolygonSettings(BaseModel):
@@ -31,5 +31,10 @@ class PolygonSettings(BaseModel):
     warm_start_events: int = Field(default=50_000, ge=0)
     # options chain snapshots (with --options)
     options_interval_s: float = Field(default=30.0, gt=0)
+    # `scalp ingest`: the collector's thresholds (generations 0-2) once start-up and the warm start are frozen
+    # out of its reach; Python's 700/10/10 cost the bench 5-10% (docs/ingest.md). A full collection runs every
+    # gc_full_interval_s instead (0: only when the thresholds call for one)
+    gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = (5000, 50, 1000)
+    gc_full_interval_s: float = Field(default=300.0, ge=0)
     options_expiries: tuple[str, ...] = ("0dte", "next")
     options_strike_window_pct: float = Field(default=2.0, gt=0)

@@ -124,3 +124,25 @@ def test_streams_gc_thresholds_are_three_positive_integers(tmp_path: Path) -> No
         load_settings(write(tmp_path, "streams:\n  gc_thresholds: [0, 20, 500]\n"), env={})
     with pytest.raises(ConfigError, match=r"streams\.gc_thresholds"):
         load_settings(write(tmp_path, "streams:\n  gc_thresholds: [4000, 20]\n"), env={})
+
+
+def test_ingest_tunes_the_collector_from_its_settings(tmp_path: Path) -> None:
+    import gc
+
+    from pydantic import SecretStr
+
+    from connectors.polygon.ingest import IngestPipeline
+    from connectors.polygon.settings import PolygonSettings
+
+    settings = load_settings(write(tmp_path, "polygon:\n  gc_thresholds: [6000, 30, 900]\n"), env={})
+    assert load_settings(write(tmp_path, ""), env={}).polygon.gc_thresholds == (5000, 50, 1000)
+    polygon = PolygonSettings(**{**settings.polygon.model_dump(), "api_key": SecretStr("k")})
+    pipeline = IngestPipeline(polygon, ["SPY"], producer=None)  # type: ignore[arg-type]
+    before = gc.get_threshold()
+    try:
+        pipeline.tune_gc()
+        assert gc.get_threshold() == (6000, 30, 900)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
