@@ -68,7 +68,9 @@ def _cavro_path(exc: Exception) -> str | None:
     """The field cavro names in its error ("Invalid value 3.0 for type long at size" -> "size")."""
     message = str(exc)
     at = message.rfind(" at ")
-    return message[at + 4 :].strip() or None if at >= 0 else None
+    if at < 0:
+        return None
+    return message[at + 4 :].strip() or None
 
 
 class AvroSerde:
