@@ -90,22 +90,20 @@ def feeder(frames: Path, rate: float = 0.0) -> Iterator[str]:
 
 
 class TimedProducer(AvroProducer):
-    """Records receipt time per produced record and the ack latency of each delivery."""
+    """Records the receipt time of each produced record and the ack latency of each delivery."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, report_successes=True, **kwargs)
+        self.receipt_ns = 0  # receipt time of the frame being processed (set by BenchPipeline)
         self.receipt: dict[int, int] = {}
         self.latencies_ns: list[int] = []
-        self.first_receipt: int | None = None
         self.last_ack = 0
         self.on_ack = self._ack
 
-    def produce(self, topic: str, record: dict[str, Any]) -> int:
-        # noted before producing: the delivery report can come on another thread before produce() returns
-        self.receipt[self._seq + 1] = record["ts_ingest"]
-        if self.first_receipt is None:
-            self.first_receipt = record["ts_ingest"]
-        return super().produce(topic, record)
+    def send(self, topic: str, value: bytes, key: bytes, timestamp_ms: int, headers: Any = None) -> int:
+        # noted before producing: the delivery report can come on another thread before send() returns
+        self.receipt[self._seq + 1] = self.receipt_ns
+        return super().send(topic, value, key, timestamp_ms, headers)
 
     def _ack(self, seq: int, err: Any, msg: Any) -> None:
         now = time.time_ns()
@@ -115,15 +113,18 @@ class TimedProducer(AvroProducer):
             self.latencies_ns.append(now - received)
 
 
-class FirstReceipt(AvroProducer):
-    """The production producer (failure-only delivery reports), noting the first record's receipt time."""
+class BenchPipeline(IngestPipeline):
+    """The production pipeline, noting each frame's receipt time: the first one starts the clock, and a
+    TimedProducer stamps the records of the frame with it."""
 
     first_receipt: int | None = None
 
-    def produce(self, topic: str, record: dict[str, Any]) -> int:
+    def _events(self, events: list[Any], receipt_ns: int) -> None:
         if self.first_receipt is None:
-            self.first_receipt = record["ts_ingest"]
-        return super().produce(topic, record)
+            self.first_receipt = receipt_ns
+        if isinstance(self.producer, TimedProducer):
+            self.producer.receipt_ns = receipt_ns
+        super()._events(events, receipt_ns)
 
 
 def run_pipeline(
@@ -138,14 +139,14 @@ def run_pipeline(
         trade_gap_s=0,
         quote_gap_s=0,
     )
-    producer: TimedProducer | FirstReceipt = TimedProducer(kafka, serde) if timed else FirstReceipt(kafka, serde)
-    pipeline = IngestPipeline(polygon, ["SPY", "QQQ"], producer)
+    producer = TimedProducer(kafka, serde) if timed else AvroProducer(kafka, serde)
+    pipeline = BenchPipeline(polygon, ["SPY", "QQQ"], producer)
     pipeline.tune_gc()  # as `scalp ingest` does
     stats = pipeline.run(report_every_s=3600)
     done = time.time_ns()  # run() returns after producer.flush(): every record is acknowledged
     events = sum(stats.published.values())
-    assert producer.first_receipt is not None
-    return Result(name, events, (done - producer.first_receipt) / 1e9), producer
+    assert pipeline.first_receipt is not None
+    return Result(name, events, (done - pipeline.first_receipt) / 1e9), producer
 
 
 def percentiles(values_ns: list[int]) -> tuple[float, float, float]:
@@ -210,7 +211,7 @@ def broker_floor(kafka: KafkaSettings, serde: AvroSerde, rate: float, seconds: f
             latencies.append(time.perf_counter_ns() - start)
 
     producer.on_ack = acked
-    producer._send(topic, value, b"SPY", 0)  # connected and the idempotent producer's id obtained first, as the
+    producer.send(topic, value, b"SPY", 0)  # connected and the idempotent producer's id obtained first, as the
     producer.flush()  # pipeline's is by the time its first frame arrives (this took ~0.5 s: the p99 of the row)
     latencies.clear()
     bursts = int(rate * seconds / burst)
@@ -223,7 +224,7 @@ def broker_floor(kafka: KafkaSettings, serde: AvroSerde, rate: float, seconds: f
             now = time.perf_counter_ns()
             for i in range(burst):
                 sent[producer._seq + 1] = now  # noted before producing: the ack can come first
-                producer._send(topic, value, b"SPY" if i % 2 else b"QQQ", 0)
+                producer.send(topic, value, b"SPY" if i % 2 else b"QQQ", 0)
         producer.flush()
         elapsed = time.perf_counter() - begin
     result = Result(

@@ -52,6 +52,7 @@ class AvroProducer:
             "partitioner": "murmur2_random",
             "queue.buffering.max.messages": 1_000_000,
             "delivery.report.only.error": not (track or report_successes),
+            "on_delivery": self._on_failure,  # the default; per-message callbacks replace it when tracking
         }
         config.update(extra or {})
         self._producer = Producer(config)
@@ -86,7 +87,14 @@ class AvroProducer:
         if self.on_ack is not None:
             self.on_ack(seq, err, msg)
 
-    def _send(
+    def physical(self, topic: str) -> str:
+        """The physical (prefixed) name of catalog topic ``topic``."""
+        physical = self._physical.get(topic)
+        if physical is None:
+            physical = self._physical[topic] = self.kafka.topic(topic)
+        return physical
+
+    def send(
         self,
         topic: str,
         value: bytes,
@@ -94,28 +102,33 @@ class AvroProducer:
         timestamp_ms: int,
         headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> int:
-        self._seq += 1
-        callback = functools.partial(self._on_delivery, self._seq) if self._per_message else self._on_failure
+        """Queue an encoded value for physical topic ``topic``; returns its sequence number."""
+        seq = self._seq = self._seq + 1
         while True:
             try:
-                self._producer.produce(
-                    topic, value=value, key=key, timestamp=timestamp_ms, headers=headers, on_delivery=callback
-                )
+                if self._per_message:
+                    self._producer.produce(
+                        topic,
+                        value,
+                        key,
+                        timestamp=timestamp_ms,
+                        headers=headers,
+                        on_delivery=functools.partial(self._on_delivery, seq),
+                    )
+                else:  # failures reach _on_failure, the producer's default callback
+                    self._producer.produce(topic, value, key, timestamp=timestamp_ms, headers=headers)
                 break
             except BufferError:  # local queue full: serve callbacks, then retry
                 self._producer.poll(0.1)
-        if self._seq % _POLL_EVERY == 0:
+        if seq % _POLL_EVERY == 0:
             self._producer.poll(0)
-        return self._seq
+        return seq
 
     def produce(self, topic: str, record: dict[str, Any]) -> int:
         """Encode ``record`` for catalog topic ``topic`` and queue it; returns its sequence number."""
         value = self.serde.encode(topic, record)  # checks ts is a long, among the rest
         key = self.serde.key(topic, record)
-        physical = self._physical.get(topic)
-        if physical is None:
-            physical = self._physical[topic] = self.kafka.topic(topic)
-        return self._send(physical, value, key, record["ts"] // 1_000_000)
+        return self.send(self.physical(topic), value, key, record["ts"] // 1_000_000)
 
     def produce_dlq(
         self,
@@ -134,7 +147,7 @@ class AvroProducer:
         ]
         dlq = self.kafka.topic(self.serde.catalog[topic].dlq)
         log.warning("dead letter to %s: %s", dlq, reason)
-        return self._send(dlq, raw, key or b"", timestamp_ms, all_headers)
+        return self.send(dlq, raw, key or b"", timestamp_ms, all_headers)
 
     def poll(self, timeout_s: float = 0) -> None:
         self._producer.poll(timeout_s)

@@ -31,7 +31,7 @@ MAGIC = 0
 _HEADER = struct.Struct(">bI")
 _CAVRO_OPTIONS = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True)
 # what a record that does not fit its schema raises while being encoded (cavro.InvalidValue is a ValueError)
-_ENCODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error, cavro.CavroException)
+ENCODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error, cavro.CavroException)
 
 
 def wire_schema(schema: Any) -> Any:
@@ -71,6 +71,45 @@ def _cavro_path(exc: Exception) -> str | None:
     if at < 0:
         return None
     return message[at + 4 :].strip() or None
+
+
+class FieldEncoder:
+    """Encodes a topic's values from dicts keyed otherwise than its records (Polygon events), in three
+    parts. Avro's binary encoding of a record is the encodings of its fields in schema order, without
+    names, so a value is: the wire header and the first field (the Kafka key, a symbol: few distinct
+    values), encoded once per value and kept (``head``); the fields in between, encoded by cavro from
+    the dict (``body``); the trailing fields whose values never change, encoded once (``tail``). The
+    bytes are the ones AvroSerde.encode gives for the record (tests/unit/test_serde.py). Against encoding
+    the whole record from the dict this saves a fifth of the time, and against building the record
+    first, half. ``body`` raises cavro's own errors (ENCODE_ERRORS, or KeyError for a missing key with
+    no default); a caller falls back to building the record for the SerializationError."""
+
+    __slots__ = ("_first", "body", "first_key", "header", "heads", "tail")
+
+    def __init__(
+        self,
+        header: bytes,
+        first_key: str,
+        first: Callable[[Any], bytes],
+        body: Callable[[dict[str, Any]], bytes],
+        tail: bytes,
+    ) -> None:
+        self.header = header
+        self.first_key = first_key  # where the first field is read from
+        self._first = first
+        self.body = body
+        self.tail = tail
+        self.heads: dict[Any, bytes] = {}  # first field's value -> header + its encoding
+
+    def head(self, value: Any) -> bytes:
+        head = self.heads.get(value)
+        if head is None:
+            head = self.heads[value] = self.header + self._first(value)
+        return head
+
+    def __call__(self, event: dict[str, Any]) -> bytes:
+        """The whole wire value of ``event``."""
+        return self.head(event[self.first_key]) + self.body(event) + self.tail
 
 
 class AvroSerde:
@@ -119,11 +158,52 @@ class AvroSerde:
             header = self._headers[topic] = _HEADER.pack(MAGIC, self.ensure_registered(topic))
         try:
             return header + self._encoders[topic](record)
-        except _ENCODE_ERRORS as exc:
+        except ENCODE_ERRORS as exc:
             field = _first_bad_field(record, self._parsed[topic], self.catalog[topic]) or _cavro_path(exc)
             raise SerializationError(
                 topic, field, f"record does not match {self.catalog[topic].schema_file}: {type(exc).__name__}: {exc}"
             ) from None
+
+    def field_encoder(
+        self, topic: str, names: dict[str, str], defaults: dict[str, Any], constants: dict[str, Any]
+    ) -> FieldEncoder:
+        """An encoder of ``topic``'s catalog schema from dicts keyed differently (see FieldEncoder): field
+        ``f`` is read from key ``names.get(f, f)``; a missing key takes ``defaults[f]``, else the schema's
+        default; ``constants`` are trailing fields whose values never change (encoded once)."""
+        schema = wire_schema(self.catalog[topic].schema)
+        fields = schema["fields"]
+        known = [f["name"] for f in fields]
+        unknown = (set(names) | set(defaults) | set(constants)) - set(known)
+        if unknown:
+            raise ValueError(f"{topic}: no such fields {sorted(unknown)}")
+        body_end = len(fields) - len(constants)
+        if set(known[body_end:]) != set(constants) or body_end < 2:
+            raise ValueError(
+                f"{topic}: constants must be the last fields (after the first two), got {sorted(constants)}"
+            )
+
+        def record(part: list[dict[str, Any]]) -> cavro.Schema:
+            renamed = []
+            for f in part:
+                field = {k: v for k, v in f.items() if k != "aliases"}
+                field["name"] = names.get(f["name"], f["name"])
+                if f["name"] in defaults:
+                    field["default"] = defaults[f["name"]]
+                renamed.append(field)
+            return cavro.Schema({**schema, "fields": renamed}, options=_CAVRO_OPTIONS)
+
+        first_type = fields[0]["type"]
+        first = cavro.Schema(
+            json.dumps(first_type) if isinstance(first_type, str) else first_type, options=_CAVRO_OPTIONS
+        )
+        tail = record(fields[body_end:]).binary_encode({names.get(k, k): v for k, v in constants.items()})
+        return FieldEncoder(
+            _HEADER.pack(MAGIC, self.ensure_registered(topic)),
+            names.get(known[0], known[0]),
+            first.binary_encode,
+            record(fields[1:body_end]).binary_encode,
+            tail,
+        )
 
     def key(self, topic: str, record: dict[str, Any]) -> bytes:
         field = self._key_fields.get(topic)

@@ -55,7 +55,7 @@ def produce(
     producer = AvroProducer(kafka, serde)
     for i, (topic, record) in enumerate(records):
         if i == poison_at:
-            producer._send(kafka.topic("market_quotes"), b"not avro at all", b"SPY", record["ts"] // 1_000_000)
+            producer.send(kafka.topic("market_quotes"), b"not avro at all", b"SPY", record["ts"] // 1_000_000)
         producer.produce(topic, record)
     producer.flush(120)
 

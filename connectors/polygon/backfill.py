@@ -8,7 +8,7 @@ follows ``next_url``; 429 and 5xx are retried by the client (honouring Retry-Aft
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +52,8 @@ class Backfill:
         self.rest = rest
         self.deadline_s = deadline_s
 
-    def existing_keys(self, topic: str, symbol: str, from_ns: int, to_ns: int) -> set[tuple[Any, ...]]:
-        keys: set[tuple[Any, ...]] = set()
+    def existing_keys(self, topic: str, symbol: str, from_ns: int, to_ns: int) -> set[Hashable]:
+        keys: set[Hashable] = set()
         for record in read_topic(self.kafka, self.serde, topic, from_ms=from_ns // 1_000_000):
             if record["symbol"] == symbol and from_ns <= record["ts"] < to_ns:
                 keys.add(event_key(topic, record))

@@ -1,28 +1,31 @@
 """What has been published, per (topic, symbol), for de-duplication and gap detection.
 
-Keys: trades (exchange, trade id), quotes the SIP sequence number, bars the bar start. Keys are kept
-for ``window_ns`` of event time behind the newest event of the symbol.
+Keys: trades (exchange, trade id), quotes the SIP sequence number, bars the bar start. Keys are kept in
+two generations per (topic, symbol): a new generation starts when the event time has moved ``window_ns``
+past the start of the current one, and the generation before that is dropped. So a key is remembered
+for at least ``window_ns`` of event time after it was added (and at most about twice that), at the cost
+of one dict insert per event: no per-event eviction.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 
-def event_key(topic: str, record: dict[str, Any]) -> tuple[Any, ...]:
+def event_key(topic: str, record: dict[str, Any]) -> Hashable:
     if topic == "market_trades":
         return (record["exchange"], record["trade_id"])
-    if topic == "market_quotes":
-        return (record["seq"],)
-    return (record["ts"],)
+    key: Hashable = record["seq"] if topic == "market_quotes" else record["ts"]  # ints: no tuple to make
+    return key
 
 
 @dataclass
 class SymbolTrack:
-    keys: dict[tuple[Any, ...], int] = field(default_factory=dict)  # key -> ts
-    order: deque[tuple[int, tuple[Any, ...]]] = field(default_factory=deque)
+    keys: dict[Hashable, int] = field(default_factory=dict)  # key -> ts, current generation
+    older: dict[Hashable, int] = field(default_factory=dict)  # the generation before
+    since: int | None = None  # event time that started the current generation
     last_ts: int | None = None
     last_seq: int | None = None
 
@@ -41,41 +44,47 @@ class SeenIndex:
 
     def seen(self, topic: str, record: dict[str, Any]) -> bool:
         track = self.tracks.get((topic, record.get("symbol", "")))
-        return track is not None and event_key(topic, record) in track.keys
+        if track is None:
+            return False
+        key = event_key(topic, record)
+        return key in track.keys or key in track.older
 
     def forget(self, topic: str, record: dict[str, Any]) -> None:
         """Undo add_new() for a record that could not be published (its key may come again)."""
         track = self.tracks.get((topic, record["symbol"]))
         if track is not None:
-            track.keys.pop(event_key(topic, record), None)
+            key = event_key(topic, record)
+            track.keys.pop(key, None)
+            track.older.pop(key, None)
 
     def add(self, topic: str, record: dict[str, Any]) -> None:
         self.add_new(topic, record)
 
     def add_new(self, topic: str, record: dict[str, Any]) -> bool:
         """Remember ``record``; False (and nothing changes) if its key was already seen."""
+        return self.add_key(topic, record["symbol"], event_key(topic, record), record["ts"], record.get("seq"))
+
+    def add_key(self, topic: str, symbol: str, key: Hashable, ts: int, seq: int | None) -> bool:
+        """add_new() for a record given by its parts (``key`` as event_key() makes it)."""
         tracks = self.tracks
-        where = (topic, record["symbol"])
+        where = (topic, symbol)
         track = tracks.get(where)
         if track is None:
             track = tracks[where] = SymbolTrack()
-        key = event_key(topic, record)
         keys = track.keys
-        if key in keys:
+        if key in keys or key in track.older:
             return False
-        ts = record["ts"]
+        since = track.since
+        if since is None:
+            track.since = ts
+        elif ts - since > self.window_ns:
+            track.older = keys
+            keys = track.keys = {}
+            track.since = ts
         keys[key] = ts
-        order = track.order
-        order.append((ts, key))
         last_ts = track.last_ts
         if last_ts is None or ts > last_ts:
-            last_ts = track.last_ts = ts
-        seq = record.get("seq")
+            track.last_ts = ts
         if seq is not None and (track.last_seq is None or seq > track.last_seq):
             track.last_seq = seq
-        horizon = last_ts - self.window_ns
-        while order and order[0][0] < horizon:
-            old_ts, old_key = order.popleft()
-            if keys.get(old_key) == old_ts:
-                del keys[old_key]
         return True

@@ -75,6 +75,45 @@ def _ms(event: dict[str, Any], field: str, kind: str) -> int:
     return value * MS
 
 
+# T and Q events encoded as they arrive, without building the record (the ingest hot path, through
+# AvroSerde.field_encoder): record field -> event key, the values ws_trade/ws_quote give fields that the
+# event leaves out, and the ones they always give. The caller puts ts and ts_ingest in the event under
+# TS_KEY and TS_INGEST_KEY (Polygon's keys never start with "_"). tests/unit/test_polygon_parsing.py holds
+# both ways to the same bytes.
+TS_KEY = "_ts"
+TS_INGEST_KEY = "_ts_ingest"
+WS_TRADE_KEYS = {
+    "symbol": "sym",
+    "ts": TS_KEY,
+    "price": "p",
+    "size": "s",
+    "conditions": "c",
+    "exchange": "x",
+    "tape": "z",
+    "seq": "q",
+    "trade_id": "i",
+    "ts_participant": "_ts_participant",
+    "ts_ingest": TS_INGEST_KEY,
+}
+WS_TRADE_DEFAULTS: dict[str, Any] = {"conditions": [], "tape": None, "ts_participant": None}
+WS_QUOTE_KEYS = {
+    "symbol": "sym",
+    "ts": TS_KEY,
+    "bid": "bp",
+    "ask": "ap",
+    "bid_size": "bs",
+    "ask_size": "as",
+    "bid_exchange": "bx",
+    "ask_exchange": "ax",
+    "conditions": "c",
+    "tape": "z",
+    "seq": "q",
+    "ts_ingest": TS_INGEST_KEY,
+}
+WS_QUOTE_DEFAULTS: dict[str, Any] = {"conditions": [], "tape": None}
+WS_CONSTANTS: dict[str, Any] = {"source": "ws"}
+
+
 def ws_trade(ev: dict[str, Any], ts_ingest: int, source: str = "ws") -> Record:
     """A T event. Types of plain fields are checked when the record is encoded (a mismatch there is
     a SerializationError naming the field, and the raw event goes to the DLQ)."""

@@ -99,9 +99,9 @@ def test_poison_records_go_to_the_dlq_and_the_rest_is_written(
     for i, record in enumerate(good):
         producer.produce("market_quotes", record)
         if i == 100:
-            producer._send(kafka.topic("market_quotes"), b"not avro at all", b"SPY", 0)
+            producer.send(kafka.topic("market_quotes"), b"not avro at all", b"SPY", 0)
         if i == 200:
-            producer._send(kafka.topic("market_quotes"), struct.pack(">bI", 0, 987654) + b"\x00", b"SPY", 0)
+            producer.send(kafka.topic("market_quotes"), struct.pack(">bI", 0, 987654) + b"\x00", b"SPY", 0)
     signals = []
     for i in range(60):
         record = example_record(catalog(), "signals")

@@ -161,15 +161,25 @@ def test_option_snapshot_missing_greeks_are_nulls() -> None:
         parsing.option_snapshot("SPY", row, 0)
 
 
-def test_seen_index_forgets_keys_outside_the_window() -> None:
+def test_seen_index_keeps_keys_for_a_window_in_two_generations() -> None:
     index = SeenIndex(window_ns=10)
     base = {"symbol": "SPY", "exchange": 4}
     assert index.add_new("market_trades", {**base, "trade_id": "a", "ts": 100})
     assert not index.add_new("market_trades", {**base, "trade_id": "a", "ts": 100})
     assert index.seen("market_trades", {**base, "trade_id": "a", "ts": 100})
+    assert index.add_new("market_trades", {**base, "trade_id": "a2", "ts": 105})  # same generation
+    # 100 ns later a new generation starts; a is still remembered (at least one window after it came) ...
     index.add("market_trades", {**base, "trade_id": "b", "ts": 200})
+    assert index.seen("market_trades", {**base, "trade_id": "a", "ts": 100})
+    assert not index.add_new("market_trades", {**base, "trade_id": "a2", "ts": 105})
+    # ... and forgotten when the next one starts, while b (one generation back) is not
+    index.add("market_trades", {**base, "trade_id": "c", "ts": 300})
     assert not index.seen("market_trades", {**base, "trade_id": "a", "ts": 100})
-    assert index.tracks[("market_trades", "SPY")].last_ts == 200
+    assert index.seen("market_trades", {**base, "trade_id": "b", "ts": 200})
+    assert index.tracks[("market_trades", "SPY")].last_ts == 300
+    # a key that could not be published is forgotten from either generation
+    index.forget("market_trades", {**base, "trade_id": "b", "ts": 200})
+    assert index.add_new("market_trades", {**base, "trade_id": "b", "ts": 200})
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:

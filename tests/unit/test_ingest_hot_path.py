@@ -1,0 +1,181 @@
+"""The ingest hot path (IngestPipeline._events: T and Q events encoded from their own keys) against the
+long way (_event: parse into a record, then encode): same bytes, same keys and timestamps, same dead
+letters with the same reasons, same counts and de-duplication state, for any mix of events."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from connectors.polygon.ingest import IngestClock, IngestPipeline
+from connectors.polygon.settings import PolygonSettings
+from schemas.catalog import catalog
+from schemas.serde import AvroSerde
+from schemas.settings import KafkaSettings
+from tests.fakes import InMemoryRegistry
+
+SERDE = AvroSerde(InMemoryRegistry(), KafkaSettings(), catalog())
+
+
+class RecordingProducer:
+    """What the pipeline calls on an AvroProducer, recorded instead of sent to Kafka."""
+
+    def __init__(self) -> None:
+        self.serde = SERDE
+        self.sent: list[tuple[str, bytes, bytes, int]] = []
+        self.dead: list[tuple[str, bytes, str]] = []
+
+    def physical(self, topic: str) -> str:
+        return topic
+
+    def send(self, topic: str, value: bytes, key: bytes, timestamp_ms: int, headers: Any = None) -> int:
+        self.sent.append((topic, value, key, timestamp_ms))
+        return len(self.sent)
+
+    def produce(self, topic: str, record: dict[str, Any]) -> int:
+        value = self.serde.encode(topic, record)
+        return self.send(topic, value, self.serde.key(topic, record), record["ts"] // 1_000_000)
+
+    def produce_dlq(self, topic: str, raw: bytes, reason: str, key: Any = None, **_: Any) -> int:
+        self.dead.append((topic, raw, reason))
+        return 0
+
+
+def pipeline(clock: IngestClock | None = None) -> tuple[IngestPipeline, RecordingProducer]:
+    polygon = PolygonSettings(api_key=SecretStr("k"), trade_gap_s=0, quote_gap_s=0, warm_start_events=0)
+    producer = RecordingProducer()
+    return IngestPipeline(polygon, ["SPY", "QQQ"], producer, clock=clock), producer  # type: ignore[arg-type]
+
+
+ms = st.integers(min_value=1_700_000_000_000, max_value=1_700_000_100_000)
+trade = st.fixed_dictionaries(
+    {
+        "ev": st.just("T"),
+        "sym": st.sampled_from(["SPY", "QQQ"]),
+        "i": st.sampled_from(["1", "2", "3", "40", "52983525029461"]),
+        "x": st.integers(1, 4),
+        "p": st.floats(min_value=1, max_value=1000, allow_nan=False),
+        "s": st.integers(1, 5000),
+        "t": ms,
+        "q": st.integers(0, 50),
+    },
+    optional={"c": st.lists(st.integers(0, 60), max_size=3), "z": st.integers(1, 3), "trfi": st.integers(0, 9)},
+)
+quote = st.fixed_dictionaries(
+    {
+        "ev": st.just("Q"),
+        "sym": st.sampled_from(["SPY", "QQQ"]),
+        "bx": st.integers(1, 30),
+        "bp": st.floats(min_value=1, max_value=1000, allow_nan=False),
+        "bs": st.integers(0, 10_000),
+        "ax": st.integers(1, 30),
+        "ap": st.floats(min_value=1, max_value=1000, allow_nan=False),
+        "as": st.integers(0, 10_000),
+        "t": ms,
+        "q": st.integers(0, 50),
+    },
+    optional={"c": st.one_of(st.integers(0, 9), st.lists(st.integers(0, 9), max_size=2)), "z": st.integers(1, 3)},
+)
+odd_values = st.sampled_from([None, "x", 1.5, 2.0, -1, 2**63, [], [1, "a"], {"a": 1}, True])  # JSON can hold
+
+
+@st.composite
+def spoiled(draw: st.DrawFn, events: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
+    """An event with one field removed or given a value of another kind (or an unsubscribed symbol)."""
+    event = dict(draw(events))
+    field = draw(st.sampled_from(sorted(event)))
+    if draw(st.booleans()):
+        del event[field]
+    else:
+        event[field] = draw(odd_values if field != "sym" else st.sampled_from(["IWM", 5, None]))
+    return event
+
+
+events = st.lists(
+    st.one_of(
+        trade,
+        quote,
+        spoiled(trade),
+        spoiled(quote),
+        st.just({"ev": "status", "status": "success", "message": "ok"}),
+        st.just({"ev": "XQ", "sym": "SPY"}),
+        st.just(["not", "an", "event"]),
+    ),
+    max_size=40,
+)
+
+
+def run_both(batch: list[Any], clock: IngestClock | None = None) -> tuple[RecordingProducer, RecordingProducer]:
+    fast, fast_out = pipeline(clock)
+    slow, slow_out = pipeline(clock)
+    batch = orjson.loads(orjson.dumps(batch))  # as events arrive
+    fast._events(copy.deepcopy(batch), 1_700_000_000_123_456_789)
+    for event in copy.deepcopy(batch):
+        slow._event(event, 1_700_000_000_123_456_789)
+    assert fast_out.sent == slow_out.sent
+    assert fast_out.dead == slow_out.dead
+    assert fast.stats == slow.stats
+    assert fast.last_price == slow.last_price
+    for where, track in slow.index.tracks.items():
+        mirror = fast.index.tracks[where]
+        assert (mirror.keys, mirror.last_ts, mirror.last_seq) == (track.keys, track.last_ts, track.last_seq)
+    assert fast.index.tracks.keys() == slow.index.tracks.keys()
+    return fast_out, slow_out
+
+
+@settings(max_examples=300, deadline=None)
+@given(events)
+def test_hot_path_matches_the_long_way(batch: list[Any]) -> None:
+    run_both(batch)
+
+
+@settings(max_examples=50, deadline=None)
+@given(events)
+def test_hot_path_matches_the_long_way_on_a_simulated_clock(batch: list[Any]) -> None:
+    run_both(batch, IngestClock(simulated_latency_ns=1_500_000))
+
+
+def test_hot_path_publishes_what_the_long_way_does_and_leaves_bad_events_to_it() -> None:
+    good_trade = {
+        "ev": "T",
+        "sym": "SPY",
+        "i": "7",
+        "x": 4,
+        "p": 600.25,
+        "s": 100,
+        "c": [12],
+        "t": 1_700_000_000_001,
+        "q": 9,
+    }
+    good_quote = {
+        "ev": "Q",
+        "sym": "QQQ",
+        "bx": 1,
+        "bp": 500.0,
+        "bs": 2,
+        "ax": 3,
+        "ap": 500.01,
+        "as": 4,
+        "c": 1,
+        "t": 1_700_000_000_002,
+        "q": 3,
+    }
+    bad_price = {**good_trade, "i": "8", "p": "cheap"}
+    float_time = {**good_trade, "i": "9", "t": 1_700_000_000_003.0}
+    fast_out, _ = run_both([good_trade, good_quote, dict(good_trade), bad_price, float_time])
+    topics = [topic for topic, *_ in fast_out.sent]
+    # the duplicate is dropped, the string price goes to the DLQ naming the field, and an integral float
+    # time is accepted (the long way converts it); the quote's single condition code becomes a list
+    assert topics == ["market_trades", "market_quotes", "market_trades"]
+    assert [(topic, reason.split(":")[0]) for topic, _, reason in fast_out.dead] == [
+        ("market_trades", "market_trades.price")
+    ]
+    assert orjson.loads(fast_out.dead[0][1]) == bad_price  # the raw event, without the hot path's keys
+    quote = SERDE.decode(fast_out.sent[1][1], "market_quotes")
+    assert (quote["conditions"], quote["source"]) == ([1], "ws")
+    assert fast_out.sent[0][2:] == (b"SPY", 1_700_000_000_001)
