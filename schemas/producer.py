@@ -124,6 +124,14 @@ class AvroProducer:
             self._producer.poll(0)
         return seq
 
+    def raw_produce(self) -> Callable[..., None] | None:
+        """For a loop that sends many values: confluent's own ``produce``, called as
+        ``produce(physical_topic, value, key, timestamp=ms)``, which saves send()'s bookkeeping (a fifth of
+        a microsecond per value); None when per-message delivery reports are on (use send()). It raises
+        BufferError when the local queue is full: send() that value, which waits for room. The caller
+        polls (``poll``) now and then, as send() does every few hundred values."""
+        return None if self._per_message else self._producer.produce
+
     def produce(self, topic: str, record: dict[str, Any]) -> int:
         """Encode ``record`` for catalog topic ``topic`` and queue it; returns its sequence number."""
         value = self.serde.encode(topic, record)  # checks ts is a long, among the rest

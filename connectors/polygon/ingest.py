@@ -259,6 +259,7 @@ class IngestPipeline:
         gap_ns = self._gap_thresholds
         latency = self.clock.simulated_latency_ns
         send = self.producer.send
+        produce = self.producer.raw_produce()  # the run loop polls once per frame
         last_price = self.last_price
         options = self.options
         stats = self.stats
@@ -299,7 +300,13 @@ class IngestPipeline:
                 continue
             stats.events += 1
             if add_key(topic, sym, key, ts, seq):
-                send(route.physical, value, sym.encode(), t)
+                if produce is None:
+                    send(route.physical, value, sym.encode(), t)
+                else:
+                    try:
+                        produce(route.physical, value, sym.encode(), timestamp=t)
+                    except BufferError:
+                        send(route.physical, value, sym.encode(), t)
                 published[topic] += 1
                 if route.trades:
                     last_price[sym] = event["p"]

@@ -33,6 +33,12 @@ class RecordingProducer:
     def physical(self, topic: str) -> str:
         return topic
 
+    def raw_produce(self) -> Any:
+        def produce(topic: str, value: bytes, key: bytes, *, timestamp: int) -> None:
+            self.send(topic, value, key, timestamp)
+
+        return produce
+
     def send(self, topic: str, value: bytes, key: bytes, timestamp_ms: int, headers: Any = None) -> int:
         self.sent.append((topic, value, key, timestamp_ms))
         return len(self.sent)
