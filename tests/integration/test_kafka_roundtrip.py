@@ -75,3 +75,30 @@ def test_delivery_reports_are_served_while_the_caller_waits(serde: AvroSerde, te
     served = AvroProducer(test_kafka, serde, report_successes=True)
     with served.serving_deliveries():
         assert acked_after(served, 30.0) == 20
+
+
+@pytest.mark.parametrize("way", ["send", "raw_produce"])
+def test_failed_deliveries_are_surfaced(way: str, serde: AvroSerde, test_kafka: KafkaSettings) -> None:
+    """A record the broker never takes (here: its topic does not exist, and the broker does not create
+    topics) fails after librdkafka's retries, and flush() raises naming the topic, whichever way it
+    was sent (the ingest hot path uses confluent's produce directly)."""
+    import uuid
+
+    from schemas.errors import FatalError
+
+    kafka = test_kafka.model_copy(
+        update={"topic_prefix": f"missing{uuid.uuid4().hex[:8]}_", "delivery_timeout_ms": 1500}
+    )
+    producer = AvroProducer(kafka, serde)
+    topic = kafka.topic("market_quotes")
+    value = b"\x00\x00\x00\x00\x01payload"
+    if way == "send":
+        producer.send(topic, value, b"SPY", 1_700_000_000_000)
+    else:
+        produce = producer.raw_produce()
+        assert produce is not None
+        produce(topic, value, b"SPY", timestamp=1_700_000_000_000)
+    with pytest.raises(FatalError, match=rf"1 deliveries failed; first: {topic}: "):
+        producer.flush(30)
+    producer.check()  # reported once
+    assert AvroProducer(kafka, serde, track=True).raw_produce() is None  # per-message reports need send()
