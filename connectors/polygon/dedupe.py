@@ -49,14 +49,6 @@ class SeenIndex:
         key = event_key(topic, record)
         return key in track.keys or key in track.older
 
-    def forget(self, topic: str, record: dict[str, Any]) -> None:
-        """Undo add_new() for a record that could not be published (its key may come again)."""
-        track = self.tracks.get((topic, record["symbol"]))
-        if track is not None:
-            key = event_key(topic, record)
-            track.keys.pop(key, None)
-            track.older.pop(key, None)
-
     def add(self, topic: str, record: dict[str, Any]) -> None:
         self.add_new(topic, record)
 

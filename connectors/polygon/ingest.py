@@ -48,7 +48,7 @@ _ROUTES: dict[object, tuple[str, Callable[[dict[str, Any], int], dict[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class _Direct:
-    """How events of one type are published as they arrive (IngestPipeline._direct)."""
+    """How events of one type are published as they arrive (IngestPipeline._events)."""
 
     topic: str
     physical: str  # the topic's prefixed name
@@ -267,8 +267,9 @@ class IngestPipeline:
         ts_key = parsing.TS_KEY
         ts_ingest_key = parsing.TS_INGEST_KEY
         ms = parsing.MS
+        pending = self.pending
         for event in events:
-            if type(event) is not dict or self.pending:
+            if type(event) is not dict:
                 self._event(event, receipt_ns)
                 continue
             ev = event.get("ev")
@@ -280,6 +281,9 @@ class IngestPipeline:
                 continue
             ts = t * ms
             topic = route.topic
+            if pending and (topic, sym) in pending:  # a reconnect or restart gap to repair first
+                self._event(event, receipt_ns)
+                continue
             threshold = gap_ns[topic]
             if threshold:
                 track = tracks.get((topic, sym))

@@ -177,9 +177,6 @@ def test_seen_index_keeps_keys_for_a_window_in_two_generations() -> None:
     assert not index.seen("market_trades", {**base, "trade_id": "a", "ts": 100})
     assert index.seen("market_trades", {**base, "trade_id": "b", "ts": 200})
     assert index.tracks[("market_trades", "SPY")].last_ts == 300
-    # a key that could not be published is forgotten from either generation
-    index.forget("market_trades", {**base, "trade_id": "b", "ts": 200})
-    assert index.add_new("market_trades", {**base, "trade_id": "b", "ts": 200})
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:
