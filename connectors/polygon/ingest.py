@@ -249,9 +249,10 @@ class IngestPipeline:
     def _events(self, events: list[Any], receipt_ns: int) -> None:
         """The hot path. A T or Q event is published without building its record: the topic's schema is
         encoded from the event's own keys (parsing.WS_TRADE_KEYS), which gives the bytes _event() would for
-        about 60% of the cost of building and encoding the record. Anything out of the ordinary (a field missing or of another type, another
-        event type, an unsubscribed symbol, a gap pending or to check) goes through _event(), unchanged,
-        which names the problem and repairs gaps. Names used per event are bound once per frame."""
+        about 60% of the cost of building and encoding the record. Anything out of the ordinary (a field
+        missing or of another type, another event type, an unsubscribed symbol, a gap pending or to check)
+        goes through _event(), unchanged, which names the problem and repairs gaps. Names used per event
+        are bound once per frame."""
         routes = self._direct_routes or self._make_direct_routes()
         subscribed = self.subscribed
         tracks = self.index.tracks
