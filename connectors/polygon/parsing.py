@@ -78,7 +78,7 @@ def _ms(event: dict[str, Any], field: str, kind: str) -> int:
 # T and Q events encoded as they arrive, without building the record (the ingest hot path, through
 # AvroSerde.field_encoder): record field -> event key, the values ws_trade/ws_quote give fields that the
 # event leaves out, and the ones they always give. The caller puts ts and ts_ingest in the event under
-# TS_KEY and TS_INGEST_KEY (Polygon's keys never start with "_"). tests/unit/test_polygon_parsing.py holds
+# TS_KEY and TS_INGEST_KEY (Polygon's keys never start with "_"). tests/unit/test_ingest_hot_path.py holds
 # both ways to the same bytes.
 TS_KEY = "_ts"
 TS_INGEST_KEY = "_ts_ingest"
