@@ -217,3 +217,43 @@ def test_hot_path_publishes_what_the_long_way_does_and_leaves_bad_events_to_it()
     quote = SERDE.decode(fast_out.sent[1][1], "market_quotes")
     assert (quote["conditions"], quote["source"]) == ([1], "ws")
     assert fast_out.sent[0][2:] == (b"SPY", 1_700_000_000_001)
+
+
+def test_ordinary_events_take_the_hot_path() -> None:
+    """The comparisons above would also pass if everything went the long way: check that it does not."""
+    fast, out = pipeline()
+    long_way: list[Any] = []
+    original = fast._event
+
+    def noted(event: Any, receipt_ns: int) -> None:
+        long_way.append(event)
+        original(event, receipt_ns)
+
+    fast._event = noted  # type: ignore[method-assign]
+    trade = {"ev": "T", "sym": "SPY", "i": "1", "x": 4, "p": 600.0, "s": 10, "t": 1_700_000_000_001, "q": 1}
+    quote = {
+        "ev": "Q",
+        "sym": "QQQ",
+        "bx": 1,
+        "bp": 1.0,
+        "bs": 1,
+        "ax": 1,
+        "ap": 1.1,
+        "as": 1,
+        "t": 1_700_000_000_002,
+        "q": 2,
+    }
+    bar = {
+        "ev": "AM",
+        "sym": "SPY",
+        "v": 1,
+        "o": 1,
+        "h": 1,
+        "l": 1,
+        "c": 1,
+        "s": 1_700_000_000_000,
+        "e": 1_700_000_060_000,
+    }
+    fast._events([trade, quote, dict(trade, i="2"), bar], 1_700_000_000_100_000_000)
+    assert [event["ev"] for event in long_way] == ["AM"]
+    assert [topic for topic, *_ in out.sent] == ["market_trades", "market_quotes", "market_trades", "bars_1m"]
