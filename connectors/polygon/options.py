@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -67,12 +67,14 @@ class OptionsPoller:
         self.polls = 0
         self.failures = 0
 
-    def maybe_poll(self, ts_ns: int, prices: dict[str, float]) -> list[dict[str, Any]]:
+    def maybe_poll(self, ts_ns: int, prices: dict[str, float]) -> Sequence[dict[str, Any]]:
+        """The rows of a poll when event time has crossed the next interval boundary, else nothing (called
+        per event: nothing is the empty tuple, not a new list)."""
         if self.next_ns is None:
             self.next_ns = (ts_ns // self.interval_ns + 1) * self.interval_ns
-            return []
+            return ()
         if ts_ns < self.next_ns:
-            return []
+            return ()
         boundary = self.next_ns
         self.next_ns = (ts_ns // self.interval_ns + 1) * self.interval_ns
         return self.poll(boundary, prices)

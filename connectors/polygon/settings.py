@@ -25,7 +25,8 @@ class PolygonSettings(BaseModel):
     # minute bars are minutes without eligible trades)
     trade_gap_s: float = Field(default=300.0, ge=0)
     quote_gap_s: float = Field(default=120.0, ge=0)
-    # how long (event time) published keys are remembered for de-duplication
+    # published keys are remembered for de-duplication at least this long (event time), at most about twice
+    # (two generations, connectors/polygon/dedupe.py)
     dedupe_window_s: float = Field(default=900.0, gt=0)
     # events read back from Kafka per partition at start (dedupe + gap check across restarts)
     warm_start_events: int = Field(default=50_000, ge=0)
