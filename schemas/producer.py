@@ -134,9 +134,11 @@ class AvroProducer:
 
     def produce(self, topic: str, record: dict[str, Any]) -> int:
         """Encode ``record`` for catalog topic ``topic`` and queue it; returns its sequence number."""
-        value = self.serde.encode(topic, record)  # checks ts is a long, among the rest
-        key = self.serde.key(topic, record)
-        return self.send(self.physical(topic), value, key, record["ts"] // 1_000_000)
+        return self.produce_encoded(topic, record, self.serde.encode(topic, record))  # checks ts is a long, too
+
+    def produce_encoded(self, topic: str, record: dict[str, Any], value: bytes) -> int:
+        """produce() for a record encoded already (``value`` = serde.encode(topic, record))."""
+        return self.send(self.physical(topic), value, self.serde.key(topic, record), record["ts"] // 1_000_000)
 
     def produce_dlq(
         self,

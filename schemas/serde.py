@@ -82,8 +82,8 @@ class FieldEncoder:
     bytes are the ones AvroSerde.encode gives for the record (tests/unit/test_serde.py). Against encoding
     the whole record from the dict this saves a fifth of the time (2.2 against 2.8 µs for a quote,
     measured here), and against building the record first about 40%. ``body`` raises cavro's own errors
-    (ENCODE_ERRORS, or KeyError for a missing key with no default); a caller falls back to building the
-    record for the SerializationError."""
+    (ENCODE_ERRORS, KeyError among them for a missing key with no default); a caller falls back to
+    building the record for the SerializationError."""
 
     __slots__ = ("_first", "body", "first_key", "header", "heads", "tail")
 
@@ -154,9 +154,7 @@ class AvroSerde:
         return self._ids[topic]
 
     def encode(self, topic: str, record: dict[str, Any]) -> bytes:
-        header = self._headers.get(topic)
-        if header is None:
-            header = self._headers[topic] = _HEADER.pack(MAGIC, self.ensure_registered(topic))
+        header = self._headers.get(topic) or self.header(topic)
         try:
             return header + self._encoders[topic](record)
         except ENCODE_ERRORS as exc:
@@ -164,6 +162,13 @@ class AvroSerde:
             raise SerializationError(
                 topic, field, f"record does not match {self.catalog[topic].schema_file}: {type(exc).__name__}: {exc}"
             ) from None
+
+    def header(self, topic: str) -> bytes:
+        """The wire header (magic byte, schema id) of ``topic``'s catalog schema, registering it once."""
+        header = self._headers.get(topic)
+        if header is None:
+            header = self._headers[topic] = _HEADER.pack(MAGIC, self.ensure_registered(topic))
+        return header
 
     def field_encoder(
         self, topic: str, names: dict[str, str], defaults: dict[str, Any], constants: dict[str, Any]
@@ -199,7 +204,7 @@ class AvroSerde:
         )
         tail = record(fields[body_end:]).binary_encode({names.get(k, k): v for k, v in constants.items()})
         return FieldEncoder(
-            _HEADER.pack(MAGIC, self.ensure_registered(topic)),
+            self.header(topic),
             names.get(known[0], known[0]),
             first.binary_encode,
             record(fields[1:body_end]).binary_encode,

@@ -298,7 +298,7 @@ class IngestPipeline:
                 event[ts_ingest_key] = receipt_ns if latency is None else ts + latency
                 encoder = route.encoder
                 value = (encoder.heads.get(sym) or encoder.head(sym)) + encoder.body(event) + encoder.tail
-            except (KeyError, *ENCODE_ERRORS):
+            except ENCODE_ERRORS:  # KeyError among them: a field missing
                 event.pop(ts_key, None)
                 event.pop(ts_ingest_key, None)
                 self._event(event, receipt_ns)
@@ -387,16 +387,15 @@ class IngestPipeline:
     def _publish(self, topic: str, record: dict[str, Any], raw: Any) -> bool:
         """Encode (a record that does not fit its schema goes to the DLQ, and is not remembered as seen),
         drop it if already published, else send it."""
-        producer = self.producer
         try:
-            value = producer.serde.encode(topic, record)
+            value = self.producer.serde.encode(topic, record)
         except SerializationError as exc:
             self._dead_letter(topic, orjson.dumps(raw), str(exc), record.get("symbol"))
             return False
         if not self.index.add_new(topic, record):
             self.stats.duplicates += 1
             return False
-        producer.send(producer.physical(topic), value, producer.serde.key(topic, record), record["ts"] // parsing.MS)
+        self.producer.produce_encoded(topic, record, value)
         self.stats.published[topic] += 1
         return True
 

@@ -44,7 +44,9 @@ class RecordingProducer:
         return len(self.sent)
 
     def produce(self, topic: str, record: dict[str, Any]) -> int:
-        value = self.serde.encode(topic, record)
+        return self.produce_encoded(topic, record, self.serde.encode(topic, record))
+
+    def produce_encoded(self, topic: str, record: dict[str, Any], value: bytes) -> int:
         return self.send(topic, value, self.serde.key(topic, record), record["ts"] // 1_000_000)
 
     def produce_dlq(self, topic: str, raw: bytes, reason: str, key: Any = None, **_: Any) -> int:
