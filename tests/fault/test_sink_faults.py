@@ -30,10 +30,15 @@ from tests.sink_util import migrated, producer_for, quotes, scalar, sink_config,
 pytestmark = pytest.mark.fault
 
 
-def fill(services: AppSettings, prefix: str, n: int) -> None:
+def quotes_producer(services: AppSettings, prefix: str) -> AvroProducer:
+    """A producer for the test's topics, created first."""
     producer, kafka, _ = producer_for(services, prefix)
     TopicAdmin(kafka, catalog()).create_all()
-    publish(producer, quotes(n))
+    return producer
+
+
+def fill(services: AppSettings, prefix: str, n: int) -> None:
+    publish(quotes_producer(services, prefix), quotes(n))
 
 
 def publish(producer: AvroProducer, records: list[dict[str, Any]]) -> None:
@@ -97,8 +102,7 @@ def test_two_workers_with_rebalances_mid_stream(
     n = 300_000
     dsn = migrated(fresh_db)
     records = quotes(n)
-    producer, kafka, _ = producer_for(services, prefix)
-    TopicAdmin(kafka, catalog()).create_all()
+    producer = quotes_producer(services, prefix)
     publish(producer, records[: n // 2])
     config_a = sink_config(tmp_path, instance="a", batch_max_rows=5000)
     first = start_sink(config_a, dsn, prefix)
@@ -182,8 +186,7 @@ def test_postgres_restart_mid_run(
     records = quotes(n)
     # one producer throughout: its schema id is known before the outage (the registry keeps its
     # storage in this PostgreSQL, and cannot answer while it is down)
-    producer, kafka, _ = producer_for(services, prefix)
-    TopicAdmin(kafka, catalog()).create_all()
+    producer = quotes_producer(services, prefix)
     publish(producer, records[: n // 2])
     proc = start_sink(sink_config(tmp_path, batch_max_rows=5000, retry_base_s=0.3), dsn, prefix, "--until-idle", "10")
     # the first half written, PostgreSQL goes down and the second half arrives: the sink must hold those
