@@ -23,7 +23,7 @@ from connectors.execution.audit import NullAudit
 from connectors.execution.router import Router
 from connectors.execution.tracker import Accountant, FeeSchedule
 from connectors.paper.broker import PaperBroker, PaperPort, PaperSettings
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 from streams.core.pipeline import CoreParts, StrategyCore
 
 OUTPUT_TOPICS = (

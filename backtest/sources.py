@@ -14,10 +14,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.errors import ScalpError
-from schemas.reader import drain
+from kafkaio.errors import ScalpError
+from kafkaio.reader import drain
+from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 
 MARKET = ("market_trades", "market_quotes")
 RANK = {"market_trades": 0, "market_quotes": 1}

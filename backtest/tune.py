@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 from streams.core.features import spread_bps
 from streams.core.policy import SessionPolicy, parse_policy
 from streams.core.sessions import ET

@@ -29,11 +29,11 @@ from pydantic import SecretStr
 from connectors.polygon.ingest import IngestPipeline
 from connectors.polygon.settings import PolygonSettings
 from connectors.synthetic.generator import Session
-from schemas.admin import TopicAdmin
+from kafkaio.admin import TopicAdmin
+from kafkaio.producer import AvroProducer
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
-from schemas.producer import AvroProducer
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 
 KEY = "bench-key"
 WARM_UP_EVENTS = 100_000

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from schemas.admin import TopicAdmin
+from kafkaio.admin import TopicAdmin
+from kafkaio.producer import AvroProducer
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
-from schemas.producer import AvroProducer
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from sinks.migrate import migrate
 
 from .ingest_bench import machine

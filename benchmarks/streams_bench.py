@@ -27,10 +27,10 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from connectors.synthetic.records import session_records
-from schemas.admin import TopicAdmin
+from kafkaio.admin import TopicAdmin
+from kafkaio.producer import AvroProducer
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
-from schemas.producer import AvroProducer
-from schemas.settings import KafkaSettings
 from streams.core.digests import Digests
 from streams.core.pipeline import CoreParts, StrategyCore
 from streams.core.policy import load_policy

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from schemas.errors import ServiceError
+from kafkaio.errors import ServiceError
 
 
 @contextlib.contextmanager

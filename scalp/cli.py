@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 from .cliutil import fail, guarded
 from .context import Context
@@ -186,7 +186,7 @@ def topics() -> None:
 @guarded
 def topics_create(ctx: click.Context, no_dlq: bool) -> None:
     """Create every catalog topic and register its schema (idempotent)."""
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     context: Context = ctx.obj
     created = TopicAdmin(context.settings.kafka, context.catalog).create_all(with_dlq=not no_dlq)
@@ -204,7 +204,7 @@ def topics_create(ctx: click.Context, no_dlq: bool) -> None:
 @guarded
 def topics_list(ctx: click.Context) -> None:
     """List topics with partitions, end offsets and message counts."""
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     context: Context = ctx.obj
     table = Table("topic", "partitions", "messages", "end offsets")
@@ -222,8 +222,8 @@ def topics_list(ctx: click.Context) -> None:
 def topics_check(ctx: click.Context) -> None:
     """Round-trip one example record of every topic through the registry and Kafka (under the topic
     prefix ``check_``, so no example ever reaches the real topics)."""
-    from schemas.admin import TopicAdmin
-    from schemas.registry import SchemaRegistry
+    from kafkaio.admin import TopicAdmin
+    from kafkaio.registry import SchemaRegistry
     from schemas.serde import AvroSerde
 
     from .roundtrip import round_trip_all
@@ -274,7 +274,7 @@ def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
     """
     import time
 
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
     from sinks.db import connect
     from sinks.migrate import migrate
 

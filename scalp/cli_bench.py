@@ -49,7 +49,7 @@ def bench_ingest(ctx: click.Context, events: int, rate: float, seconds: float, n
 
     def run() -> None:
         from benchmarks import ingest_bench
-        from schemas.registry import SchemaRegistry
+        from kafkaio.registry import SchemaRegistry
         from schemas.serde import AvroSerde
 
         context: Context = ctx.obj
@@ -78,7 +78,7 @@ def bench_sink(ctx: click.Context, rows: int, naive_rows: int, no_write: bool) -
 
     def run() -> None:
         from benchmarks import sink_bench
-        from schemas.registry import SchemaRegistry
+        from kafkaio.registry import SchemaRegistry
         from schemas.serde import AvroSerde
 
         context: Context = ctx.obj
@@ -118,7 +118,7 @@ def bench_streams(ctx: click.Context, events: int, rates: tuple[float, ...], sec
 
     def run() -> None:
         from benchmarks import streams_bench
-        from schemas.registry import SchemaRegistry
+        from kafkaio.registry import SchemaRegistry
         from schemas.serde import AvroSerde
 
         context: Context = ctx.obj

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import click
 import psycopg
 
-from schemas.errors import ConfigError, RetryableError
+from kafkaio.errors import ConfigError, RetryableError
 
 from .cliutil import guarded
 from .context import Context
@@ -51,7 +51,7 @@ def execute(ctx: click.Context, broker: str, preview: bool, until_idle: float | 
     def run() -> None:
         from connectors.execution.audit import AuditWriter
         from connectors.execution.run import RunResult, run_paper, run_tradier, spill_path
-        from schemas.admin import TopicAdmin
+        from kafkaio.admin import TopicAdmin
         from sinks.db import connect
         from sinks.migrate import migrate
 

@@ -15,7 +15,7 @@ import click
 from pydantic import SecretStr
 
 from connectors.polygon.settings import PolygonSettings
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 from .cliutil import guarded
 from .context import Context
@@ -46,9 +46,9 @@ def _run_pipeline(
     """``window`` (ns): warm start from every record of that event-time window already in Kafka (a
     synthetic session run again publishes nothing twice) instead of the newest records."""
     from connectors.polygon.ingest import IngestClock, IngestPipeline
-    from schemas.admin import TopicAdmin
-    from schemas.producer import AvroProducer
-    from schemas.reader import read_topic
+    from kafkaio.admin import TopicAdmin
+    from kafkaio.producer import AvroProducer
+    from kafkaio.reader import read_topic
 
     settings = context.settings
     admin = TopicAdmin(settings.kafka, context.catalog)
@@ -245,8 +245,8 @@ def backfill(ctx: click.Context, symbols: str, from_: str, to: str, kinds: str) 
 
         from connectors.polygon.backfill import TOPICS, Backfill
         from connectors.polygon.rest import PolygonRest
-        from schemas.admin import TopicAdmin
-        from schemas.producer import AvroProducer
+        from kafkaio.admin import TopicAdmin
+        from kafkaio.producer import AvroProducer
 
         from_ns, to_ns = _parse_time(from_, "--from"), _parse_time(to, "--to")
         if to_ns <= from_ns:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 from .cli_ingest import _parse_time
 from .cliutil import guarded

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 from .cliutil import guarded
 from .context import Context
@@ -56,7 +56,7 @@ def sink(ctx: click.Context, topic_spec: str, status: bool, dlq_report: bool, un
 
 
 def _run(context: Context, topics: list[str], until_idle: float | None) -> None:
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
     from sinks.metrics import serve
     from sinks.worker import SinkWorker
 

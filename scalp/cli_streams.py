@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 from .cliutil import guarded
 from .context import Context
@@ -46,7 +46,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
     def run() -> None:
         import faust
 
-        from schemas.admin import TopicAdmin
+        from kafkaio.admin import TopicAdmin
         from streams.app import RESTART_ENV, Streams
         from streams.core.digests import Digests, source_commit
         from streams.core.errors import PolicyError

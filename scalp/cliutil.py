@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from schemas.errors import ConfigError, ScalpError
+from kafkaio.errors import ConfigError, ScalpError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

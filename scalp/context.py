@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kafkaio.registry import SchemaRegistry
 from schemas.catalog import Catalog, catalog
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
 
 from .settings import AppSettings, secret_or_none

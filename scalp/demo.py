@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from schemas.errors import ScalpError
+from kafkaio.errors import ScalpError
 
 from .settings import DEFAULT_CONFIG
 

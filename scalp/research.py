@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 from .context import Context
 

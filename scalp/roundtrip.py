@@ -7,12 +7,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from kafkaio.errors import FatalError
+from kafkaio.producer import AvroProducer
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
-from schemas.errors import FatalError
 from schemas.examples import example_record
-from schemas.producer import AvroProducer
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 
 
 @dataclass(frozen=True)

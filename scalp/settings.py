@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from connectors.execution.settings import ExecutionSettings
 from connectors.polygon.settings import PolygonSettings
 from connectors.tradier.settings import TradierSettings
-from schemas.errors import ConfigError
-from schemas.settings import KafkaSettings, RegistrySettings
+from kafkaio.errors import ConfigError
+from kafkaio.settings import KafkaSettings, RegistrySettings
 from sinks.settings import DatabaseSettings, SinkSettings
 from streams.settings import StreamsSettings
 

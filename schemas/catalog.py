@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from kafkaio.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 AVRO_DIR = HERE / "avro"

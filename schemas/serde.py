@@ -22,10 +22,11 @@ import cavro
 import fastavro
 from fastavro.validation import ValidationError, validate
 
+from kafkaio.errors import SerializationError
+from kafkaio.settings import KafkaSettings
+
 from .catalog import Catalog, TopicSpec
-from .errors import SerializationError
 from .registry import Registry, subject_for
-from .settings import KafkaSettings
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")

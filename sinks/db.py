@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from schemas.errors import RetryableError
+from kafkaio.errors import RetryableError
 
 from .settings import DatabaseSettings
 

@@ -20,7 +20,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from schemas.errors import FatalError
+from kafkaio.errors import FatalError
 
 log = logging.getLogger(__name__)
 TICK_TABLES = ("market_trades", "market_quotes")

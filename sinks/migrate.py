@@ -17,7 +17,7 @@ from typing import Literal
 
 import psycopg
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

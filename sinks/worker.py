@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from connectors.retry import Backoff
+from kafkaio.errors import RetryableError, SerializationError
+from kafkaio.retry import Backoff
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
-from schemas.errors import RetryableError, SerializationError
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 
 from .columnar import ColumnarCodec, ColumnarError
 from .metrics import SinkMetrics

@@ -25,8 +25,8 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
+from kafkaio.errors import RetryableError
 from schemas.catalog import Catalog
-from schemas.errors import RetryableError
 
 from .columnar import ColumnarCodec, ColumnarError
 from .rows import TableSpec, ns_to_datetime, table_spec

@@ -47,9 +47,9 @@ import faust
 import orjson
 from faust.types import TP
 
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from streams.core.merge import QUOTE, TRADE
 from streams.core.pipeline import RISK_INPUT, CoreParts, Output, SymbolStage
 from streams.core.risk import Market, RiskEngine

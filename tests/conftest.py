@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from kafkaio.registry import SchemaRegistry
+from kafkaio.settings import KafkaSettings
 from scalp.settings import AppSettings, load_settings
 from schemas.catalog import Catalog, catalog
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 
 # The tests' tapes are dated in November 2026 and Kafka deletes records by their (venue) timestamps: with the
 # ticks' 7-day retention a tape older than that vanished minutes after it was written (seen in CI). Topics the
@@ -75,7 +75,7 @@ def cat() -> Catalog:
 @pytest.fixture(scope="session")
 def test_kafka(services: AppSettings, cat: Catalog) -> Iterator[KafkaSettings]:
     """Kafka settings with a per-session topic prefix; the topics are created and deleted around the run."""
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     kafka = services.kafka.model_copy(update={"topic_prefix": prefix})
@@ -115,7 +115,7 @@ def fresh_db(services: AppSettings) -> Iterator[str]:
 @pytest.fixture
 def prefix(services: AppSettings) -> Iterator[str]:
     """A unique topic prefix for one test; every topic created under it is deleted afterwards."""
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     value = f"t{uuid.uuid4().hex[:8]}_"
     yield value

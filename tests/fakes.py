@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from schemas.errors import SerializationError
+from kafkaio.errors import SerializationError
 
 
 class InMemoryRegistry:

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from schemas.settings import KafkaSettings
+from kafkaio.settings import KafkaSettings
 
 
 def read_exact(kafka: KafkaSettings, delivered: list[tuple[str, int, int]], timeout_s: float = 30.0) -> list[Message]:

@@ -11,12 +11,12 @@ from typing import Any
 
 import psycopg
 
+from kafkaio.producer import AvroProducer
+from kafkaio.registry import SchemaRegistry
+from kafkaio.settings import KafkaSettings
 from scalp.settings import AppSettings
 from schemas.catalog import catalog
-from schemas.producer import AvroProducer
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from sinks.migrate import migrate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ from typing import Any
 import yaml
 
 from connectors.synthetic.records import session_records
+from kafkaio.producer import AvroProducer
+from kafkaio.reader import read_topic
+from kafkaio.settings import KafkaSettings
 from scalp.settings import DEFAULT_CONFIG
-from schemas.producer import AvroProducer
-from schemas.reader import read_topic
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from streams.core.digests import Digests, source_commit
 from streams.core.pipeline import CoreParts, StrategyCore
 from streams.core.policy import POLICY_FILE, load_policy

@@ -30,10 +30,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from connectors.paper.broker import PaperBroker, PaperPort
-from schemas.producer import AvroProducer
-from schemas.reader import read_topic
+from kafkaio.producer import AvroProducer
+from kafkaio.reader import read_topic
+from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from streams.core.sessions import Calendar
 
 from .audit import AuditWriter

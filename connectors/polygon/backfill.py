@@ -12,12 +12,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.producer import AvroProducer
-from schemas.reader import read_topic
+from kafkaio.producer import AvroProducer
+from kafkaio.reader import read_topic
+from kafkaio.retry import Backoff, retry
+from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 
-from ..retry import Backoff, retry
 from .dedupe import event_key
 from .rest import PolygonRest
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import orjson
 
-from schemas.errors import ConfigError, RetryableError, SerializationError
-from schemas.producer import AvroProducer
+from kafkaio.errors import ConfigError, RetryableError, SerializationError
+from kafkaio.producer import AvroProducer
+from kafkaio.retry import Backoff, retry
 from schemas.serde import ENCODE_ERRORS, FieldEncoder
 
-from ..retry import Backoff, retry
 from . import parsing
 from .dedupe import SeenIndex
 from .options import OptionsPoller

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from schemas.errors import ConfigError, RetryableError
+from kafkaio.errors import ConfigError, RetryableError
 
 from . import parsing
 from .rest import PolygonRest

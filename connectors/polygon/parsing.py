@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from schemas.errors import ScalpError
+from kafkaio.errors import ScalpError
 
 MS = 1_000_000  # ns per ms
 Record = dict[str, Any]

@@ -17,7 +17,7 @@ from massive import RESTClient
 from massive.exceptions import AuthError, BadResponse
 from urllib3.exceptions import HTTPError
 
-from schemas.errors import ConfigError, RetryableError
+from kafkaio.errors import ConfigError, RetryableError
 
 from . import parsing
 from .settings import PolygonSettings

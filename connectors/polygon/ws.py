@@ -23,9 +23,9 @@ from massive import WebSocketClient
 from massive.exceptions import AuthError
 from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
+from kafkaio.retry import Backoff
 
-from ..retry import Backoff
 from .settings import PolygonSettings
 
 log = logging.getLogger(__name__)

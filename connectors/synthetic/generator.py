@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 ET = ZoneInfo("America/New_York")
 MINUTE_NS = 60_000_000_000

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from connectors.retry import Backoff
+from kafkaio.retry import Backoff
 
 from .settings import TradierSettings
 

@@ -18,7 +18,7 @@ from typing import Any
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
-from connectors.retry import Backoff
+from kafkaio.retry import Backoff
 
 from .parsing import stream_event
 from .rest import TradierAuthError, TradierClient, TradierError

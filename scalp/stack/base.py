@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from schemas.errors import ServiceError
+from kafkaio.errors import ServiceError
 
 from .procs import read_pid, stop_pid
 from .settings import StackSettings

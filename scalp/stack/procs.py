@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from schemas.errors import ServiceError
+from kafkaio.errors import ServiceError
 
 
 def read_pid(pid_file: Path) -> int | None:

@@ -20,10 +20,10 @@ import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
 
+from kafkaio.admin import TopicAdmin
+from kafkaio.producer import AvroProducer
 from scalp.settings import AppSettings
-from schemas.admin import TopicAdmin
 from schemas.catalog import catalog
-from schemas.producer import AvroProducer
 from tests.proxy import CuttableProxy
 from tests.sink_util import migrated, producer_for, quotes, scalar, sink_config, start_sink
 

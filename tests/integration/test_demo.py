@@ -8,8 +8,8 @@ import re
 import uuid
 from pathlib import Path
 
+from kafkaio.admin import TopicAdmin
 from scalp.settings import AppSettings
-from schemas.admin import TopicAdmin
 from schemas.catalog import catalog
 from tests.cli_util import scalp
 

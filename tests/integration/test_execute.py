@@ -13,10 +13,10 @@ from typing import Any
 
 import psycopg
 
+from kafkaio.admin import TopicAdmin
+from kafkaio.reader import read_topic
 from scalp.settings import AppSettings
-from schemas.admin import TopicAdmin
 from schemas.catalog import catalog
-from schemas.reader import read_topic
 from tests.execution_util import (
     TradierServer,
     finish,

@@ -15,10 +15,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connectors.synthetic.generator import Session
 from connectors.synthetic.runner import RunningServer, synthetic_server
+from kafkaio.reader import read_topic
+from kafkaio.settings import KafkaSettings
 from scalp.settings import AppSettings
-from schemas.reader import read_topic
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from tests.cli_util import scalp
 
 DAY = dt.date(2026, 11, 20)
@@ -57,8 +57,8 @@ def run_ingest(server: RunningServer, prefix: str, *extra: str, key: str = KEY, 
 
 def records(services: AppSettings, prefix: str, topic: str) -> list[dict[str, Any]]:
     kafka = services.kafka.model_copy(update={"topic_prefix": prefix})
+    from kafkaio.registry import SchemaRegistry
     from schemas.catalog import catalog
-    from schemas.registry import SchemaRegistry
 
     serde = AvroSerde(SchemaRegistry(services.registry), kafka, catalog())
     return list(read_topic(kafka, serde, topic))

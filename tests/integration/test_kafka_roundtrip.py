@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kafkaio.producer import AvroProducer
+from kafkaio.registry import SchemaRegistry
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import catalog
-from schemas.producer import AvroProducer
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from tests.avro_strategies import from_schema
 from tests.kafka_util import read_exact
 
@@ -84,7 +84,7 @@ def test_failed_deliveries_are_surfaced(way: str, serde: AvroSerde, test_kafka: 
     was sent (the ingest hot path uses confluent's produce directly)."""
     import uuid
 
-    from schemas.errors import FatalError
+    from kafkaio.errors import FatalError
 
     kafka = test_kafka.model_copy(
         update={"topic_prefix": f"missing{uuid.uuid4().hex[:8]}_", "delivery_timeout_ms": 1500}

@@ -7,8 +7,8 @@ import datetime as dt
 import psycopg
 import pytest
 
+from kafkaio.errors import ConfigError
 from schemas.catalog import catalog
-from schemas.errors import ConfigError
 from sinks.migrate import discover, migrate
 from tests.cli_util import TIME_TABLES
 

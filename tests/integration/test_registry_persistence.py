@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from kafkaio.registry import SchemaRegistry
 from scalp.settings import AppSettings
-from schemas.registry import SchemaRegistry
 
 
 def test_schema_id_is_stable_across_restart(local_stack, services: AppSettings) -> None:  # type: ignore[no-untyped-def]

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 import yaml
 
+from kafkaio.admin import TopicAdmin
 from scalp.settings import AppSettings
-from schemas.admin import TopicAdmin
 from schemas.catalog import catalog
 from tests.cli_util import scalp
 from tests.execution_util import finish as finish_execute
@@ -26,7 +26,7 @@ from tests.streams_util import loose_policy, produce, start_streams, tape
 @pytest.fixture(scope="module")
 def live_session(services: AppSettings, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A tape through `scalp streams` and `scalp execute --broker paper`, as a live day would go."""
-    from schemas.admin import TopicAdmin as Admin
+    from kafkaio.admin import TopicAdmin as Admin
 
     tmp = tmp_path_factory.mktemp("live")
     prefix = f"t{uuid.uuid4().hex[:8]}_"

@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from schemas.errors import SerializationError
+from kafkaio.errors import SerializationError
+from kafkaio.producer import AvroProducer
+from kafkaio.registry import SchemaRegistry
+from kafkaio.settings import KafkaSettings
 from schemas.examples import example_record
-from schemas.producer import AvroProducer
-from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from tests.kafka_util import read_exact
 
 

@@ -28,7 +28,7 @@ def test_every_table_receives_records_from_its_topic(
 ) -> None:
     dsn = migrated(fresh_db)
     producer, _, _ = producer_for(services, prefix)
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     TopicAdmin(producer.kafka, catalog()).create_all()
     for spec in catalog():
@@ -65,7 +65,7 @@ def test_event_times_are_stored_exactly_to_the_microsecond(
 
     dsn = migrated(fresh_db)
     producer, kafka, _ = producer_for(services, prefix)
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     TopicAdmin(kafka, catalog()).create_all()
     base = 1_795_446_000_000_000_000  # 2026-11-23 15:00 UTC
@@ -92,7 +92,7 @@ def test_poison_records_go_to_the_dlq_and_the_rest_is_written(
 ) -> None:
     dsn = migrated(fresh_db)
     producer, kafka, _ = producer_for(services, prefix)
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     TopicAdmin(kafka, catalog()).create_all()
     good = quotes(500)
@@ -139,7 +139,7 @@ def test_health_and_metrics_endpoints(services: AppSettings, fresh_db: str, pref
 
     dsn = migrated(fresh_db)
     producer, kafka, _ = producer_for(services, prefix)
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     TopicAdmin(kafka, catalog()).create_all()
     for record in quotes(1000):
@@ -208,7 +208,7 @@ def test_the_fast_path_stores_exactly_what_the_row_path_stores(
 ) -> None:
     """The same records through the columnar fast path and through the row-by-row path (`columnar:
     false`): every stored value equal, for every table the fast path takes."""
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
     from sinks.columnar import ColumnarCodec
     from sinks.rows import table_spec
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from kafkaio.admin import TopicAdmin
+from kafkaio.reader import read_topic
 from scalp.settings import AppSettings, load_settings
-from schemas.admin import TopicAdmin
 from schemas.catalog import catalog
-from schemas.reader import read_topic
 from tests.cli_util import scalp
 from tests.sink_util import producer_for
 from tests.streams_util import (

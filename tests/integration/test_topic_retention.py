@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from kafkaio.admin import DAY_MS, TopicAdmin
+from kafkaio.errors import ConfigError
 from scalp.settings import AppSettings
-from schemas.admin import DAY_MS, TopicAdmin
 from schemas.catalog import catalog
-from schemas.errors import ConfigError
 from tests.cli_util import scalp
 
 DAY_NS = DAY_MS * 1_000_000

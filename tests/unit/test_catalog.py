@@ -6,8 +6,8 @@ from pathlib import Path
 import fastavro
 import pytest
 
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import AVRO_DIR, Catalog, load_catalog
-from schemas.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT_TOPICS = [
@@ -104,7 +104,7 @@ def test_every_topic_has_a_table_with_every_field() -> None:
 
 
 def test_a_retention_floor_raises_the_topics_retention_for_past_tapes(cat: Catalog) -> None:
-    from schemas.admin import TopicAdmin
+    from kafkaio.admin import TopicAdmin
 
     def retention(kafka: KafkaSettings, name: str) -> str:
         return TopicAdmin(kafka, cat).wanted()[name][1]["retention.ms"]

@@ -14,9 +14,9 @@ from pydantic import SecretStr
 
 from connectors.polygon.ingest import IngestClock, IngestPipeline
 from connectors.polygon.settings import PolygonSettings
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import catalog
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from tests.fakes import InMemoryRegistry
 
 SERDE = AvroSerde(InMemoryRegistry(), KafkaSettings(), catalog())

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from kafkaio.errors import ServiceError
 from scalp.logs import setup_logging
 from scalp.stack.procs import ensure_port_free, port_in_use
-from schemas.errors import ServiceError
 
 
 @pytest.fixture

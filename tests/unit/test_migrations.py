@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 from sinks.migrate import MIGRATIONS_DIR, discover
 
 

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from connectors.polygon import parsing
 from connectors.polygon.dedupe import SeenIndex
-from connectors.retry import Backoff, retry
+from kafkaio.errors import RetryableError
+from kafkaio.retry import Backoff, retry
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import catalog
-from schemas.errors import RetryableError
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from tests.fakes import InMemoryRegistry
 
 prices = st.floats(min_value=0.01, max_value=10_000, allow_nan=False)

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kafkaio.errors import SerializationError
+from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog, catalog
-from schemas.errors import SerializationError
 from schemas.examples import example_record
 from schemas.serde import AvroSerde
-from schemas.settings import KafkaSettings
 from tests.avro_strategies import from_schema
 from tests.fakes import InMemoryRegistry
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from kafkaio.errors import ConfigError
 from scalp.settings import ENV_OVERRIDES, load_settings
-from schemas.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.synthetic.generator import MINUTE_NS, Session, session_times
 from connectors.synthetic.options import black_scholes, chain
-from schemas.errors import ConfigError
+from kafkaio.errors import ConfigError
 
 DAY = dt.date(2026, 11, 20)
 

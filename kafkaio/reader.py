@@ -8,8 +8,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from schemas.serde import AvroSerde
+
 from .errors import RetryableError
-from .serde import AvroSerde
 from .settings import KafkaSettings
 
 

@@ -15,7 +15,8 @@ from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, Config
 from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
-from .catalog import Catalog
+from schemas.catalog import Catalog
+
 from .errors import ConfigError, RetryableError
 from .settings import KafkaSettings
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from schemas.serde import AvroSerde
+
 from .errors import FatalError
-from .serde import AvroSerde
 from .settings import KafkaSettings
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from schemas.errors import RetryableError
+from kafkaio.errors import RetryableError
 
 T = TypeVar("T")
 
