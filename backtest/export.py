@@ -12,6 +12,8 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
+from kafkaio.errors import ScalpError
+
 FEATURE_COLUMNS = (
     "session", "vwap", "sigma_upper", "sigma_lower", "ema20", "ema50", "ema20_slope", "rvol", "hod", "lod",
     "prev_close", "cvd", "ob_imbalance", "last_price", "bid", "ask", "lookback_min", "lookback_days", "warm",
@@ -20,7 +22,7 @@ SIGNAL_COLUMNS = ("id", "symbol", "ts", "session", "setup", "side", "score", "st
 LABEL_COLUMNS = ("outcome", "entry_price", "exit_ts", "exit_price", "r", "mfe", "mae", "rule_digest")
 
 
-class LookAhead(AssertionError):
+class LookAhead(ScalpError, AssertionError):
     """A row would use a feature snapshot from after its signal."""
 
 

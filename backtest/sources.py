@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from kafkaio.errors import ScalpError
-from kafkaio.reader import drain
+from kafkaio.reader import RangeReader
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
 
@@ -50,61 +48,43 @@ def from_kafka(
     """Records with ``start_ns <= ts < end_ns`` (None: unbounded) of ``topics``."""
     items: list[tuple[tuple[Any, ...], str, dict[str, Any]]] = []
     offsets: dict[str, dict[int, tuple[int, int]]] = {}
-    consumer = Consumer(
-        {**kafka.client_config(), "group.id": "scalp-replay", "enable.auto.commit": False, "enable.partition.eof": True}
-    )
-    try:
+    with RangeReader(kafka, "scalp-replay") as reader:
         for topic in topics:
             physical = kafka.topic(topic)
-            meta = consumer.list_topics(physical, timeout=30)
-            if physical not in meta.topics or meta.topics[physical].error is not None:
-                continue
-            starts: list[TopicPartition] = []
-            ends: dict[int, int] = {}
-            for p in sorted(meta.topics[physical].partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=30)
+            bounds: dict[int, tuple[int, int]] = {}
+            for p in reader.partitions(physical):
+                low, high = reader.watermarks(physical, p)
                 start = low
                 if start_ns is not None:
-                    found = consumer.offsets_for_times([TopicPartition(physical, p, start_ns // 1_000_000)], timeout=30)
-                    start = high if found[0].offset < 0 else found[0].offset
-                    gone = low > 0 and start <= low and _earliest_ts(consumer, physical, p, low) > start_ns
-                    if gone:
+                    found = reader.offset_for_time(physical, p, start_ns // 1_000_000)
+                    start = high if found < 0 else found
+                    if low > 0 and start <= low and _earliest_ts(reader, physical, p, low) > start_ns:
                         raise RetentionGap(
                             f"{topic}[{p}]: offsets before {low} were deleted by retention, so the range start is "
                             "gone from Kafka; replay from the tables instead (--source tables)"
                         )
                 if start < high:
-                    starts.append(TopicPartition(physical, p, start))
-                    ends[p] = high
-            if not starts:
-                continue
-            consumer.assign(starts)
-            for p, offset, value in drain(consumer, physical, ends, 5000):
-                if value is None:
+                    bounds[p] = (start, high)
+            for msg in reader.read(physical, bounds, 5000):
+                if msg.value is None:
                     continue
-                record = serde.decode(value, topic)
+                record = serde.decode(msg.value, topic)
                 ts = record["ts"]
                 if (start_ns is not None and ts < start_ns) or (end_ns is not None and ts >= end_ns):
                     continue
+                p, offset = msg.partition, msg.offset
                 first, _ = offsets.setdefault(topic, {}).get(p, (offset, offset))
                 offsets[topic][p] = (first, offset)
                 items.append(((ts, RANK.get(topic, 9), p, offset), topic, record))
                 if progress is not None and len(items) % 50_000 == 0:
                     progress(len(items))
-            consumer.unassign()
-    finally:
-        consumer.close()
     return Read(_order(items), offsets, "kafka")
 
 
-def _earliest_ts(consumer: Consumer, physical: str, partition: int, low: int) -> int:
+def _earliest_ts(reader: RangeReader, physical: str, partition: int, low: int) -> int:
     """Event time of the oldest message still held (ms -> ns), to tell retention from an empty range."""
-    consumer.assign([TopicPartition(physical, partition, low)])
-    msgs = consumer.consume(1, timeout=10)
-    consumer.unassign()
-    if msgs and msgs[0].error() is None:
-        return int(msgs[0].timestamp()[1]) * 1_000_000
-    return 0
+    found = reader.first(physical, partition, low)
+    return found.timestamp_ms * 1_000_000 if found is not None else 0
 
 
 def from_tables(conn: Any, start_ns: int | None, end_ns: int | None, topics: tuple[str, ...] = MARKET) -> Read:

@@ -9,15 +9,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaException
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from schemas.catalog import Catalog
 
+from . import clients
 from .errors import ConfigError, RetryableError
+from .reader import RangeReader
 from .settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class TopicAdmin:
     def __init__(self, kafka: KafkaSettings, catalog: Catalog) -> None:
         self.kafka = kafka
         self.catalog = catalog
-        self.admin = AdminClient({**kafka.client_config()})
+        self.admin = clients.admin(kafka)
 
     def wanted(self, with_dlq: bool = True) -> dict[str, tuple[int, dict[str, str]]]:
         """Physical topic name -> (partitions, configs) for every catalog topic (and DLQ)."""
@@ -208,21 +209,16 @@ class TopicAdmin:
 
     def list(self, timeout_s: float = 10.0) -> list[TopicInfo]:
         existing = self._existing(timeout_s)
-        consumer = Consumer(
-            {**self.kafka.client_config(), "group.id": "scalp-topics-list", "enable.auto.commit": False}
-        )
         infos: list[TopicInfo] = []
-        try:
+        with RangeReader(self.kafka, "scalp-topics-list", timeout_s) as reader:
             for name in sorted(existing):
                 if name.startswith("__"):
                     continue
                 ends: list[int] = []
                 total = 0
                 for p in range(existing[name]):
-                    low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout_s)
+                    low, high = reader.watermarks(name, p)
                     ends.append(high)
                     total += high - low
                 infos.append(TopicInfo(name, existing[name], total, tuple(ends)))
-        finally:
-            consumer.close()
         return infos

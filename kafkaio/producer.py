@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message
 
 from schemas.serde import AvroSerde
 
+from . import clients, deadletter
 from .errors import FatalError
 from .settings import KafkaSettings
 
@@ -43,20 +44,17 @@ class AvroProducer:
         delivery (costs a Python callback per message); otherwise only failures call back."""
         self.kafka = kafka
         self.serde = serde
-        config: dict[str, Any] = {
-            **kafka.client_config(),
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": kafka.linger_ms,
-            "delivery.timeout.ms": kafka.delivery_timeout_ms,
-            "compression.type": "lz4",
-            "partitioner": "murmur2_random",
-            "queue.buffering.max.messages": 1_000_000,
-            "delivery.report.only.error": not (track or report_successes),
-            "on_delivery": self._on_failure,  # the default; per-message callbacks replace it when tracking
-        }
-        config.update(extra or {})
-        self._producer = Producer(config)
+        self._producer = clients.producer(
+            kafka,
+            {
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",
+                "queue.buffering.max.messages": 1_000_000,
+                "delivery.report.only.error": not (track or report_successes),
+                "on_delivery": self._on_failure,  # the default; per-message callbacks replace it when tracking
+                **(extra or {}),
+            },
+        )
         self._failures: list[str] = []
         self._physical: dict[str, str] = {}  # catalog topic -> physical topic name
         self._positions: dict[int, tuple[str, int, int]] = {}
@@ -149,13 +147,12 @@ class AvroProducer:
         key: bytes | None = None,
         timestamp_ms: int = 0,
         headers: Sequence[tuple[str, bytes]] = (),
+        source: tuple[int, int] | None = None,
     ) -> int:
-        """Send ``raw`` (the original bytes) to ``<topic>.dlq`` with the reason in the headers."""
-        all_headers: list[tuple[str, str | bytes | None]] = [
-            ("error", reason.encode()),
-            ("source_topic", self.kafka.topic(topic).encode()),
-            *headers,
-        ]
+        """Send ``raw`` (the original bytes) to ``<topic>.dlq`` with the reason in the headers; ``source``:
+        the (partition, offset) it was read from."""
+        partition, offset = source if source is not None else (None, None)
+        all_headers = deadletter.headers(reason, self.kafka.topic(topic), partition, offset, extra=headers)
         dlq = self.kafka.topic(self.serde.catalog[topic].dlq)
         log.warning("dead letter to %s: %s", dlq, reason)
         return self.send(dlq, raw, key or b"", timestamp_ms, all_headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from .clients import registry_client
 from .errors import ConfigError, RetryableError, SerializationError
 from .settings import RegistrySettings
 
@@ -14,7 +15,7 @@ class SchemaRegistry:
 
     def __init__(self, settings: RegistrySettings) -> None:
         self.settings = settings
-        self._client = SchemaRegistryClient({"url": settings.url, "timeout": int(settings.timeout_s)})
+        self._client = SchemaRegistryClient(registry_client(settings))
 
     def register(self, subject: str, schema_str: str) -> int:
         """Register (idempotent: an identical schema returns its existing id)."""

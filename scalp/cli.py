@@ -224,9 +224,8 @@ def topics_check(ctx: click.Context) -> None:
     prefix ``check_``, so no example ever reaches the real topics)."""
     from kafkaio.admin import TopicAdmin
     from kafkaio.registry import SchemaRegistry
+    from kafkaio.roundtrip import round_trip_all
     from schemas.serde import AvroSerde
-
-    from .roundtrip import round_trip_all
 
     context: Context = ctx.obj
     settings = context.settings

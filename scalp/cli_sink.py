@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import Counter, defaultdict
 from typing import Any
 
 import click
@@ -103,90 +102,23 @@ def _run(context: Context, topics: list[str], until_idle: float | None) -> None:
 
 
 def _status(context: Context, topics: list[str]) -> None:
-    from confluent_kafka import Consumer, TopicPartition
-
-    from sinks.db import connect
+    from sinks.status import lag
 
     settings = context.settings
-    physical = [settings.kafka.topic(t) for t in topics]
-    with connect(settings.database) as conn:
-        rows = conn.execute(
-            "SELECT topic, partition, next_offset, updated_at FROM sink_offsets "
-            "WHERE group_id = %s AND topic = ANY(%s)",
-            (settings.sink.group_id, physical),
-        ).fetchall()
-    stored = {(t, p): (o, u) for t, p, o, u in rows}
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": "scalp-sink-status"})
     table = Table("topic", "partition", "stored next offset", "end offset", "lag", "last write")
-    total = 0
-    try:
-        meta = consumer.list_topics(timeout=10)
-        for name in physical:
-            if name not in meta.topics:
-                continue
-            for p in sorted(meta.topics[name].partitions):
-                _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-                offset, updated = stored.get((name, p), (0, None))
-                lag = max(0, high - offset)
-                total += lag
-                table.add_row(
-                    name,
-                    str(p),
-                    str(offset),
-                    str(high),
-                    str(lag),
-                    updated.isoformat(timespec="seconds") if updated else "-",
-                )
-    finally:
-        consumer.close()
+    rows = lag(settings.kafka, settings.database, settings.sink.group_id, topics)
+    for row in rows:
+        updated = row.updated.isoformat(timespec="seconds") if row.updated else "-"
+        table.add_row(row.topic, str(row.partition), str(row.stored), str(row.end), str(row.lag), updated)
     Console(width=160).print(table)
-    click.echo(f"group {settings.sink.group_id}: total lag {total}")
+    click.echo(f"group {settings.sink.group_id}: total lag {sum(r.lag for r in rows)}")
 
 
 def _dlq_report(context: Context, topics: list[str]) -> None:
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from sinks.status import dead_letters
 
-    settings = context.settings
-    consumer = Consumer(
-        {
-            **settings.kafka.client_config(),
-            "group.id": "scalp-dlq-report",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
+    counts = dead_letters(context.settings.kafka, context.catalog, topics)
     table = Table("dead-letter topic", "records", "reason (first 100 chars)", "count")
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    try:
-        meta = consumer.list_topics(timeout=10)
-        for topic in topics:
-            name = settings.kafka.topic(context.catalog[topic].dlq)
-            if name not in meta.topics:
-                continue
-            parts = []
-            for p in meta.topics[name].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-                if high > low:
-                    parts.append((p, low, high))
-            if not parts:
-                continue
-            consumer.assign([TopicPartition(name, p, low) for p, low, _ in parts])
-            remaining = {p: high for p, _, high in parts}
-            while remaining:
-                for msg in consumer.consume(500, timeout=2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            remaining.pop(msg.partition() or 0, None)
-                        continue
-                    headers = dict(msg.headers() or [])
-                    raw = headers.get("error") or b"?"
-                    reason = (raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw))[:100]
-                    counts[name][reason] += 1
-                    if (msg.offset() or 0) >= remaining.get(msg.partition() or 0, 0) - 1:
-                        remaining.pop(msg.partition() or 0, None)
-    finally:
-        consumer.close()
     for name, reasons in counts.items():
         first = True
         for reason, count in reasons.most_common():

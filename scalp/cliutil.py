@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from kafkaio.errors import ConfigError, ScalpError
+from kafkaio.errors import ScalpError, exit_code
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,10 +26,8 @@ def guarded(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
-            fail(str(exc), 2)
         except ScalpError as exc:
-            fail(str(exc), 1)
+            fail(str(exc), exit_code(exc))
         except KeyboardInterrupt:
             fail("interrupted", 1)
         return None

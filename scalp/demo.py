@@ -102,46 +102,14 @@ def has_day(kafka: Any, day: str) -> bool:
     """Whether market_trades already holds events of ``day``'s window (a re-run ingests nothing twice)."""
     import datetime as dt
 
-    from confluent_kafka import Consumer, TopicPartition
-
+    from kafkaio.reader import RangeReader
     from streams.core.sessions import et_ns
 
     date = dt.date.fromisoformat(day)
     start = et_ns(date, *map(int, WINDOW[0].split(":")))
     end = et_ns(date, *map(int, WINDOW[1].split(":")))
-    topic = kafka.topic("market_trades")
-    consumer = Consumer({**kafka.client_config(), "group.id": "scalp-demo-probe", "enable.auto.commit": False})
-    try:
-        meta = consumer.list_topics(topic, timeout=30)
-        if topic not in meta.topics:
-            return False
-        for p in meta.topics[topic].partitions:
-            found = _offset_for_time(consumer, TopicPartition(topic, p, start // 1_000_000))
-            if found.offset < 0:
-                continue
-            consumer.assign([TopicPartition(topic, p, found.offset)])
-            msgs = consumer.consume(1, timeout=10)
-            if msgs and msgs[0].error() is None and msgs[0].timestamp()[1] * 1_000_000 < end:
-                return True
-        return False
-    finally:
-        consumer.close()
-
-
-def _offset_for_time(consumer: Any, tp: Any, timeout_s: float = 30.0) -> Any:
-    """offsets_for_times, retrying the transient errors of a topic created a moment ago."""
-    from confluent_kafka import KafkaError, KafkaException
-
-    transient = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return consumer.offsets_for_times([tp], timeout=timeout_s)[0]
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not (error.retriable() or error.code() in transient) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+    with RangeReader(kafka, "scalp-demo-probe") as reader:
+        return reader.holds(kafka.topic("market_trades"), start // 1_000_000, -(-end // 1_000_000))
 
 
 def run_demo(demo: Demo, say: Callable[[str], None], kafka: Any) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import fastavro
 import psycopg
 
+from kafkaio.errors import ScalpError
 from schemas.serde import wire_schema
 
 from .rows import TableSpec
@@ -40,7 +41,7 @@ _INT_ARRAY_PG = {"integer[]", "bigint[]", "smallint[]"}
 _TIMESTAMPTZ = "timestamp with time zone"
 
 
-class ColumnarError(Exception):
+class ColumnarError(ScalpError):
     """The fast path cannot write this batch; the caller writes it row by row."""
 
 

@@ -9,17 +9,20 @@ backoff; it never holds more than ``max_buffered_records``. SIGTERM flushes the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from kafkaio import clients, deadletter
 from kafkaio.errors import RetryableError, SerializationError
-from kafkaio.retry import Backoff
+from kafkaio.retry import Backoff, retry
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -30,6 +33,7 @@ from .rows import TableSpec
 from .settings import DatabaseSettings, SinkSettings
 from .writer import Batch, FencedError, Pending, PgWriter
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -76,16 +80,15 @@ class SinkWorker:
         self.batch_started = time.monotonic()
         self._stop = threading.Event()
         self._idle_reset = False  # set on assignment: idleness counts from when there is work to wait for
-        self._dlq = Producer({**kafka.client_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+        self._dlq = clients.producer(kafka, {"linger.ms": 5})
         self._dlq_failures: list[str] = []
         self._fast: dict[tuple[bytes, str], bool] = {}  # (5-byte header, topic) -> fast path?
-        self.consumer = Consumer(
-            {
-                **kafka.client_config(),
-                "group.id": settings.group_id,
-                "enable.auto.commit": False,
+        self.consumer = clients.consumer(
+            kafka,
+            settings.group_id,
+            earliest=True,
+            extra={
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "range",
                 "max.poll.interval.ms": 600_000,
                 "fetch.max.bytes": 52_428_800,
@@ -93,7 +96,7 @@ class SinkWorker:
                 "queued.min.messages": 200_000,
                 "session.timeout.ms": settings.session_timeout_ms,
                 **({"group.instance.id": settings.instance_id} if settings.instance_id else {}),
-            }
+            },
         )
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -142,17 +145,33 @@ class SinkWorker:
             self.writer.close()
             log.info("sink stopped: %d rows written", self.state.rows_written)
 
+    def _retry(
+        self, func: Callable[[], T], what: str, *, retry_on: tuple[type[BaseException], ...] = (RetryableError,),
+        on_retry: Callable[[], None] | None = None, stoppable: bool = True,
+    ) -> T:  # fmt: skip
+        """``func`` until it succeeds, on the sink's backoff; with ``stoppable``, a stop ends the wait and
+        re-raises the last error."""
+
+        def log_retry(attempt: int, delay: float, exc: BaseException) -> None:
+            self.state.last_error = str(exc)
+            if on_retry is not None:
+                on_retry()
+            log.warning("%s: %s; retrying in %.1fs (attempt %d)", what, exc, delay, attempt)
+
+        return retry(
+            func,
+            what=what,
+            deadline_s=None,
+            backoff=Backoff(self.settings.retry_base_s, self.settings.retry_cap_s),
+            retry_on=retry_on,
+            sleep=self._stop.wait if stoppable else time.sleep,
+            on_retry=log_retry,
+            stopped=self._stop.is_set if stoppable else None,
+        )
+
     def _wait_for_database(self) -> None:
-        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
-        while not self._stop.is_set():
-            try:
-                self.writer.connect()
-                return
-            except RetryableError as exc:
-                delay = backoff.next_delay()
-                self.state.last_error = str(exc)
-                log.warning("%s; retrying in %.1fs (attempt %d)", exc, delay, backoff.attempt)
-                self._stop.wait(delay)
+        with contextlib.suppress(RetryableError):  # raised only when stopped while waiting
+            self._retry(self.writer.connect, "connecting to the database")
 
     # --- messages --------------------------------------------------------------------------------
 
@@ -218,40 +237,25 @@ class SinkWorker:
             return self.serde.decode(value, topic)
         except RetryableError:
             pass
-        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
-        while True:
-            try:
-                return self.serde.decode(value, topic)
-            except RetryableError as exc:
-                delay = backoff.next_delay()
-                log.warning("%s; retrying in %.1fs", exc, delay)
-                self._stop.wait(delay)
+        return self._retry(lambda: self.serde.decode(value, topic), f"decoding {topic}", stoppable=False)
 
     def _spec(self, topic: str) -> TableSpec:
         spec = self.writer.specs.get(topic)
         if spec is not None:
             return spec
-        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
-        while True:
-            try:
-                return self.writer.spec(topic)
-            except (RetryableError, psycopg.OperationalError) as exc:
-                self.writer.close()
-                delay = backoff.next_delay()
-                log.warning("reading the columns of %s: %s; retrying in %.1fs", topic, exc, delay)
-                self._stop.wait(delay)
+        return self._retry(
+            lambda: self.writer.spec(topic),
+            f"reading the columns of {topic}",
+            retry_on=(RetryableError, psycopg.OperationalError),
+            on_retry=self.writer.close,
+            stoppable=False,
+        )
 
     def _dead_letter(self, msg: Message, reason: str) -> None:
         """Send the original bytes and headers to <topic>.dlq (flushed before the batch commits)."""
         physical, partition, offset = str(msg.topic()), msg.partition(), msg.offset()
         topic = self.physical[physical]
-        headers: list[tuple[str, str | bytes | None]] = [
-            *(msg.headers() or []),
-            ("error", reason.encode()),
-            ("source_topic", physical.encode()),
-            ("source_partition", str(partition).encode()),
-            ("source_offset", str(offset).encode()),
-        ]
+        headers = deadletter.headers(reason, physical, partition, offset, original=msg.headers() or ())
         log.warning("%s[%d]@%d to the dead-letter queue: %s", physical, partition, offset, reason)
 
         def failed(err: KafkaError | None, _msg: Message) -> None:
@@ -368,14 +372,7 @@ class SinkWorker:
     # --- rebalancing -----------------------------------------------------------------------------
 
     def _stored_with_retry(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        backoff = Backoff(self.settings.retry_base_s, self.settings.retry_cap_s)
-        while True:
-            try:
-                return self.writer.stored_offsets(partitions)
-            except RetryableError as exc:
-                delay = backoff.next_delay()
-                log.warning("%s; retrying in %.1fs", exc, delay)
-                time.sleep(delay)
+        return self._retry(lambda: self.writer.stored_offsets(partitions), "reading stored offsets", stoppable=False)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from kafkaio.errors import RetryableError
+from kafkaio.errors import RetryableError, ScalpError
 from schemas.catalog import Catalog
 
 from .columnar import ColumnarCodec, ColumnarError
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 DAY_NS = 86_400 * 1_000_000_000
 
 
-class FencedError(Exception):
+class FencedError(ScalpError):
     """The stored offsets of these partitions moved (another worker took them over, or this worker's own
     commit went through although its acknowledgement was lost): drop what we hold for them and re-read."""
 

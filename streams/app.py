@@ -32,7 +32,6 @@ fetched from the registry in an executor thread. A record that cannot be decoded
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -47,6 +46,9 @@ import faust
 import orjson
 from faust.types import TP
 
+from kafkaio import clients, deadletter
+from kafkaio.collector import CollectorTuning
+from kafkaio.reader import RangeReader
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -157,8 +159,7 @@ class Streams:
         self.generation = 0
         self.handled_rebalances = 0  # Faust's rebalancing_count when our revocation handler last ran
         self.owned: set[tuple[str, int]] = set()  # partitions known to be assigned (refreshed on a miss)
-        self.frozen = False  # gc.freeze() done (at the first assignment)
-        self.last_full_gc = 0.0  # monotonic time of the last timed full collection (settings.gc_full_interval_s)
+        self.collector = CollectorTuning(settings.gc_thresholds, settings.gc_full_interval_s)  # frozen at assignment
         self.stall_reported = 0.0  # monotonic time of the last "no input for N s" warning
         self.taking = False  # a fetch of market records is being taken (its handler is waiting on a send)
         for topic in (*OUTPUT_TOPICS, "market_trades", "market_quotes", "trade_ledger", "orders"):
@@ -173,7 +174,7 @@ class Streams:
             f"{k.topic_prefix}{s.app_id}",
             fetch_max_wait_ms=s.fetch_max_wait_ms,
             prefetch_backoff_ms=s.prefetch_backoff_ms,
-            broker=f"kafka://{k.bootstrap_servers}",
+            broker=clients.faust_broker(k),
             store="memory://",
             key_serializer="raw",
             value_serializer="raw",
@@ -230,15 +231,11 @@ class Streams:
         # this worker holds every market partition
         self.assigned_at = time.monotonic()
         self.owned = set()  # read again from the consumer when next needed
-        if not self.frozen:
-            # what exists by the first assignment (modules, the exchange calendar, Faust's services and
-            # clients) lives as long as the worker: out of the collector's reach, a full collection scans only
-            # what the stream allocates (it scanned the whole heap: 130-140 ms pauses every few seconds at
-            # 10k events/s, the tail of the input-to-feature latency)
-            gc.freeze()
-            gc.set_threshold(*self.settings.gc_thresholds)
-            self.last_full_gc = time.monotonic()
-            self.frozen = True
+        # what exists by the first assignment (modules, the exchange calendar, Faust's services and clients)
+        # lives as long as the worker: out of the collector's reach, a full collection scans only what the
+        # stream allocates (it scanned the whole heap: 130-140 ms pauses every few seconds at 10k events/s,
+        # the tail of the input-to-feature latency)
+        self.collector.freeze()
         self.stats.last_activity = max(self.stats.last_activity, self.assigned_at)
         assigned = args[0] if args else kwargs.get("assigned")
         market = sorted(tp for tp in assigned or () if self._is_market(tp))
@@ -400,12 +397,11 @@ class Streams:
         return await loop.run_in_executor(None, self._committed_or_earliest, topic, partition)
 
     def _committed_or_earliest(self, topic: str, partition: int) -> int:
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import TopicPartition
 
         with self._offsets_lock:  # executor threads: a warm-up at the assignment, then the real lookups
             if self._offsets_client is None:
-                config = {**self.kafka.client_config(), "group.id": self.app.conf.id, "enable.auto.commit": False}
-                self._offsets_client = Consumer(config)
+                self._offsets_client = clients.consumer(self.kafka, self.app.conf.id)
             client = self._offsets_client
             committed = client.committed([TopicPartition(topic, partition)], timeout=30)[0].offset
             earliest, _ = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
@@ -571,11 +567,7 @@ class Streams:
                     await self._checkpoint()
         if self.dirty and now - self.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
             await self._checkpoint()
-        full_gc_s = self.settings.gc_full_interval_s
-        if self.frozen and full_gc_s and now - self.last_full_gc >= full_gc_s:
-            self.last_full_gc = now
-            collected = gc.collect()
-            log.debug("full garbage collection: %d objects in %.1f ms", collected, (time.monotonic() - now) * 1e3)
+        self.collector.maybe_collect()
         if self.app.in_recovery or (
             self.stats.started is None and not self.app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
         ):
@@ -721,26 +713,8 @@ class Streams:
     def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, bytes | None, bytes]]:
         """Records ``start`` <= offset < ``end`` of one partition, read with a consumer of its own (executor
         thread). Offsets that are not in the log (compaction, retention) are logged and left out."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        config = {**self.kafka.client_config(), "group.id": f"{self.app.conf.id}-range", "enable.auto.commit": False}
-        consumer = Consumer(config)
-        out: list[tuple[int, bytes | None, bytes]] = []
-        try:
-            consumer.assign([TopicPartition(topic, partition, start)])
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                msg = consumer.poll(1.0)
-                if msg is None or msg.error() is not None:
-                    continue
-                offset = msg.offset() or 0
-                if offset >= end:
-                    break
-                out.append((offset, msg.key(), msg.value() or b""))
-                if offset == end - 1:
-                    break
-        finally:
-            consumer.close()
+        with RangeReader(self.kafka, f"{self.app.conf.id}-range", timeout_s=60) as reader:
+            out = [(r.offset, r.key, r.value or b"") for r in reader.read(topic, {partition: (start, end)})]
         if len(out) != end - start:
             log.warning("%s[%d]: %d of the %d records %d..%d read", topic, partition, len(out), end - start, start,
                         end - 1)  # fmt: skip
@@ -789,14 +763,9 @@ class Streams:
     async def _dead_letter(
         self, topic: str, source: tuple[str, int, int], key: bytes | None, value: bytes | None, exc: Exception
     ) -> None:
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = deadletter.reason_of(exc)
         name, partition, offset = source
         log.error("%s[%d]@%d: %s (to the dead-letter queue)", name, partition, offset, reason)
         self.stats.dead_letters += 1
-        headers = [
-            ("error", reason.encode()),
-            ("source_topic", name.encode()),
-            ("source_partition", str(partition).encode()),
-            ("source_offset", str(offset).encode()),
-        ]
+        headers = deadletter.headers(reason, name, partition, offset)
         await self.dlq[topic].send(key=key, value=value, headers=headers)

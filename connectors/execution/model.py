@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kafkaio.errors import ScalpError
+
 NS = 1_000_000_000
 TAG = re.compile(r"^[A-Za-z0-9-]{1,255}$")
 TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "previewed"})
@@ -29,7 +31,7 @@ SIDES = {
 LONG_SIDES = frozenset({"buy", "buy_to_open"})
 
 
-class InvalidIntent(ValueError):
+class InvalidIntent(ScalpError, ValueError):
     """The intent cannot become an order; the message is the reason recorded with the rejection."""
 
 
@@ -178,7 +180,7 @@ class Submitted:
     acked_ns: int | None = None  # when the broker acknowledged it (same clock as sent_ns)
 
 
-class BrokerRejected(Exception):
+class BrokerRejected(ScalpError):
     """The broker refused the order outright; ``reason`` is its text."""
 
     def __init__(self, reason: str, ts: int) -> None:

@@ -30,8 +30,11 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from connectors.paper.broker import PaperBroker, PaperPort
+from kafkaio import clients
+from kafkaio.deadletter import reason_of
 from kafkaio.producer import AvroProducer
 from kafkaio.reader import read_topic
+from kafkaio.retry import Backoff
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
 from streams.core.sessions import Calendar
@@ -111,16 +114,7 @@ def _assign_all(consumer: Consumer, physical: str) -> list[TopicPartition]:
 
 
 def _consumer(kafka: KafkaSettings, name: str) -> Consumer:
-    return Consumer(
-        {
-            **kafka.client_config(),
-            "group.id": f"scalp-execute-{name}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            "log_level": 3,
-        }
-    )
+    return clients.consumer(kafka, f"scalp-execute-{name}", eof=True, earliest=True, quiet=True)
 
 
 class CaughtUp:
@@ -173,9 +167,8 @@ class RunResult:
 def _dead_letters(producer: AvroProducer, result: RunResult) -> Callable[[str, Any, Exception], None]:
     def dead(topic: str, msg: Any, exc: Exception) -> None:
         result.dead_letters += 1
-        headers = [("source_partition", str(msg.partition()).encode()), ("source_offset", str(msg.offset()).encode())]
-        reason = f"{type(exc).__name__}: {exc}"
-        producer.produce_dlq(topic, msg.value(), reason, msg.key(), msg.timestamp()[1], headers)
+        source = (msg.partition(), msg.offset())
+        producer.produce_dlq(topic, msg.value(), reason_of(exc), msg.key(), msg.timestamp()[1], source=source)
 
     return dead
 
@@ -440,7 +433,8 @@ class TradierPort:
         from connectors.tradier.rest import AmbiguousSubmit, TradierError, TradierRejected
 
         form = order_form(plan, self.preview)
-        for attempt in range(4):
+        backoff = Backoff(base_s=0.5, cap_s=4.0)
+        for _ in range(4):
             sent = time.time_ns()  # a measurement of our own latency, not an event time
             try:
                 order = self.client.submit(form)
@@ -448,7 +442,7 @@ class TradierPort:
                 raise BrokerRejected(str(exc), self._ts(ts)) from None
             except AmbiguousSubmit as exc:
                 log.warning("order %s: %s; looking its tag up before sending again", plan.order_id, exc)
-                time.sleep(0.5 * (attempt + 1))
+                time.sleep(backoff.next_delay())
                 found = next((o for o in self.client.orders() if str(o.get("tag")) == plan.tag), None)
                 if found is not None:
                     return Submitted(str(found["id"]), self._ts(ts))

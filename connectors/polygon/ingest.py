@@ -12,7 +12,6 @@ and recorded in ``ingest_gaps`` (status ``unrepaired`` with the error if REST co
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from kafkaio.collector import CollectorTuning
 from kafkaio.errors import ConfigError, RetryableError, SerializationError
 from kafkaio.producer import AvroProducer
 from kafkaio.retry import Backoff, retry
@@ -128,7 +128,7 @@ class IngestPipeline:
             else None
         )
         self._stopping = threading.Event()
-        self._full_gc_at: float | None = None  # monotonic time of the next full collection (tune_gc)
+        self.collector = CollectorTuning(settings.gc_thresholds, settings.gc_full_interval_s)  # tune_gc()
         self._warned: set[str] = set()
         self._direct_routes: dict[str, _Direct] = {}  # made on the first frame (registers the schemas)
         self._gap_thresholds = {
@@ -156,10 +156,7 @@ class IngestPipeline:
         start: what exists now (modules, clients, the warm-start index) is frozen out of the collector's reach
         and its thresholds are raised (``settings.gc_thresholds``); the run loop makes a full collection every
         ``settings.gc_full_interval_s``."""
-        gc.freeze()
-        gc.set_threshold(*self.settings.gc_thresholds)
-        if self.settings.gc_full_interval_s:
-            self._full_gc_at = time.monotonic() + self.settings.gc_full_interval_s
+        self.collector.freeze()
 
     def request_stop(self) -> None:
         """Stop reading; the queue is drained and the producer flushed before run() returns."""
@@ -192,9 +189,7 @@ class IngestPipeline:
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + report_every_s
                     self._report()
-                if self._full_gc_at is not None and time.monotonic() >= self._full_gc_at:
-                    self._full_gc_at = time.monotonic() + self.settings.gc_full_interval_s
-                    log.debug("full garbage collection: %d objects", gc.collect())
+                self.collector.maybe_collect()
         finally:
             if self.stream.session_ended or self._stopping.is_set():
                 log.info("flushing the producer")

@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from kafkaio.errors import ScalpError
 from kafkaio.retry import Backoff
 
 from .settings import TradierSettings
@@ -25,7 +26,7 @@ from .settings import TradierSettings
 log = logging.getLogger("scalp.tradier")
 
 
-class TradierError(Exception):
+class TradierError(ScalpError):
     """A Tradier request failed for good (the message never holds the token)."""
 
 

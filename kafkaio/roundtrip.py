@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
-from kafkaio.errors import FatalError
-from kafkaio.producer import AvroProducer
-from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.examples import example_record
 from schemas.serde import AvroSerde
+
+from .errors import FatalError
+from .producer import AvroProducer
+from .reader import RangeReader
+from .settings import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -35,17 +35,15 @@ def round_trip_all(
         producer.produce(topic, record)
     producer.flush(timeout_s)
     by_topic = {t: (p, o) for t, p, o in producer.delivered}
-    consumer = Consumer({**kafka.client_config(), "group.id": "scalp-roundtrip", "enable.auto.commit": False})
     results: list[RoundTrip] = []
-    try:
+    with RangeReader(kafka, "scalp-roundtrip", timeout_s) as reader:
         for spec in catalog:
             physical = kafka.topic(spec.name)
             partition, offset = by_topic[physical]
-            consumer.assign([TopicPartition(physical, partition, offset)])
-            msg = consumer.poll(timeout_s)
-            if msg is None or msg.error() is not None:
+            msg = reader.first(physical, partition, offset, timeout_s)
+            if msg is None or msg.offset != offset:
                 raise FatalError(f"{physical}[{partition}]@{offset}: could not read back the record")
-            value = msg.value()
+            value = msg.value
             if value is None:
                 raise FatalError(f"{physical}[{partition}]@{offset}: empty value")
             decoded: dict[str, Any] = serde.decode(value, spec.name)
@@ -55,11 +53,9 @@ def round_trip_all(
                     partition,
                     offset,
                     serde.schema_id(value, spec.name),
-                    (msg.key() or b"").decode(),
+                    (msg.key or b"").decode(),
                     len(value),
                     decoded == records[spec.name],
                 )
             )
-    finally:
-        consumer.close()
     return results

@@ -1,0 +1,45 @@
+"""Dead letters: the original bytes of a record that cannot be taken, sent to ``<topic>.dlq``.
+
+The headers name why and where it came from: ``error`` (the reason), ``source_topic`` (physical name),
+and, for a record read from Kafka, ``source_partition`` and ``source_offset``. Headers the original
+message carried come first; any extra headers (a connection id, say) last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+Headers = list[tuple[str, Any]]
+
+
+def headers(
+    reason: str,
+    source_topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+    *,
+    original: Any = (),
+    extra: Sequence[tuple[str, bytes]] = (),
+) -> Headers:
+    """The headers of a dead letter (see the module docstring)."""
+    out: Headers = [*original, ("error", reason.encode()), ("source_topic", source_topic.encode())]
+    if partition is not None:
+        out.append(("source_partition", str(partition).encode()))
+    if offset is not None:
+        out.append(("source_offset", str(offset).encode()))
+    out.extend(extra)
+    return out
+
+
+def reason_of(exc: BaseException) -> str:
+    """The ``error`` header of a record that raised ``exc``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def header(message_headers: Sequence[tuple[str, Any]] | None, name: str) -> str | None:
+    """A header of a dead letter as text (None when absent)."""
+    for key, value in message_headers or ():
+        if key == name:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return None
