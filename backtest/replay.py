@@ -19,10 +19,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from connectors.execution.audit import NullAudit
-from connectors.execution.router import Router
-from connectors.execution.tracker import Accountant, FeeSchedule
-from connectors.paper.broker import PaperBroker, PaperPort, PaperSettings
+from execution.audit import NullAudit
+from execution.paper import PaperBroker, PaperPort, PaperSettings
+from execution.router import Router
+from execution.tracker import Accountant, FeeSchedule
 from kafkaio.errors import ConfigError
 from streams.core.pipeline import CoreParts, StrategyCore
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from backtest.replay import replay
 from backtest.sources import RANK
-from connectors.execution.tracker import FeeSchedule
-from connectors.paper.broker import PaperSettings
+from execution.paper import PaperSettings
+from execution.tracker import FeeSchedule
 from streams.core.digests import Digests
 from streams.core.pipeline import CoreParts
 from streams.core.policy import load_policy

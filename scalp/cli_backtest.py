@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from .cli_research import _range, _runs, _with, replay_options, replay_with_progress
-from .cliutil import guarded
+from .cli_research import replay_options, replay_with_progress
+from .cliutil import guarded, range_options, runs_option, with_options
 from .context import Context
 
 
@@ -26,10 +26,10 @@ def _load_extras(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | Non
 
 
 @click.command()
-@_with(_range)
-@_with(replay_options("backtest"))
+@with_options(range_options)
+@with_options(replay_options("backtest"))
 @click.option("--csv", "also_csv", is_flag=True, help="Also write dataset.csv.")
-@_runs
+@runs_option
 @click.pass_context
 def backtest(
     ctx: click.Context,
@@ -56,8 +56,7 @@ def backtest(
     def run() -> None:
         from backtest.drift import KEYS
         from backtest.report import write_report
-
-        from .research import (
+        from backtest.workflow import (
             drift_run,
             export_run,
             label_signals,
@@ -68,7 +67,7 @@ def backtest(
         )
 
         context: Context = ctx.obj
-        policy = load_policy_file(context, policy_path)
+        policy = load_policy_file(context.research(), policy_path)
         done = replay_with_progress(
             context, "backtest", from_, to, source, run_id, overwrite, policy_path, feedback, out
         )
@@ -78,7 +77,7 @@ def backtest(
         quotes = (r for topic, r in done.market if topic == "market_quotes")
         end = done.meta["to_ns"]
         until = end if end is not None else 1 << 62  # without --to the read went to the end of the topics
-        labels = label_signals(context, signals, policy, rid, source, quotes, until) if signals else []
+        labels = label_signals(context.research(), signals, policy, rid, source, quotes, until) if signals else []
         write_labels(done.path, labels)
         click.echo(f"labels: {label_summary(labels, len(signals))}")
         exported = export_run(done.path, also_csv)
@@ -87,7 +86,7 @@ def backtest(
             if exported
             else "export: no signals with features; no dataset"
         )
-        live = live_records(context, done.meta, (*KEYS, "fills"))
+        live = live_records(context.research(), done.meta, (*KEYS, "fills"))
         drift = None
         if any(live[t] for t in KEYS):
             report = drift_run(done.path, {t: live[t] for t in KEYS}, done.outputs)
@@ -121,7 +120,7 @@ def backtest(
 
 @click.command()
 @click.option("--run", "run_id", required=True, help="The run whose report to (re)build.")
-@_runs
+@runs_option
 @click.pass_context
 def report(ctx: click.Context, run_id: str, out: Path) -> None:
     """Rebuild <out>/<run>/report/index.html from the run's files (no services needed)."""

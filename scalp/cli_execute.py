@@ -49,9 +49,9 @@ def execute(ctx: click.Context, broker: str, preview: bool, until_idle: float | 
     """
 
     def run() -> None:
-        from connectors.execution.audit import AuditWriter
         from connectors.execution.run import RunResult, run_paper, run_tradier, spill_path
         from kafkaio.admin import TopicAdmin
+        from sinks.audit import AuditWriter
         from sinks.db import connect
         from sinks.migrate import migrate
 

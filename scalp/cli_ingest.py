@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-import signal
 import sys
 import time
 from typing import Any
@@ -17,12 +16,11 @@ from pydantic import SecretStr
 from connectors.polygon.settings import PolygonSettings
 from kafkaio.errors import ConfigError
 
-from .cliutil import guarded
+from .cliutil import guarded, parse_time
 from .context import Context
 
 log = logging.getLogger("scalp.ingest")
 ET = ZoneInfo("America/New_York")
-SIMULATED_LATENCY_NS = 2_000_000  # synthetic sessions: ts_ingest = event time + 2 ms (simulated clock)
 
 
 def _symbols(value: str) -> list[str]:
@@ -43,52 +41,19 @@ def _run_pipeline(
     simulated: bool,
     window: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """``window`` (ns): warm start from every record of that event-time window already in Kafka (a
-    synthetic session run again publishes nothing twice) instead of the newest records."""
-    from connectors.polygon.ingest import IngestClock, IngestPipeline
-    from kafkaio.admin import TopicAdmin
-    from kafkaio.producer import AvroProducer
-    from kafkaio.reader import read_topic
+    from connectors.polygon.run import run_ingest
 
     settings = context.settings
-    admin = TopicAdmin(settings.kafka, context.catalog)
-    admin.create_all()
-    if window is not None:
-        topics = ["market_trades", "market_quotes", "bars_1m", "ingest_gaps"] + (["options_chain"] if options else [])
-        admin.check_kept(topics, window[0], time.time_ns(), "the session")
-    producer = AvroProducer(settings.kafka, context.serde)
-    clock = IngestClock(SIMULATED_LATENCY_NS if simulated else None)
-    pipeline = IngestPipeline(polygon, symbols, producer, options=options, clock=clock, options_as_of=simulated)
-    if window is not None:
-        start_ns, end_ns = window
-        in_window = (
-            (topic, record)
-            for topic in ("market_trades", "market_quotes", "bars_1m")
-            for record in read_topic(settings.kafka, context.serde, topic, from_ms=start_ns // 1_000_000)
-            if record["ts"] < end_ns
-        )
-        seeded = pipeline.warm_start(in_window)
-        log.info("warm start: %d records of the session window read back from Kafka", seeded)
-    elif polygon.warm_start_events:
-        history = (
-            (topic, record)
-            for topic in ("market_trades", "market_quotes", "bars_1m")
-            for record in read_topic(settings.kafka, context.serde, topic, tail=polygon.warm_start_events)
-        )
-        seeded = pipeline.warm_start(history)
-        log.info("warm start: %d recent records read back from Kafka", seeded)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        pipeline.request_stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    pipeline.tune_gc()
-    try:
-        stats = pipeline.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    stats = run_ingest(
+        settings.kafka,
+        context.serde,
+        context.catalog,
+        polygon,
+        symbols,
+        options=options,
+        simulated=simulated,
+        window=window,
+    )
     return {
         "events": stats.events,
         "published": stats.published,
@@ -215,20 +180,6 @@ def ingest_synthetic(
     guarded(run)()
 
 
-def _parse_time(value: str, option: str) -> int:
-    """ISO datetime (offset required unless a bare date) -> UTC ns; a bare date is 00:00 US/Eastern."""
-    try:
-        if len(value) == 10:
-            day = dt.date.fromisoformat(value)
-            return int(dt.datetime(day.year, day.month, day.day, tzinfo=ET).timestamp()) * 1_000_000_000
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{option}: not an ISO date or datetime: {value!r}") from None
-    if moment.tzinfo is None:
-        raise ConfigError(f"{option}: give a UTC offset (e.g. {value}-05:00 or {value}Z)")
-    return int(moment.timestamp() * 1_000_000) * 1_000
-
-
 @click.command()
 @click.option("--symbols", required=True, help="Comma-separated tickers.")
 @click.option("--from", "from_", required=True, help="Start (inclusive): YYYY-MM-DD (00:00 ET) or ISO datetime.")
@@ -248,7 +199,7 @@ def backfill(ctx: click.Context, symbols: str, from_: str, to: str, kinds: str) 
         from kafkaio.admin import TopicAdmin
         from kafkaio.producer import AvroProducer
 
-        from_ns, to_ns = _parse_time(from_, "--from"), _parse_time(to, "--to")
+        from_ns, to_ns = parse_time(from_, "--from"), parse_time(to, "--to")
         if to_ns <= from_ns:
             raise ConfigError("--to must be after --from")
         wanted = [k.strip() for k in kinds.split(",") if k.strip()]

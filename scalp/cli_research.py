@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from backtest.workflow import iso
 from kafkaio.errors import ConfigError
 
-from .cli_ingest import _parse_time
-from .cliutil import guarded
+from .cliutil import guarded, parse_time, range_options, runs_option, with_options
 from .context import Context
-from .research import iso
 
 log = logging.getLogger("scalp.research")
-F = TypeVar("F", bound=Callable[..., Any])
-_range = [
-    click.option("--from", "from_", default=None, help="Start (inclusive): YYYY-MM-DD (00:00 ET) or ISO datetime."),
-    click.option("--to", default=None, help="End (exclusive); default: everything after --from."),
-]
-_runs = click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Directory of runs."
-)
-
-
-def _with(options: list[Any]) -> Callable[[F], F]:
-    def wrap(func: F) -> F:
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return wrap
 
 
 def replay_options(name: str) -> list[Any]:
@@ -69,13 +50,13 @@ def replay_with_progress(
 ) -> Any:
     """The replay step of `scalp replay` and `scalp backtest`: the run id (default
     ``<kind>-<from>-<to>-<policy digest>``), progress bars for the read and the replay, and the line saying
-    a range held no market data. Returns :class:`scalp.research.ReplayDone`."""
+    a range held no market data. Returns :class:`backtest.workflow.ReplayDone`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .research import load_policy_file, run_replay
+    from backtest.workflow import load_policy_file, run_replay
 
     start, end = _bounds(from_, to)
-    policy = load_policy_file(context, policy_path)
+    policy = load_policy_file(context.research(), policy_path)
     rid = run_id or "-".join(
         [kind, (from_ or "all").replace(":", ""), (to or "end").replace(":", ""), policy.digest[:8]]
     )
@@ -89,7 +70,7 @@ def replay_with_progress(
             progress.update(replay_task, completed=n, total=total, visible=True)
 
         done = run_replay(
-            context,
+            context.research(),
             start=start,
             end=end,
             source=source,
@@ -107,17 +88,17 @@ def replay_with_progress(
 
 
 def _bounds(from_: str | None, to: str | None) -> tuple[int | None, int | None]:
-    start = _parse_time(from_, "--from") if from_ else None
-    end = _parse_time(to, "--to") if to else None
+    start = parse_time(from_, "--from") if from_ else None
+    end = parse_time(to, "--to") if to else None
     if start is not None and end is not None and end <= start:
         raise ConfigError("--to must be after --from")
     return start, end
 
 
 @click.command()
-@_with(_range)
-@_with(replay_options("replay"))
-@_runs
+@with_options(range_options)
+@with_options(replay_options("replay"))
+@runs_option
 @click.pass_context
 def replay(
     ctx: click.Context,
@@ -148,7 +129,7 @@ def replay(
 @click.command()
 @click.option("--run", "run_id", required=True, help="The replay run to compare with the live topics.")
 @click.option("--fail-on-drift", is_flag=True, help="Exit 1 when anything differs (for CI).")
-@_runs
+@runs_option
 @click.pass_context
 def drift(ctx: click.Context, run_id: str, fail_on_drift: bool, out: Path) -> None:
     """Compare a replay with the live features, signals, risk decisions and orders, record by record.
@@ -164,13 +145,12 @@ def drift(ctx: click.Context, run_id: str, fail_on_drift: bool, out: Path) -> No
 
         from backtest.drift import KEYS
         from backtest.replay import read_run
-
-        from .research import drift_run, live_records
+        from backtest.workflow import drift_run, live_records
 
         context: Context = ctx.obj
         path = out / run_id
         meta, outputs = read_run(path)
-        report = drift_run(path, live_records(context, meta, tuple(KEYS)), outputs)
+        report = drift_run(path, live_records(context.research(), meta, tuple(KEYS)), outputs)
         console = Console(width=120)
         table = Table(title=f"drift: live vs run {run_id}")
         for col in ("topic", "matched", "differing", "missing", "extra", "first difference"):
@@ -205,9 +185,9 @@ def drift(ctx: click.Context, run_id: str, fail_on_drift: bool, out: Path) -> No
 @click.option("--tp-ticks", type=click.IntRange(1), default=None, help="Take-profit in ticks (with --sl-ticks).")
 @click.option("--sl-ticks", type=click.IntRange(1), default=None, help="Stop in ticks (with --tp-ticks).")
 @click.option("--tick-size", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
-@_with(_range)
+@with_options(range_options)
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), default=None, help="Session policy file.")
-@_runs
+@runs_option
 @click.pass_context
 def labels(
     ctx: click.Context,
@@ -230,15 +210,14 @@ def labels(
 
     def run() -> None:
         from backtest.replay import read_run
+        from backtest.workflow import label_signals, label_summary, load_policy_file, read_market, write_labels
         from streams.core.labels import TickRule
-
-        from .research import label_signals, label_summary, load_policy_file, read_market, write_labels
 
         if (tp_ticks is None) != (sl_ticks is None):
             raise ConfigError("give both --tp-ticks and --sl-ticks, or neither (the policy's R levels)")
         ticks = TickRule(tp_ticks, sl_ticks, tick_size) if tp_ticks is not None and sl_ticks is not None else None
         context: Context = ctx.obj
-        policy = load_policy_file(context, policy_path)
+        policy = load_policy_file(context.research(), policy_path)
         start, end = _bounds(from_, to)
         source = "kafka"
         if run_id is not None:
@@ -246,11 +225,11 @@ def labels(
             signals = outputs.get("signals", [])
             source = meta.get("source", "kafka")
         else:
-            signals = [r for _, r in read_market(context, "kafka", start, end, ("signals",)).records]
+            signals = [r for _, r in read_market(context.research(), "kafka", start, end, ("signals",)).records]
         if not signals:
             click.echo("labels: no signals in the range; nothing to label")
             return
-        rows = label_signals(context, signals, policy, run_id, source, ticks=ticks)
+        rows = label_signals(context.research(), signals, policy, run_id, source, ticks=ticks)
         if run_id is not None:
             write_labels(out / run_id, rows)
         click.echo(f"labels: {label_summary(rows, len(signals))}")
@@ -260,11 +239,11 @@ def labels(
 
 @click.command()
 @click.option("--run", "run_id", default=None, help="The replay run to export (labels: `scalp labels --run` first).")
-@_with(_range)
+@with_options(range_options)
 @click.option("--name", default=None, help="Live export: directory under --out (default: live-<from>-<to>).")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), help="Live export: label levels from it.")
 @click.option("--csv", "also_csv", is_flag=True, help="Also write dataset.csv.")
-@_runs
+@runs_option
 @click.pass_context
 def export(
     ctx: click.Context,
@@ -285,7 +264,7 @@ def export(
     """
 
     def run() -> None:
-        from .research import export_live, export_run, load_policy_file
+        from backtest.workflow import export_live, export_run, load_policy_file
 
         context: Context = ctx.obj
         if run_id is not None:
@@ -298,7 +277,9 @@ def export(
             if start is None:
                 raise ConfigError("give --run R, or --from (and --to) for a live export")
             path = out / (name or "-".join(["live", str(from_).replace(":", ""), (to or "end").replace(":", "")]))
-            done = export_live(context, start, end, load_policy_file(context, policy_path), path, also_csv)
+            done = export_live(
+                context.research(), start, end, load_policy_file(context.research(), policy_path), path, also_csv
+            )
         if done is None:
             click.echo(
                 f"export: no signals with features in {'run ' + run_id if run_id else 'the range'}; nothing written"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from typing import Any
 
@@ -56,7 +55,8 @@ def sink(ctx: click.Context, topic_spec: str, status: bool, dlq_report: bool, un
 
 def _run(context: Context, topics: list[str], until_idle: float | None) -> None:
     from kafkaio.admin import TopicAdmin
-    from sinks.metrics import serve
+    from kafkaio.lifecycle import stop_on_signals
+    from kafkaio.metrics import serve
     from sinks.worker import SinkWorker
 
     settings = context.settings
@@ -76,21 +76,15 @@ def _run(context: Context, topics: list[str], until_idle: float | None) -> None:
         return not state.paused, detail
 
     server = (
-        serve(worker.metrics, health, settings.sink.http_host, settings.sink.http_port)
+        serve(worker.metrics.registry, health, settings.sink.http_host, settings.sink.http_port, "sink")
         if settings.sink.http_port
         else None
     )
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s: flushing and leaving the group", signal.Signals(signum).name)
-        worker.stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        worker.run(idle_exit_s=until_idle)
+        with stop_on_signals(worker.stop, "sink"):  # flushes the batch and leaves the group
+            worker.run(idle_exit_s=until_idle)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if server is not None:
             server.shutdown()
     state = worker.state

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
 import click
-
-from kafkaio.errors import ConfigError
 
 from .cliutil import guarded
 from .context import Context
@@ -44,21 +41,14 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
     """
 
     def run() -> None:
-        import faust
-
-        from kafkaio.admin import TopicAdmin
-        from streams.app import RESTART_ENV, Streams
         from streams.core.digests import Digests, source_commit
-        from streams.core.errors import PolicyError
         from streams.core.pipeline import CoreParts
         from streams.core.policy import load_policy
+        from streams.service import restart_if_asked, run_worker
 
         context: Context = ctx.obj
         settings = context.settings
-        try:
-            policy = load_policy(policy_path or settings.streams.policy_file)
-        except PolicyError as exc:
-            raise ConfigError(str(exc)) from None
+        policy = load_policy(policy_path or settings.streams.policy_file)  # PolicyError: exit 2
         digests = Digests(source_commit(), policy.digest, settings.digest())
         log.info(
             "policy %s (digest %s), settings digest %s, source %s",
@@ -67,34 +57,16 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
             digests.env_hash[:12],
             digests.source_commit,
         )
-        TopicAdmin(settings.kafka, context.catalog).create_all()
-        app = Streams(
+        app = run_worker(
             settings.kafka,
             settings.streams,
             context.serde,
             context.catalog,
             CoreParts.create(policy, digests),
             data_dir=settings.stack.state_dir / "faust",
+            until_idle=until_idle,
+            log_level=settings.logging.level,
         )
-        app.idle_exit_s = until_idle
-        server = None
-        if settings.streams.http_port:
-            from sinks.metrics import serve
-            from streams.metrics import StreamsMetrics
-
-            def health() -> tuple[bool, dict[str, object]]:
-                return True, {"status": "ok", "events": app.stats.events, "held": app.stage.held()}
-
-            server = serve(StreamsMetrics(app), health, settings.streams.http_host, settings.streams.http_port)  # type: ignore[arg-type]
-        worker = faust.Worker(app.app, loglevel=settings.logging.level, override_logging=False, quiet=True)
-        try:
-            worker.execute_from_commandline()
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                raise
-        finally:
-            if server is not None:
-                server.shutdown()
         stats = app.stats
         elapsed = stats.last_activity - stats.started if stats.started else 0.0
         rate = f" ({stats.events / elapsed:,.0f}/s)" if elapsed > 0 else ""
@@ -111,15 +83,6 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
             f"directly, {stats.seeks} seeks back), "
             f"{stats.risk_refetched} risk inputs read directly past a hole"
         )
-        if app.restart_reason is not None and app.restart_env is not None:
-            # a fresh process starts at the committed offsets (see Streams._out_of_sequence)
-            log.warning("starting again: %s", app.restart_reason)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.execve(  # noqa: S606 (the same interpreter and arguments, no shell)
-                sys.executable,
-                [sys.executable, "-m", "scalp.cli", *sys.argv[1:]],
-                {**os.environ, RESTART_ENV: app.restart_env},
-            )
+        restart_if_asked(app, [sys.executable, "-m", "scalp.cli", *sys.argv[1:]])
 
     guarded(run)()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
-from kafkaio.errors import ScalpError, exit_code
+from kafkaio.errors import ConfigError, ScalpError, exit_code
 
 F = TypeVar("F", bound=Callable[..., Any])
+ET = ZoneInfo("America/New_York")
 
 
 def fail(message: str, code: int) -> None:
@@ -33,3 +37,35 @@ def guarded(func: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def parse_time(value: str, option: str) -> int:
+    """ISO datetime (offset required unless a bare date) -> UTC ns; a bare date is 00:00 US/Eastern."""
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value)
+            return int(dt.datetime(day.year, day.month, day.day, tzinfo=ET).timestamp()) * 1_000_000_000
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option}: not an ISO date or datetime: {value!r}") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"{option}: give a UTC offset (e.g. {value}-05:00 or {value}Z)")
+    return int(moment.timestamp() * 1_000_000) * 1_000
+
+
+range_options = [
+    click.option("--from", "from_", default=None, help="Start (inclusive): YYYY-MM-DD (00:00 ET) or ISO datetime."),
+    click.option("--to", default=None, help="End (exclusive); default: everything after --from."),
+]
+runs_option = click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Directory of runs."
+)
+
+
+def with_options(options: list[Any]) -> Callable[[F], F]:
+    def wrap(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return wrap

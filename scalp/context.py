@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from backtest.workflow import Research
 from kafkaio.registry import SchemaRegistry
 from schemas.catalog import Catalog, catalog
 from schemas.serde import AvroSerde
@@ -22,6 +23,13 @@ class Context:
         if self._serde is None:
             self._serde = AvroSerde(SchemaRegistry(self.settings.registry), self.settings.kafka, self.catalog)
         return self._serde
+
+    def research(self) -> Research:
+        """What the research workflow (backtest.workflow) needs of the settings."""
+        s = self.settings
+        return Research(
+            s.kafka, s.database, self.serde, s.streams.policy_file, s.execution.paper, s.execution.fees, s.digest()
+        )
 
     def secrets(self) -> list[str]:
         s = self.settings

@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from connectors.execution.settings import ExecutionSettings
 from connectors.polygon.settings import PolygonSettings
 from connectors.tradier.settings import TradierSettings
+from execution.settings import ExecutionSettings
 from kafkaio.errors import ConfigError
 from kafkaio.settings import KafkaSettings, RegistrySettings
 from sinks.settings import DatabaseSettings, SinkSettings

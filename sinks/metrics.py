@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class SinkMetrics:
@@ -38,31 +32,3 @@ class SinkMetrics:
         self.duplicates = Counter(
             "scalp_sink_duplicates_skipped", "Rows skipped by the natural-key guard", registry=self.registry
         )
-
-
-def serve(
-    metrics: SinkMetrics, health: Callable[[], tuple[bool, dict[str, Any]]], host: str, port: int
-) -> ThreadingHTTPServer:
-    """Serve /metrics (Prometheus text) and /healthz (JSON; 200 when healthy, 503 otherwise) in a thread."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/metrics"):
-                body, status, kind = generate_latest(metrics.registry), 200, "text/plain; version=0.0.4"
-            elif self.path.startswith("/healthz"):
-                ok, detail = health()
-                body, status, kind = json.dumps(detail).encode(), 200 if ok else 503, "application/json"
-            else:
-                body, status, kind = b"not found", 404, "text/plain"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="sink-http", daemon=True).start()
-    return server

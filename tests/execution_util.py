@@ -52,7 +52,7 @@ class TradierServer:
 def tradier_server(heartbeat_s: float = 60.0) -> Iterator[TradierServer]:
     token = f"tok-{uuid.uuid4().hex}"
     args = ["--token", token, "--account", ACCOUNT, "--heartbeat-s", str(heartbeat_s)]
-    with ready_server("connectors.tradier.server", args) as (_, (base_url, stream_url)):
+    with ready_server("tests.servers.tradier", args) as (_, (base_url, stream_url)):
         yield TradierServer(base_url, stream_url, token)
 
 

@@ -19,7 +19,6 @@ import heapq
 import itertools
 import logging
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,21 +28,19 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from connectors.paper.broker import PaperBroker, PaperPort
+from execution.paper import PaperBroker, PaperPort
+from execution.router import Router
+from execution.settings import ExecutionSettings
+from execution.tracker import Accountant, FeeSchedule, payload_json
 from kafkaio import clients
 from kafkaio.deadletter import reason_of
+from kafkaio.lifecycle import stop_on_signals
 from kafkaio.producer import AvroProducer
 from kafkaio.reader import read_topic
-from kafkaio.retry import Backoff
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
+from sinks.audit import AuditWriter
 from streams.core.sessions import Calendar
-
-from .audit import AuditWriter
-from .model import BrokerRejected, OrderPlan, OrderUpdate, Submitted
-from .router import Router
-from .settings import ExecutionSettings
-from .tracker import Accountant, FeeSchedule, payload_json
 
 log = logging.getLogger("scalp.execution")
 NS = 1_000_000_000
@@ -173,13 +170,6 @@ def _dead_letters(producer: AvroProducer, result: RunResult) -> Callable[[str, A
     return dead
 
 
-class _Stopper:
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.event.set())
-
-
 def _session(calendar: Calendar, ts: int) -> str:
     where = calendar.at(ts)
     return "closed" if where is None else where[1]
@@ -217,7 +207,7 @@ def run_paper(
     released_to = 0
     interval = int(settings.snapshot_interval_s * NS)
     next_snapshot: int | None = None
-    stopper = _Stopper()
+    stopped = threading.Event()  # set by SIGTERM/SIGINT
     last_input = time.monotonic()
 
     def release(horizon: int) -> None:
@@ -239,25 +229,26 @@ def run_paper(
                 router.on_clock(ts, record["symbol"])
             released_to = max(released_to, ts)
 
-    while not stopper.event.is_set():
-        got = 0
-        intents = caught_up.observe(intents_c.consume(500, timeout=0.05))
-        for intent in _decode_all(serde, intents, "order_intents", dead):
-            heapq.heappush(heap, (intent["ts"], 0, next(seq), intent))
-            got += 1
-        for quote in _decode_all(serde, quotes_c.consume(5000, timeout=0.2), "market_quotes", dead):
-            heapq.heappush(heap, (quote["ts"], 1, next(seq), quote))
-            newest_quote = max(newest_quote, quote["ts"])
-            got += 1
-        if got:
-            last_input = time.monotonic()
-        if caught_up():
-            release(newest_quote - settings.quote_hold_ms * MS)
-        idle = time.monotonic() - last_input
-        if until_idle is not None and idle >= until_idle and caught_up():
-            break
-        if progress is not None:
-            progress(result)
+    with stop_on_signals(stopped.set, "execute"):
+        while not stopped.is_set():
+            got = 0
+            intents = caught_up.observe(intents_c.consume(500, timeout=0.05))
+            for intent in _decode_all(serde, intents, "order_intents", dead):
+                heapq.heappush(heap, (intent["ts"], 0, next(seq), intent))
+                got += 1
+            for quote in _decode_all(serde, quotes_c.consume(5000, timeout=0.2), "market_quotes", dead):
+                heapq.heappush(heap, (quote["ts"], 1, next(seq), quote))
+                newest_quote = max(newest_quote, quote["ts"])
+                got += 1
+            if got:
+                last_input = time.monotonic()
+            if caught_up():
+                release(newest_quote - settings.quote_hold_ms * MS)
+            idle = time.monotonic() - last_input
+            if until_idle is not None and idle >= until_idle and caught_up():
+                break
+            if progress is not None:
+                progress(result)
     release(1 << 62)  # the end of the input: everything left, in order
     if next_snapshot is not None and released_to:
         outputs("account_snapshot", broker.snapshot(released_to, _session(calendar, released_to)))
@@ -281,6 +272,7 @@ def run_tradier(
     until_idle: float | None,
     progress: Callable[[RunResult], None] | None = None,
 ) -> RunResult:
+    from connectors.tradier.broker import TradierPort, stream_update
     from connectors.tradier.parsing import account_snapshot, http_date_ns, order_form, order_update
     from connectors.tradier.rest import TradierClient, TradierError
     from connectors.tradier.stream import AccountStream
@@ -322,146 +314,68 @@ def run_tradier(
 
     dead = _dead_letters(producer, result)
 
-    stopper = _Stopper()
+    stopped = threading.Event()  # set by SIGTERM/SIGINT
     last_input = last_poll = time.monotonic()
     last_snapshot = float("-inf")  # one at start
     poll_now = True
     try:
-        while not stopper.event.is_set():
-            now = time.monotonic()  # the account first: the initial snapshot precedes any order
-            if now - last_snapshot >= settings.snapshot_interval_s:
-                try:
-                    balances = client.balances()
-                    positions = client.positions()
-                    snap_ts = clock()
-                    outputs(
-                        "account_snapshot",
-                        account_snapshot(client.account_id, balances, positions, snap_ts, _session(calendar, snap_ts)),
-                    )
-                except TradierError as exc:
-                    log.warning("account snapshot failed: %s", exc)
-                last_snapshot = now
-            intents = caught_up.observe(consumer.consume(100, timeout=0.1))
-            for intent in _decode_all(serde, intents, "order_intents", dead):
-                last_input = time.monotonic()
-                router.on_intent(intent, clock() or intent["ts"])
-            while True:
-                try:
-                    kind, event, why = events.get_nowait()
-                except queue.Empty:
+        with stop_on_signals(stopped.set, "execute"):
+            while not stopped.is_set():
+                now = time.monotonic()  # the account first: the initial snapshot precedes any order
+                if now - last_snapshot >= settings.snapshot_interval_s:
+                    try:
+                        balances = client.balances()
+                        positions = client.positions()
+                        snap_ts = clock()
+                        outputs(
+                            "account_snapshot",
+                            account_snapshot(
+                                client.account_id, balances, positions, snap_ts, _session(calendar, snap_ts)
+                            ),
+                        )
+                    except TradierError as exc:
+                        log.warning("account snapshot failed: %s", exc)
+                    last_snapshot = now
+                intents = caught_up.observe(consumer.consume(100, timeout=0.1))
+                for intent in _decode_all(serde, intents, "order_intents", dead):
+                    last_input = time.monotonic()
+                    router.on_intent(intent, clock() or intent["ts"])
+                while True:
+                    try:
+                        kind, event, why = events.get_nowait()
+                    except queue.Empty:
+                        break
+                    last_input = time.monotonic()
+                    if kind == "reconnected":
+                        poll_now = True
+                    elif kind == "bad":
+                        router.unknown(None, None, f"malformed account event: {why}", raw=str(event)[:500])
+                    else:
+                        stream_update(router, event, client, clock)
+                now = time.monotonic()
+                if router.open_trades() and (poll_now or now - last_poll >= settings.poll_interval_s):
+                    try:
+                        poll()
+                    except TradierError as exc:
+                        log.warning("order poll failed: %s", exc)
+                    last_poll, poll_now = now, False
+                if clock():
+                    router.on_clock(clock())
+                producer.poll(0)
+                if progress is not None:
+                    progress(result)
+                if (
+                    until_idle is not None
+                    and now - last_input >= until_idle
+                    and caught_up()
+                    and not router.open_trades()
+                ):
                     break
-                last_input = time.monotonic()
-                if kind == "reconnected":
-                    poll_now = True
-                elif kind == "bad":
-                    router.unknown(None, None, f"malformed account event: {why}", raw=str(event)[:500])
-                else:
-                    _stream_update(router, event, client, clock)
-            now = time.monotonic()
-            if router.open_trades() and (poll_now or now - last_poll >= settings.poll_interval_s):
-                try:
-                    poll()
-                except TradierError as exc:
-                    log.warning("order poll failed: %s", exc)
-                last_poll, poll_now = now, False
-            if clock():
-                router.on_clock(clock())
-            producer.poll(0)
-            if progress is not None:
-                progress(result)
-            if until_idle is not None and now - last_input >= until_idle and caught_up() and not router.open_trades():
-                break
     finally:
         stream.close()
         consumer.close()
         producer.flush()
     return result
-
-
-def _stream_update(router: Router, event: Any, client: Any, clock: Callable[[], int]) -> None:
-    """One account-stream event: the order (or one leg of it) it is about, as an update."""
-    from connectors.tradier.parsing import order_update
-
-    hit = router.by_broker_id.get(event.broker_id)
-    if hit is None and event.parent_id is not None and event.parent_id in router.by_broker_id:
-        # a leg whose id we have not learnt yet: the parent order tells which leg is which; the event's
-        # own state is then applied (so each execution stays a fill of its own)
-        trade, order_id = router.by_broker_id[event.parent_id]
-        order = trade.order(order_id)
-        if order is not None:
-            known = order_update(client.order(event.parent_id), order.plan, "stream", event.ts or clock())
-            for leg in known.legs:
-                if leg.broker_id and order.legs[leg.index].broker_id is None:
-                    order.legs[leg.index].broker_id = leg.broker_id
-                    router.by_broker_id[leg.broker_id] = (trade, order_id)
-        hit = router.by_broker_id.get(event.broker_id)
-    if hit is None:
-        router.unknown(event.broker_id, event.ts, "account event for an order we did not send", status=event.status)
-        return
-    trade, order_id = hit
-    order = trade.order(order_id)
-    if order is None:
-        return
-    ts = event.ts or clock()
-    if event.broker_id == order.broker_order_id:
-        legs = (event.leg(order.plan.legs[0].index, ts),) if len(order.plan.legs) == 1 else ()
-        router.on_update(OrderUpdate(order_id, order.broker_order_id, event.status, ts, "stream", legs, event.reason))
-        return
-    index = next((i for i, leg in order.legs.items() if leg.broker_id == event.broker_id), None)
-    if index is None:
-        return
-    router.on_update(OrderUpdate(order_id, order.broker_order_id, order.status, ts, "stream", (event.leg(index, ts),)))
-
-
-class TradierPort:
-    """Tradier behind the router's port. A submission whose outcome is unknown (timeout, 5xx) is looked up
-    by its tag before it is sent again, so one intent never becomes two orders."""
-
-    name = "tradier"
-
-    def __init__(self, client: Any, preview: bool) -> None:
-        self.client = client
-        self.preview = preview
-
-    def _ts(self, fallback: int) -> int:
-        from connectors.tradier.parsing import http_date_ns
-
-        return http_date_ns(self.client.last_date) or fallback
-
-    def submit(self, plan: OrderPlan, ts: int) -> Submitted:
-        from connectors.tradier.parsing import order_form
-        from connectors.tradier.rest import AmbiguousSubmit, TradierError, TradierRejected
-
-        form = order_form(plan, self.preview)
-        backoff = Backoff(base_s=0.5, cap_s=4.0)
-        for _ in range(4):
-            sent = time.time_ns()  # a measurement of our own latency, not an event time
-            try:
-                order = self.client.submit(form)
-            except TradierRejected as exc:
-                raise BrokerRejected(str(exc), self._ts(ts)) from None
-            except AmbiguousSubmit as exc:
-                log.warning("order %s: %s; looking its tag up before sending again", plan.order_id, exc)
-                time.sleep(backoff.next_delay())
-                found = next((o for o in self.client.orders() if str(o.get("tag")) == plan.tag), None)
-                if found is not None:
-                    return Submitted(str(found["id"]), self._ts(ts))
-                continue
-            acked = time.time_ns()
-            if self.preview:
-                return Submitted("", self._ts(ts), status="previewed", preview=order, sent_ns=sent, acked_ns=acked)
-            if str(order.get("status", "ok")) not in ("ok", "pending", "open"):
-                raise BrokerRejected(str(order.get("reason_description") or order.get("status")), self._ts(ts))
-            return Submitted(str(order["id"]), self._ts(ts), status="pending", sent_ns=sent, acked_ns=acked)
-        raise TradierError(f"order {plan.order_id}: submission outcome unknown after 4 attempts")
-
-    def cancel(self, broker_id: str, ts: int) -> None:
-        from connectors.tradier.rest import TradierRejected
-
-        try:
-            self.client.cancel(broker_id)
-        except TradierRejected as exc:  # already filled or canceled: the next update says which
-            log.info("cancel %s refused: %s", broker_id, exc)
 
 
 def spill_path(log_dir: Path | None, state_dir: Path, name: str) -> Path:

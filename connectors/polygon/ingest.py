@@ -158,6 +158,10 @@ class IngestPipeline:
         ``settings.gc_full_interval_s``."""
         self.collector.freeze()
 
+    def stop(self) -> None:
+        """The lifecycle's stop (kafkaio.lifecycle): see :meth:`request_stop`."""
+        self.request_stop()
+
     def request_stop(self) -> None:
         """Stop reading; the queue is drained and the producer flushed before run() returns."""
         if not self._stopping.is_set():

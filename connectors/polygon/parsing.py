@@ -16,6 +16,11 @@ MS = 1_000_000  # ns per ms
 Record = dict[str, Any]
 
 
+# ts_ingest of a simulated session (synthetic sessions, replays of them): event time + this, so a simulated
+# session is reproducible byte for byte
+SIMULATED_LATENCY_NS = 2_000_000
+
+
 class ParseError(ScalpError):
     def __init__(self, kind: str, field: str, reason: str) -> None:
         self.kind = kind

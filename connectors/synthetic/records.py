@@ -11,11 +11,9 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from connectors.polygon.parsing import ws_quote, ws_trade
+from connectors.polygon.parsing import SIMULATED_LATENCY_NS, ws_quote, ws_trade
 
 from .generator import Session
-
-SIMULATED_LATENCY_NS = 2_000_000
 
 
 def session_records(

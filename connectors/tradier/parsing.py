@@ -13,8 +13,8 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from connectors.execution.model import LegUpdate as Leg
-from connectors.execution.model import OrderPlan, OrderUpdate
+from execution.model import LegUpdate as Leg
+from execution.model import OrderPlan, OrderUpdate
 
 NS = 1_000_000_000
 

@@ -338,7 +338,7 @@ def test_audit_helper_never_blocks_the_caller_and_loses_nothing(fresh_db: str, t
     import json
     import threading
 
-    from connectors.execution.audit import AuditWriter
+    from sinks.audit import AuditWriter
     from sinks.migrate import migrate
 
     with psycopg.connect(fresh_db, autocommit=True) as conn:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from connectors.execution.audit import AuditWriter
-from connectors.execution.model import InvalidIntent, LegUpdate, OrderUpdate, plan_bracket
-from connectors.execution.router import Router
-from connectors.execution.tracker import Accountant, FeeSchedule, Tracked, Trade
-from connectors.paper.broker import PaperBroker, PaperPort, PaperSettings
 from connectors.tradier.parsing import account_snapshot, items, order_form, order_update, stream_event, to_ns
+from execution.model import InvalidIntent, LegUpdate, OrderUpdate, plan_bracket
+from execution.paper import PaperBroker, PaperPort, PaperSettings
+from execution.router import Router
+from execution.tracker import Accountant, FeeSchedule, Tracked, Trade
+from sinks.audit import AuditWriter
 from tests.execution_util import make_intent
 
 T0 = 1_795_185_600_000_000_000  # 2026-11-20 14:40 UTC (09:40 ET)

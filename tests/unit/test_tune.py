@@ -18,9 +18,9 @@ from backtest import tune as t
 from backtest.export import point_in_time
 from backtest.replay import replay
 from backtest.sources import RANK
-from connectors.execution.tracker import FeeSchedule
-from connectors.paper.broker import PaperSettings
 from connectors.synthetic.records import session_records
+from execution.paper import PaperSettings
+from execution.tracker import FeeSchedule
 from streams.core.digests import Digests
 from streams.core.labels import label_all
 from streams.core.pipeline import CoreParts

@@ -21,7 +21,7 @@ OCO cancellation of the sibling exit), ``config`` (stream fills or not, duplicat
 order, 429 the next N requests, answer the next submission with a 500 after creating the order),
 ``event`` (push a raw event, e.g. for an order that does not exist), ``drop_stream``, ``state``.
 
-Run: ``python -m connectors.tradier.server --token T --account A`` prints
+Run: ``python -m tests.servers.tradier --token T --account A`` prints
 ``READY http://127.0.0.1:PORT/v1 ws://127.0.0.1:PORT/v1/accounts/events`` when listening.
 """
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .audit import AuditWriter, NullAudit
+from .audit import AuditSink
 from .model import BrokerRejected, InvalidIntent, OrderPlan, OrderUpdate, Submitted, plan_bracket, plan_exit
 from .tracker import Accountant, Fill, Tracked, Trade
 
@@ -55,7 +55,7 @@ class Router:
         broker: BrokerPort,
         accountant: Accountant,
         emit: Emit,
-        audit: AuditWriter | NullAudit,
+        audit: AuditSink,
         payload: Callable[[OrderPlan], str],
         *,
         preview: bool = False,

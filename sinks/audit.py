@@ -13,12 +13,15 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from kafkaio.retry import Backoff
 
 log = logging.getLogger("scalp.execution.audit")
 
@@ -99,6 +102,7 @@ class AuditWriter:
         if self.connect is None:
             self._spill(events, "no database")
             return
+        backoff = Backoff(base_s=0.2, cap_s=2.0)
         for attempt in range(self.attempts):
             try:
                 if self._conn is None or self._conn.closed:
@@ -119,18 +123,5 @@ class AuditWriter:
                 if self._conn is not None:
                     self._conn.close()
                 self._conn = None
-                threading.Event().wait(0.2 * (attempt + 1))
+                time.sleep(backoff.next_delay())
         self._spill(events, "database unavailable")
-
-
-class NullAudit:
-    """No audit trail (replays: everything they do is in their outputs)."""
-
-    written = 0
-    spilled = 0
-
-    def record(self, kind: str, order_id: str | None, ts_ns: int | None, **detail: Any) -> None:
-        return None
-
-    def close(self, timeout_s: float = 30.0) -> None:
-        return None

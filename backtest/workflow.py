@@ -1,7 +1,8 @@
-"""The research steps behind `scalp replay / labels / export / drift / backtest`, as plain functions.
+"""The research workflow behind `scalp replay / labels / export / drift / backtest`, as plain functions.
 
-Each takes the CLI context (settings, serde) and returns what it made; the commands print. `scalp
-backtest` runs them in a row in one process and keeps the market records in memory between steps.
+Each takes a :class:`Research` (what the steps need of the settings, and the serde) and returns what it
+made; the commands print. `scalp backtest` runs them in a row in one process and keeps the market records
+in memory between steps.
 """
 
 from __future__ import annotations
@@ -13,41 +14,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from execution.paper import PaperSettings
+from execution.settings import FeeSettings
 from kafkaio.errors import ConfigError
-
-from .context import Context
+from kafkaio.settings import KafkaSettings
+from schemas.serde import AvroSerde
+from sinks.settings import DatabaseSettings
 
 NS = 1_000_000_000
-LABEL_COLUMNS = (
-    "signal_id", "rule_digest", "ts", "symbol", "setup", "side", "entry_price", "outcome", "exit_ts", "exit_price",
-    "r", "mfe", "mae", "run_id",
-)  # fmt: skip
-_TS = {"ts", "exit_ts"}
-LABEL_UPSERT = (
-    f"INSERT INTO signal_labels ({', '.join(LABEL_COLUMNS)}) VALUES "  # noqa: S608 - constants only
-    f"({', '.join('to_timestamp(%s / 1e9)' if c in _TS else '%s' for c in LABEL_COLUMNS)}) "
-    "ON CONFLICT (signal_id, rule_digest) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in LABEL_COLUMNS if c not in ("signal_id", "rule_digest"))
-)
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Research:
+    """What the research steps need: where the data is, the serde, and the settings a replay runs with."""
+
+    kafka: KafkaSettings
+    database: DatabaseSettings
+    serde: AvroSerde
+    policy_file: Path
+    paper: PaperSettings
+    fees: FeeSettings
+    settings_digest: str
 
 
 def iso(ns: int | None) -> str | None:
     return None if ns is None else dt.datetime.fromtimestamp(ns / NS, dt.UTC).isoformat()
 
 
-def load_policy_file(context: Context, policy_path: Path | None) -> Any:
+def load_policy_file(env: Research, policy_path: Path | None) -> Any:
     from streams.core.errors import PolicyError
     from streams.core.policy import load_policy
 
     try:
-        return load_policy(policy_path or context.settings.streams.policy_file)
+        return load_policy(policy_path or env.policy_file)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def read_market(
-    context: Context,
+    env: Research,
     source: str,
     start: int | None,
     end: int | None,
@@ -55,17 +61,17 @@ def read_market(
     progress: Progress | None = None,
 ) -> Any:
     """A :class:`backtest.sources.Read` of the market topics (or ``topics``) from Kafka or the tables."""
-    from backtest.sources import MARKET, RetentionGap, from_kafka, from_tables
+    from .sources import MARKET, RetentionGap, from_kafka, from_tables
 
     wanted = topics or MARKET
     if source == "kafka":
         try:
-            return from_kafka(context.settings.kafka, context.serde, start, end, wanted, progress)
+            return from_kafka(env.kafka, env.serde, start, end, wanted, progress)
         except RetentionGap as exc:
             raise ConfigError(str(exc)) from None
     from sinks.db import connect
 
-    with connect(context.settings.database) as conn:
+    with connect(env.database) as conn:
         return from_tables(conn, start, end, wanted)
 
 
@@ -82,7 +88,7 @@ class ReplayDone:
 
 
 def run_replay(
-    context: Context,
+    env: Research,
     *,
     start: int | None,
     end: int | None,
@@ -95,26 +101,26 @@ def run_replay(
     read_progress: Progress | None = None,
     replay_progress: Callable[[int, int], None] | None = None,
 ) -> ReplayDone:
-    from backtest.replay import replay, run_dir, write_run
-    from connectors.execution.tracker import FeeSchedule
+    from execution.tracker import FeeSchedule
     from streams.core.digests import Digests, source_commit
     from streams.core.pipeline import CoreParts
 
-    settings = context.settings
-    policy = load_policy_file(context, policy_path)
+    from .replay import replay, run_dir, write_run
+
+    policy = load_policy_file(env, policy_path)
     path = run_dir(out, run_id, overwrite)
     try:
-        read = read_market(context, source, start, end, progress=read_progress)
+        read = read_market(env, source, start, end, progress=read_progress)
     except BaseException:
         path.rmdir()
         raise
-    digests = Digests(source_commit(), policy.digest, settings.digest())
-    fees = settings.execution.fees
+    digests = Digests(source_commit(), policy.digest, env.settings_digest)
+    fees = env.fees
     total = len(read.records)
     result = replay(
         read.records,
         CoreParts.create(policy, digests),
-        settings.execution.paper,
+        env.paper,
         FeeSchedule(fees.per_share_usd, fees.per_contract_usd, fees.per_order_usd),
         progress=(lambda n: replay_progress(n, total)) if replay_progress else None,
         feedback_loop=feedback,
@@ -133,7 +139,7 @@ def run_replay(
             "session_policy_digest": policy.digest,
             "env_hash": digests.env_hash,
             "source_commit": digests.source_commit,
-            "policy_file": str(policy_path or settings.streams.policy_file),
+            "policy_file": str(policy_path or env.policy_file),
             "feedback": feedback,
         },
     )
@@ -141,7 +147,7 @@ def run_replay(
 
 
 def label_signals(
-    context: Context,
+    env: Research,
     signals: list[dict[str, Any]],
     policy: Any,
     run_id: str | None,
@@ -152,8 +158,7 @@ def label_signals(
 ) -> list[dict[str, Any]]:
     """Label ``signals`` and upsert the rows into signal_labels. Quotes come from ``source`` over the
     signals' span plus the time stop; ``quotes`` (already read, up to ``quotes_until``) saves a re-read."""
-    from sinks.db import connect
-    from sinks.migrate import migrate
+    from sinks.labels import upsert_labels
     from streams.core.labels import label_all
 
     if not signals:
@@ -164,15 +169,12 @@ def label_signals(
     if quotes is not None and quotes_until is not None:
         book = list(quotes)
         if quotes_until < last:  # the time stops of the last signals reach past what was read
-            tail = read_market(context, source, quotes_until, last, ("market_quotes",))
+            tail = read_market(env, source, quotes_until, last, ("market_quotes",))
             book += [q for _, q in tail.records]
     else:
-        book = [q for _, q in read_market(context, source, first, last, ("market_quotes",)).records]
+        book = [q for _, q in read_market(env, source, first, last, ("market_quotes",)).records]
     rows = label_all(signals, book, policy.risk, run_id, ticks)
-    with connect(context.settings.database, autocommit=True) as conn:
-        migrate(conn)
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(LABEL_UPSERT, [tuple(r[c] for c in LABEL_COLUMNS) for r in rows])
+    upsert_labels(env.database, rows)
     return rows
 
 
@@ -205,7 +207,7 @@ def export_run(path: Path, also_csv: bool) -> Exported | None:
     """dataset.parquet (+ .csv) and dataset.meta.json of the run at ``path``; None without rows."""
     import pyarrow.parquet as pq
 
-    from backtest.replay import read_run
+    from .replay import read_run
 
     meta, outputs = read_run(path)
     labels_file = path / "signal_labels.parquet"
@@ -217,18 +219,18 @@ def export_run(path: Path, also_csv: bool) -> Exported | None:
 
 
 def export_live(
-    context: Context, start: int | None, end: int | None, policy: Any, path: Path, also_csv: bool, ticks: Any = None
+    env: Research, start: int | None, end: int | None, policy: Any, path: Path, also_csv: bool, ticks: Any = None
 ) -> Exported | None:
     """The same dataset from the live ``signals`` and ``features`` topics of a range, labelled now."""
     from streams.core.labels import rule_digest
 
-    read = read_market(context, "kafka", start, end, ("signals", "features"))
+    read = read_market(env, "kafka", start, end, ("signals", "features"))
     signals = [r for topic, r in read.records if topic == "signals"]
     features = [r for topic, r in read.records if topic == "features"]
     if not signals:
         return None
     path.mkdir(parents=True, exist_ok=True)
-    labels = label_signals(context, signals, policy, None, ticks=ticks)
+    labels = label_signals(env, signals, policy, None, ticks=ticks)
     write_labels(path, labels)
     digests = sorted({s["session_policy_digest"] for s in signals})
     commits = sorted({s["source_commit"] for s in signals})
@@ -257,7 +259,7 @@ def write_dataset(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from backtest.export import point_in_time
+    from .export import point_in_time
 
     rows, check = point_in_time(signals, features, labels)
     if not rows:
@@ -273,11 +275,11 @@ def write_dataset(
     return Exported(check["rows"], check["labelled"], files)
 
 
-def live_records(context: Context, meta: dict[str, Any], topics: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+def live_records(env: Research, meta: dict[str, Any], topics: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     """The live topics' records over the run's range, by topic."""
-    from backtest.sources import from_kafka
+    from .sources import from_kafka
 
-    read = from_kafka(context.settings.kafka, context.serde, meta.get("from_ns"), meta.get("to_ns"), topics)
+    read = from_kafka(env.kafka, env.serde, meta.get("from_ns"), meta.get("to_ns"), topics)
     live: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
     for topic, record in read.records:
         live[topic].append(record)
@@ -286,7 +288,7 @@ def live_records(context: Context, meta: dict[str, Any], topics: tuple[str, ...]
 
 def drift_run(path: Path, live: dict[str, list[dict[str, Any]]], outputs: dict[str, list[dict[str, Any]]]) -> Any:
     """Compare and write drift.json; returns the :class:`backtest.drift.DriftReport`."""
-    from backtest.drift import compare
+    from .drift import compare
 
     report = compare(live, outputs)
     (path / "drift.json").write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")

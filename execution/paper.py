@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.execution.model import (
+from execution.model import (
     ENTRY,
     STOP_LOSS,
     TAKE_PROFIT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.paper.broker import PaperSettings
+from execution.paper import PaperSettings
 
 
 class FeeSettings(BaseModel):
