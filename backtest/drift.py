@@ -15,11 +15,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.topics import FEATURES, ORDERS, RISK_DECISIONS, SIGNALS
+
 KEYS: dict[str, tuple[str, ...]] = {
-    "features": ("symbol", "ts"),
-    "signals": ("id",),
-    "risk_decisions": ("signal_id",),
-    "orders": ("id",),
+    FEATURES: ("symbol", "ts"),
+    SIGNALS: ("id",),
+    RISK_DECISIONS: ("signal_id",),
+    ORDERS: ("id",),
 }
 NOT_COMPARED = frozenset(
     {"source_commit", "env_hash", "session_policy_digest", "payload", "status_history", "broker_order_id", "legs"}
@@ -106,7 +108,7 @@ def compare(live: dict[str, list[dict[str, Any]]], replay: dict[str, list[dict[s
         a, b = _latest(live.get(topic, []), key), _latest(replay.get(topic, []), key)
         drift = TopicDrift()
         for k in sorted(a.keys() | b.keys(), key=repr):
-            setup = (a.get(k) or b.get(k) or {}).get("setup") if topic == "signals" else None
+            setup = (a.get(k) or b.get(k) or {}).get("setup") if topic == SIGNALS else None
             if k not in b:
                 drift.missing.append(k)
                 outcome = "missing"
@@ -127,7 +129,7 @@ def compare(live: dict[str, list[dict[str, Any]]], replay: dict[str, list[dict[s
         topics[topic] = drift
     stamps = {
         name: {
-            side: sorted({str(r[name]) for r in records.get("features", []) if r.get(name) is not None})
+            side: sorted({str(r[name]) for r in records.get(FEATURES, []) if r.get(name) is not None})
             for side, records in (("live", live), ("replay", replay))
         }
         for name in STAMPS

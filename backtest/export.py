@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kafkaio.errors import ScalpError
+from schemas.topics import SIGNALS
 
 FEATURE_COLUMNS = (
     "session", "vwap", "sigma_upper", "sigma_lower", "ema20", "ema50", "ema20_slope", "rvol", "hod", "lod",
@@ -58,7 +59,7 @@ def point_in_time(
         rows.append(row)
     check = {
         "rows": len(rows),
-        "signals": len(signals),
+        SIGNALS: len(signals),
         "signals_without_features": without_features,
         "labelled": sum(1 for r in rows if r["label_outcome"] is not None),
         "look_ahead": "none: every feature_ts <= its signal ts",

@@ -24,18 +24,30 @@ from execution.paper import PaperBroker, PaperPort, PaperSettings
 from execution.router import Router
 from execution.tracker import Accountant, FeeSchedule
 from kafkaio.errors import ConfigError
+from schemas.topics import (
+    ACCOUNT_SNAPSHOT,
+    FEATURES,
+    FILLS,
+    MARKET_TRADES,
+    ORDER_INTENTS,
+    ORDERS,
+    RISK_DAY,
+    RISK_DECISIONS,
+    SIGNALS,
+    TRADE_LEDGER,
+)
 from streams.core.pipeline import CoreParts, StrategyCore
 
 OUTPUT_TOPICS = (
-    "features",
-    "signals",
-    "risk_decisions",
-    "order_intents",
-    "risk_day",
-    "orders",
-    "fills",
-    "trade_ledger",
-    "account_snapshot",
+    FEATURES,
+    SIGNALS,
+    RISK_DECISIONS,
+    ORDER_INTENTS,
+    RISK_DAY,
+    ORDERS,
+    FILLS,
+    TRADE_LEDGER,
+    ACCOUNT_SNAPSHOT,
 )
 
 
@@ -69,7 +81,7 @@ def replay(
 
     def emit(topic: str, record: dict[str, Any]) -> None:
         result.add(topic, record)
-        if feedback_loop and topic in ("trade_ledger", "orders"):
+        if feedback_loop and topic in (TRADE_LEDGER, ORDERS):
             feedback.append((topic, record))
 
     router = Router(PaperPort(broker), Accountant(fees), emit, NullAudit(), lambda plan: "[]")
@@ -77,17 +89,17 @@ def replay(
     def core_outputs(outputs: list[tuple[str, dict[str, Any]]]) -> None:
         for topic, record in outputs:
             result.add(topic, record)
-            if topic == "order_intents":
+            if topic == ORDER_INTENTS:
                 router.on_intent(record, record["ts"])
 
     def drain_feedback() -> None:
         while feedback:
             topic, record = feedback.pop(0)
-            out = core.on_trade_closed(record) if topic == "trade_ledger" else core.on_order(record)
+            out = core.on_trade_closed(record) if topic == TRADE_LEDGER else core.on_order(record)
             core_outputs(out)
 
     for n, (topic, record) in enumerate(records, 1):
-        if topic == "market_trades":
+        if topic == MARKET_TRADES:
             core_outputs(core.on_trade(record))
         else:
             core_outputs(core.on_quote(record))

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from schemas.topics import FILLS, SIGNALS, TRADE_LEDGER
 from streams.core.sessions import ET
 
 NS = 1_000_000_000
@@ -144,8 +145,8 @@ def summarize(
     drift: dict[str, Any] | None,
     live_fills: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    signals = outputs.get("signals", [])
-    ledger = sorted(outputs.get("trade_ledger", []), key=lambda t: (t["ts"], t["id"]))
+    signals = outputs.get(SIGNALS, [])
+    ledger = sorted(outputs.get(TRADE_LEDGER, []), key=lambda t: (t["ts"], t["id"]))
     setup_of = {s["id"]: s["setup"] for s in signals}
     promoted = {s["id"] for s in signals if s["status"] == "promoted"}
     promoted_labels = sorted((lab for lab in labels if lab["signal_id"] in promoted), key=lambda r: r["ts"])
@@ -179,7 +180,7 @@ def summarize(
         days.append(
             {
                 "day": day,
-                "signals": sum(1 for s in signals if day_of(s["ts"]) == day),
+                SIGNALS: sum(1 for s in signals if day_of(s["ts"]) == day),
                 "promoted": sum(1 for s in signals if day_of(s["ts"]) == day and s["id"] in promoted),
                 "label_r": sum(lab["r"] for lab in promoted_labels if day_of(lab["ts"]) == day),
                 "trades": len(day_trades),
@@ -224,7 +225,7 @@ def summarize(
         "outcomes": ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none",
         "rule": labels[0]["rule_digest"] if labels else None,
         "drift": drift,
-        "fills": fills,
+        FILLS: fills,
         "fill_values": fill_values,
     }
 
@@ -291,18 +292,18 @@ def _plots(out: Path, s: dict[str, Any]) -> None:
         ax.legend()
         save(fig, "drift.png")
 
-    if s["fills"]:
+    if s[FILLS]:
         titles = {"submit_latency_ms": "signal -> submit", "ack_latency_ms": "submit -> ack"}
         titles["latency_ms"] = "signal -> fill"
         latency = [k for k in titles if k in s["fill_values"]]
         fig, axes = plt.subplots(1, max(1, len(latency)), squeeze=False)
         for ax, key in zip(axes[0], latency, strict=False):
             ax.hist(s["fill_values"][key], bins=30)
-            ax.set(title=titles[key], xlabel="ms", ylabel="fills")
+            ax.set(title=titles[key], xlabel="ms", ylabel=FILLS)
         save(fig, "latency.png")
         fig, ax = plt.subplots()
         ax.hist(s["fill_values"].get("slippage_bps", []), bins=30, color="#c84")
-        ax.set(title="Slippage of live fills (positive = worse)", xlabel="bps", ylabel="fills")
+        ax.set(title="Slippage of live fills (positive = worse)", xlabel="bps", ylabel=FILLS)
         save(fig, "slippage.png")
 
 

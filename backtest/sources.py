@@ -16,9 +16,10 @@ from kafkaio.errors import ScalpError
 from kafkaio.reader import RangeReader
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
+from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 
-MARKET = ("market_trades", "market_quotes")
-RANK = {"market_trades": 0, "market_quotes": 1}
+MARKET = (MARKET_TRADES, MARKET_QUOTES)
+RANK = {MARKET_TRADES: 0, MARKET_QUOTES: 1}
 
 
 class RetentionGap(ScalpError):

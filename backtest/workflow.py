@@ -19,6 +19,7 @@ from execution.settings import FeeSettings
 from kafkaio.errors import ConfigError
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
+from schemas.topics import FEATURES, MARKET_QUOTES, SIGNALS
 from sinks.settings import DatabaseSettings
 
 NS = 1_000_000_000
@@ -169,10 +170,10 @@ def label_signals(
     if quotes is not None and quotes_until is not None:
         book = list(quotes)
         if quotes_until < last:  # the time stops of the last signals reach past what was read
-            tail = read_market(env, source, quotes_until, last, ("market_quotes",))
+            tail = read_market(env, source, quotes_until, last, (MARKET_QUOTES,))
             book += [q for _, q in tail.records]
     else:
-        book = [q for _, q in read_market(env, source, first, last, ("market_quotes",)).records]
+        book = [q for _, q in read_market(env, source, first, last, (MARKET_QUOTES,)).records]
     rows = label_all(signals, book, policy.risk, run_id, ticks)
     upsert_labels(env.database, rows)
     return rows
@@ -214,7 +215,7 @@ def export_run(path: Path, also_csv: bool) -> Exported | None:
     labels = pq.read_table(labels_file).to_pylist() if labels_file.exists() else []
     keys = ("run_id", "source", "from", "to", "offsets", "session_policy_digest", "env_hash", "source_commit")
     return write_dataset(
-        path, outputs.get("signals", []), outputs.get("features", []), labels, {k: meta.get(k) for k in keys}, also_csv
+        path, outputs.get(SIGNALS, []), outputs.get(FEATURES, []), labels, {k: meta.get(k) for k in keys}, also_csv
     )
 
 
@@ -224,9 +225,9 @@ def export_live(
     """The same dataset from the live ``signals`` and ``features`` topics of a range, labelled now."""
     from streams.core.labels import rule_digest
 
-    read = read_market(env, "kafka", start, end, ("signals", "features"))
-    signals = [r for topic, r in read.records if topic == "signals"]
-    features = [r for topic, r in read.records if topic == "features"]
+    read = read_market(env, "kafka", start, end, (SIGNALS, FEATURES))
+    signals = [r for topic, r in read.records if topic == SIGNALS]
+    features = [r for topic, r in read.records if topic == FEATURES]
     if not signals:
         return None
     path.mkdir(parents=True, exist_ok=True)

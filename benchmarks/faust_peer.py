@@ -19,6 +19,7 @@ from typing import Any
 import faust
 
 from scalp.settings import load_settings
+from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 from streams.settings import StreamsSettings
 from streams.transport import App
 
@@ -42,7 +43,7 @@ def build() -> faust.App:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
     )
-    market = app.topic(kafka.topic("market_trades"), kafka.topic("market_quotes"), internal=False)
+    market = app.topic(kafka.topic(MARKET_TRADES), kafka.topic(MARKET_QUOTES), internal=False)
 
     progress = {"seen": 0, "first": 0.0, "last": 0.0}
 

@@ -34,6 +34,7 @@ from kafkaio.producer import AvroProducer
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
+from schemas.topics import MARKET_QUOTES
 
 KEY = "bench-key"
 WARM_UP_EVENTS = 100_000
@@ -200,8 +201,8 @@ def broker_floor(kafka: KafkaSettings, serde: AvroSerde, rate: float, seconds: f
     library take, without parsing, encoding or the WebSocket. The pipeline's latency cannot go below it."""
     from schemas.examples import example_record
 
-    value = serde.encode("market_quotes", example_record(serde.catalog, "market_quotes"))
-    topic = kafka.topic("market_quotes")
+    value = serde.encode(MARKET_QUOTES, example_record(serde.catalog, MARKET_QUOTES))
+    topic = kafka.topic(MARKET_QUOTES)
     producer = AvroProducer(kafka, serde, report_successes=True)
     sent: dict[int, int] = {}
     latencies: list[int] = []
@@ -239,11 +240,11 @@ def encode_only_rate(serde: AvroSerde, n: int = 100_000) -> float:
     """Avro encode (AvroSerde: cavro) of quote records alone, records/s."""
     from schemas.examples import example_record
 
-    record = example_record(serde.catalog, "market_quotes")
-    serde.encode("market_quotes", record)
+    record = example_record(serde.catalog, MARKET_QUOTES)
+    serde.encode(MARKET_QUOTES, record)
     start = time.perf_counter()
     for _ in range(n):
-        serde.encode("market_quotes", record)
+        serde.encode(MARKET_QUOTES, record)
     return n / (time.perf_counter() - start)
 
 
@@ -251,9 +252,7 @@ def hot_encode_rate(serde: AvroSerde, n: int = 100_000) -> float:
     """The ingest hot path's encode (AvroSerde.field_encoder) of a Polygon Q event, events/s."""
     from connectors.polygon import parsing
 
-    encoder = serde.field_encoder(
-        "market_quotes", parsing.WS_QUOTE_KEYS, parsing.WS_QUOTE_DEFAULTS, parsing.WS_CONSTANTS
-    )
+    encoder = serde.field_encoder(MARKET_QUOTES, parsing.WS_QUOTE_KEYS, parsing.WS_QUOTE_DEFAULTS, parsing.WS_CONSTANTS)
     event = {
         "ev": "Q",
         "sym": "SPY",

@@ -32,6 +32,7 @@ from kafkaio.producer import AvroProducer
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
+from schemas.topics import MARKET_QUOTES
 from sinks.migrate import migrate
 
 from .ingest_bench import machine
@@ -125,7 +126,7 @@ def run_scalp_sink(url: str, prefix: str, config: Path, name: str) -> SinkResult
             str(config),
             "sink",
             "--topics",
-            "market_quotes",
+            MARKET_QUOTES,
             "--until-idle",
             "2",
         ],
@@ -162,7 +163,7 @@ def run_naive(url: str, kafka: KafkaSettings, serde: AvroSerde, topic: str, limi
             if msg.error() is not None:
                 continue
             start = start or time.monotonic()
-            r = serde.decode(msg.value() or b"", "market_quotes")
+            r = serde.decode(msg.value() or b"", MARKET_QUOTES)
             conn.execute(
                 "INSERT INTO market_quotes (symbol, ts, ts_ns, bid, ask, bid_size, ask_size, bid_exchange, "
                 "ask_exchange, conditions, tape, seq, ts_ingest, source) VALUES (%s, to_timestamp(%s / 1e9), %s, %s, "
@@ -215,7 +216,7 @@ def convert(v):
     return v
 sdf = app.dataframe(topic).apply(convert)
 sdf.sink(PostgreSQLSink(host=cfg["host"], port=cfg["port"], dbname=cfg["dbname"], user=cfg["user"], password="",
-                        table_name="market_quotes", schema_auto_update=False, include_metadata=False))
+                        table_name=MARKET_QUOTES, schema_auto_update=False, include_metadata=False))
 start = time.monotonic()
 app.run(count=cfg["count"], timeout=cfg["timeout"])
 print("QUIX_SECONDS", time.monotonic() - start)
@@ -276,9 +277,9 @@ def run(
     serde = serde_factory(kafka)
     producer = AvroProducer(kafka, serde)
     for record in quote_records(rows):
-        producer.produce("market_quotes", record)
+        producer.produce(MARKET_QUOTES, record)
     producer.flush(300)
-    topic = kafka.topic("market_quotes")
+    topic = kafka.topic(MARKET_QUOTES)
     results: dict[str, Any] = {"machine": machine(), "rows": rows}
     config = REPO / ".scalp" / "bench" / "sink.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from kafkaio.admin import TopicAdmin
 from kafkaio.producer import AvroProducer
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
+from schemas.topics import FEATURES, MARKET_TRADES
 from streams.core.digests import Digests
 from streams.core.pipeline import CoreParts, StrategyCore
 from streams.core.policy import load_policy
@@ -58,7 +59,7 @@ def core_alone(records: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     outputs = 0
     start = time.perf_counter()
     for topic, record in records:
-        outputs += len(core.on_trade(record) if topic == "market_trades" else core.on_quote(record))
+        outputs += len(core.on_trade(record) if topic == MARKET_TRADES else core.on_quote(record))
     outputs += len(core.finish())
     return {"events": len(records), "seconds": time.perf_counter() - start, "outputs": outputs}
 
@@ -106,11 +107,11 @@ def latency(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict[str,
         consumer = Consumer(
             {**kafka.client_config(), "group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
         )
-        consumer.subscribe([kafka.topic("features")])
+        consumer.subscribe([kafka.topic(FEATURES)])
         while not stop.is_set():
             msg = consumer.poll(0.1)  # returns on the first record (consume(n, t) would wait for n or t)
             if msg is not None and msg.error() is None and msg.value():
-                rec = serde.decode(msg.value(), "features")
+                rec = serde.decode(msg.value(), FEATURES)
                 received.setdefault((rec["symbol"], rec["ts"]), time.monotonic())
         consumer.close()
 
@@ -160,7 +161,7 @@ def latency(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict[str,
         "rate": rate,
         "sent_s": sent_s,
         "events": len(records),
-        "features": len(received),
+        FEATURES: len(received),
         "p50_ms": statistics.median(samples) if samples else None,
         "p99_ms": samples[int(len(samples) * 0.99)] if samples else None,
         "max_ms": samples[-1] if samples else None,
@@ -243,7 +244,7 @@ def markdown(results: dict[str, Any]) -> str:
         "longest merge hold ms |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(
-            f"| {lat['rate']:,.0f} | {lat['sent_s']:.1f} | {lat['features']:,} | {ms(lat['p50_ms'])} | "
+            f"| {lat['rate']:,.0f} | {lat['sent_s']:.1f} | {lat[FEATURES]:,} | {ms(lat['p50_ms'])} | "
             f"{ms(lat['p99_ms'])} | {ms(lat['max_ms'])} | {ms(lat.get('steady_p99_ms'))} | {ms(lat['hold_ms'])} |"
             for lat in results["latency"]
         ),

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from schemas.topics import FILLS, ORDERS, TRADE_LEDGER
+
 from .audit import AuditSink
 from .model import BrokerRejected, InvalidIntent, OrderPlan, OrderUpdate, Submitted, plan_bracket, plan_exit
 from .tracker import Accountant, Fill, Tracked, Trade
@@ -78,9 +80,9 @@ class Router:
     def emit(self, outputs: list[tuple[str, Any]]) -> None:
         for topic, record in outputs:
             self.stats.outputs[topic] = self.stats.outputs.get(topic, 0) + 1
-            if topic == "fills":
+            if topic == FILLS:
                 self.stats.fills += 1
-            elif topic == "trade_ledger":
+            elif topic == TRADE_LEDGER:
                 self.stats.closed += 1
             self._emit(topic, record)
 
@@ -140,7 +142,7 @@ class Router:
             "payload": "[]",
             "preview": self.preview,
         }
-        self.emit([("orders", record)])
+        self.emit([(ORDERS, record)])
 
     def _register(self, trade: Trade, order: Tracked) -> None:
         self.trades.setdefault(trade.intent["id"], trade)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from schemas.topics import FILLS, ORDERS, TRADE_LEDGER
+
 from .model import ENTRY, EXIT, STOP_LOSS, TAKE_PROFIT, TERMINAL, LegUpdate, OrderPlan, OrderUpdate
 
 MICRO = Decimal("0.000001")
@@ -150,7 +152,7 @@ class Accountant:
         order.status = status
         ts = self._ts(order, ts)
         order.history.append({"ts": ts, "status": status, "reason": reason})
-        return [("orders", order.record(ts))]
+        return [(ORDERS, order.record(ts))]
 
     def apply(self, trade: Trade, update: OrderUpdate) -> list[tuple[str, Any]]:
         order = trade.order(update.order_id)
@@ -177,7 +179,7 @@ class Accountant:
             ts = self._ts(order, update.ts)
             if status_changed:
                 order.history.append({"ts": ts, "status": update.status, "reason": update.reason})
-            out.insert(0, ("orders", order.record(ts)))
+            out.insert(0, (ORDERS, order.record(ts)))
         out.extend(self.close_if_done(trade))
         return out
 
@@ -236,7 +238,7 @@ class Accountant:
             "ack_latency_ms": None if order.acked_ns is None else round((order.acked_ns - signal_ts) / 1e6, 3),
             "source": source,
         }
-        return [("fills", record)]
+        return [(FILLS, record)]
 
     def close_if_done(self, trade: Trade) -> list[tuple[str, Any]]:
         if trade.closed:
@@ -246,7 +248,7 @@ class Accountant:
         if entry_qty == 0 or not entry_done or trade.exit_qty() < entry_qty:
             return []
         trade.closed = True
-        return [("trade_ledger", self.ledger(trade))]
+        return [(TRADE_LEDGER, self.ledger(trade))]
 
     def ledger(self, trade: Trade) -> dict[str, Any]:
         intent = trade.intent

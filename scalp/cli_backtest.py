@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from schemas.topics import FILLS, MARKET_QUOTES, SIGNALS
+
 from .cli_research import replay_options, replay_with_progress
 from .cliutil import guarded, range_options, runs_option, with_options
 from .context import Context
@@ -73,8 +75,8 @@ def backtest(
         )
         rid = done.meta["run_id"]
         click.echo(f"replay: {done.summary()}")
-        signals = done.outputs.get("signals", [])
-        quotes = (r for topic, r in done.market if topic == "market_quotes")
+        signals = done.outputs.get(SIGNALS, [])
+        quotes = (r for topic, r in done.market if topic == MARKET_QUOTES)
         end = done.meta["to_ns"]
         until = end if end is not None else 1 << 62  # without --to the read went to the end of the topics
         labels = label_signals(context.research(), signals, policy, rid, source, quotes, until) if signals else []
@@ -86,7 +88,7 @@ def backtest(
             if exported
             else "export: no signals with features; no dataset"
         )
-        live = live_records(context.research(), done.meta, (*KEYS, "fills"))
+        live = live_records(context.research(), done.meta, (*KEYS, FILLS))
         drift = None
         if any(live[t] for t in KEYS):
             report = drift_run(done.path, {t: live[t] for t in KEYS}, done.outputs)
@@ -102,12 +104,12 @@ def backtest(
             )
         else:
             click.echo("drift: no live decisions in the range; nothing to compare")
-        if live["fills"]:
+        if live[FILLS]:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(live["fills"]), done.path / "live_fills.parquet")
-        page, summary = write_report(done.path, done.meta, done.outputs, labels, drift, live["fills"])
+            pq.write_table(pa.Table.from_pylist(live[FILLS]), done.path / "live_fills.parquet")
+        page, summary = write_report(done.path, done.meta, done.outputs, labels, drift, live[FILLS])
         t = summary["trades"]
         exp = "-" if t["expectancy"] is None else f"{t['expectancy']:+.3f}"
         click.echo(

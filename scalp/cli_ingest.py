@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from connectors.polygon.settings import PolygonSettings
 from kafkaio.errors import ConfigError
+from schemas.topics import BARS_1M, MARKET_QUOTES, MARKET_TRADES
 
 from .cliutil import guarded, parse_time
 from .context import Context
@@ -71,8 +72,8 @@ def _run_pipeline(
 def _summary(result: dict[str, Any]) -> None:
     published = result["published"]
     click.echo(
-        f"ingest: {result['events']} events; published trades={published['market_trades']} "
-        f"quotes={published['market_quotes']} bars={published['bars_1m']} options={result['options_rows']}; "
+        f"ingest: {result['events']} events; published trades={published[MARKET_TRADES]} "
+        f"quotes={published[MARKET_QUOTES]} bars={published[BARS_1M]} options={result['options_rows']}; "
         f"{result['duplicates_dropped']} duplicates dropped, {result['dead_letters']} dead letters, "
         f"{result['gaps']} gaps ({result['unrepaired']} unrepaired, {result['recovered']} events recovered), "
         f"{result['connections']} connections"

@@ -10,6 +10,7 @@ import click
 
 from backtest.workflow import iso
 from kafkaio.errors import ConfigError
+from schemas.topics import SIGNALS
 
 from .cliutil import guarded, parse_time, range_options, runs_option, with_options
 from .context import Context
@@ -222,10 +223,10 @@ def labels(
         source = "kafka"
         if run_id is not None:
             meta, outputs = read_run(out / run_id)
-            signals = outputs.get("signals", [])
+            signals = outputs.get(SIGNALS, [])
             source = meta.get("source", "kafka")
         else:
-            signals = [r for _, r in read_market(context.research(), "kafka", start, end, ("signals",)).records]
+            signals = [r for _, r in read_market(context.research(), "kafka", start, end, (SIGNALS,)).records]
         if not signals:
             click.echo("labels: no signals in the range; nothing to label")
             return

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from kafkaio.errors import ScalpError
+from schemas.topics import MARKET_TRADES
 
 from .settings import DEFAULT_CONFIG
 
@@ -109,7 +110,7 @@ def has_day(kafka: Any, day: str) -> bool:
     start = et_ns(date, *map(int, WINDOW[0].split(":")))
     end = et_ns(date, *map(int, WINDOW[1].split(":")))
     with RangeReader(kafka, "scalp-demo-probe") as reader:
-        return reader.holds(kafka.topic("market_trades"), start // 1_000_000, -(-end // 1_000_000))
+        return reader.holds(kafka.topic(MARKET_TRADES), start // 1_000_000, -(-end // 1_000_000))
 
 
 def run_demo(demo: Demo, say: Callable[[str], None], kafka: Any) -> None:

@@ -21,9 +21,10 @@ import yaml
 from psycopg import sql
 
 from kafkaio.errors import FatalError
+from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 
 log = logging.getLogger(__name__)
-TICK_TABLES = ("market_trades", "market_quotes")
+TICK_TABLES = (MARKET_TRADES, MARKET_QUOTES)
 CONDITIONS_FILE = Path(__file__).resolve().parents[1] / "config" / "trade_conditions.yaml"
 
 

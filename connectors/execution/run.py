@@ -39,19 +39,20 @@ from kafkaio.producer import AvroProducer
 from kafkaio.reader import read_topic
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
+from schemas.topics import ACCOUNT_SNAPSHOT, FILLS, MARKET_QUOTES, ORDER_INTENTS, ORDERS, TRADE_LEDGER
 from sinks.audit import AuditWriter
 from streams.core.sessions import Calendar
 
 log = logging.getLogger("scalp.execution")
 NS = 1_000_000_000
 MS = 1_000_000
-OUTPUTS = ("orders", "fills", "trade_ledger", "account_snapshot")
+OUTPUTS = (ORDERS, FILLS, TRADE_LEDGER, ACCOUNT_SNAPSHOT)
 
 
 def _output_key(topic: str, record: dict[str, Any]) -> tuple[Any, ...]:
-    if topic == "orders":
+    if topic == ORDERS:
         return (record["id"], record["ts"])
-    if topic == "account_snapshot":
+    if topic == ACCOUNT_SNAPSHOT:
         return (record["account_id"], record["ts"])
     return (record["id"],)
 
@@ -74,13 +75,13 @@ class Published:
         for topic in OUTPUTS:
             for record in read_topic(kafka, serde, topic):
                 keys[topic].add(_output_key(topic, record))
-                if topic == "orders":
+                if topic == ORDERS:
                     old = orders.get(record["id"])
                     if old is None or record["ts"] >= old["ts"]:
                         orders[record["id"]] = record
-                elif topic == "fills":
+                elif topic == FILLS:
                     fills.append(record)
-                elif topic == "trade_ledger":
+                elif topic == TRADE_LEDGER:
                     ledger.add(record["id"])
         return Published(keys, orders, fills, ledger)
 
@@ -196,8 +197,8 @@ def run_paper(
     result = RunResult(router, outputs, audit)
     calendar = Calendar().load()  # at start, not on the first intent
     intents_c, quotes_c = _consumer(kafka, "paper-intents"), _consumer(kafka, "paper-quotes")
-    caught_up = CaughtUp(_assign_all(intents_c, kafka.topic("order_intents")))
-    _assign_all(quotes_c, kafka.topic("market_quotes"))
+    caught_up = CaughtUp(_assign_all(intents_c, kafka.topic(ORDER_INTENTS)))
+    _assign_all(quotes_c, kafka.topic(MARKET_QUOTES))
 
     dead = _dead_letters(producer, result)
 
@@ -217,7 +218,7 @@ def run_paper(
             if next_snapshot is None:
                 next_snapshot = (ts // interval + 1) * interval
             while ts >= next_snapshot:
-                outputs("account_snapshot", broker.snapshot(next_snapshot, _session(calendar, next_snapshot)))
+                outputs(ACCOUNT_SNAPSHOT, broker.snapshot(next_snapshot, _session(calendar, next_snapshot)))
                 next_snapshot += interval
             if kind == 0:
                 if ts < released_to:
@@ -233,10 +234,10 @@ def run_paper(
         while not stopped.is_set():
             got = 0
             intents = caught_up.observe(intents_c.consume(500, timeout=0.05))
-            for intent in _decode_all(serde, intents, "order_intents", dead):
+            for intent in _decode_all(serde, intents, ORDER_INTENTS, dead):
                 heapq.heappush(heap, (intent["ts"], 0, next(seq), intent))
                 got += 1
-            for quote in _decode_all(serde, quotes_c.consume(5000, timeout=0.2), "market_quotes", dead):
+            for quote in _decode_all(serde, quotes_c.consume(5000, timeout=0.2), MARKET_QUOTES, dead):
                 heapq.heappush(heap, (quote["ts"], 1, next(seq), quote))
                 newest_quote = max(newest_quote, quote["ts"])
                 got += 1
@@ -251,7 +252,7 @@ def run_paper(
                 progress(result)
     release(1 << 62)  # the end of the input: everything left, in order
     if next_snapshot is not None and released_to:
-        outputs("account_snapshot", broker.snapshot(released_to, _session(calendar, released_to)))
+        outputs(ACCOUNT_SNAPSHOT, broker.snapshot(released_to, _session(calendar, released_to)))
     producer.flush()
     intents_c.close()
     quotes_c.close()
@@ -310,7 +311,7 @@ def run_tradier(
     stream = AccountStream(client, tradier.stream_url, events)
     stream.start()
     consumer = _consumer(kafka, "tradier-intents")
-    caught_up = CaughtUp(_assign_all(consumer, kafka.topic("order_intents")))
+    caught_up = CaughtUp(_assign_all(consumer, kafka.topic(ORDER_INTENTS)))
 
     dead = _dead_letters(producer, result)
 
@@ -328,7 +329,7 @@ def run_tradier(
                         positions = client.positions()
                         snap_ts = clock()
                         outputs(
-                            "account_snapshot",
+                            ACCOUNT_SNAPSHOT,
                             account_snapshot(
                                 client.account_id, balances, positions, snap_ts, _session(calendar, snap_ts)
                             ),
@@ -337,7 +338,7 @@ def run_tradier(
                         log.warning("account snapshot failed: %s", exc)
                     last_snapshot = now
                 intents = caught_up.observe(consumer.consume(100, timeout=0.1))
-                for intent in _decode_all(serde, intents, "order_intents", dead):
+                for intent in _decode_all(serde, intents, ORDER_INTENTS, dead):
                     last_input = time.monotonic()
                     router.on_intent(intent, clock() or intent["ts"])
                 while True:

@@ -17,12 +17,13 @@ from kafkaio.reader import read_topic
 from kafkaio.retry import Backoff, retry
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
+from schemas.topics import BARS_1M, MARKET_QUOTES, MARKET_TRADES
 
 from .dedupe import event_key
 from .rest import PolygonRest
 
 log = logging.getLogger(__name__)
-TOPICS = {"trades": "market_trades", "quotes": "market_quotes", "bars": "bars_1m"}
+TOPICS = {"trades": MARKET_TRADES, "quotes": MARKET_QUOTES, "bars": BARS_1M}
 
 
 @dataclass

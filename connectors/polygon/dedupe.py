@@ -15,11 +15,13 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.topics import MARKET_QUOTES, MARKET_TRADES
+
 
 def event_key(topic: str, record: dict[str, Any]) -> Hashable:
-    if topic == "market_trades":
+    if topic == MARKET_TRADES:
         return (record["exchange"], record["trade_id"])
-    key: Hashable = record["seq"] if topic == "market_quotes" else record["ts"]  # ints: no tuple to make
+    key: Hashable = record["seq"] if topic == MARKET_QUOTES else record["ts"]  # ints: no tuple to make
     return key
 
 

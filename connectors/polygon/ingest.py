@@ -27,22 +27,24 @@ from kafkaio.errors import ConfigError, RetryableError, SerializationError
 from kafkaio.producer import AvroProducer
 from kafkaio.retry import Backoff, retry
 from schemas.serde import ENCODE_ERRORS, FieldEncoder
+from schemas.topics import BARS_1M, INGEST_GAPS, MARKET_QUOTES, MARKET_TRADES, OPTIONS_CHAIN
 
 from . import parsing
 from .dedupe import SeenIndex
 from .options import OptionsPoller
+from .repair import fetch_gap, gap_record
 from .rest import PolygonRest
 from .settings import PolygonSettings
 from .ws import Frame, PolygonStream, StreamEnded
 
 log = logging.getLogger(__name__)
-KIND = {"market_trades": "trades", "market_quotes": "quotes", "bars_1m": "bars"}
+KIND = {MARKET_TRADES: "trades", MARKET_QUOTES: "quotes", BARS_1M: "bars"}
 _OK_STATUS = {"connected", "auth_success", "success"}
 # Polygon event type -> (topic, parser)
 _ROUTES: dict[object, tuple[str, Callable[[dict[str, Any], int], dict[str, Any]]]] = {
-    "T": ("market_trades", parsing.ws_trade),
-    "Q": ("market_quotes", parsing.ws_quote),
-    "AM": ("bars_1m", parsing.ws_minute_bar),
+    "T": (MARKET_TRADES, parsing.ws_trade),
+    "Q": (MARKET_QUOTES, parsing.ws_quote),
+    "AM": (BARS_1M, parsing.ws_minute_bar),
 }
 
 
@@ -57,8 +59,8 @@ class _Direct:
 
 
 _DIRECT = {
-    "T": ("market_trades", parsing.WS_TRADE_KEYS, parsing.WS_TRADE_DEFAULTS),
-    "Q": ("market_quotes", parsing.WS_QUOTE_KEYS, parsing.WS_QUOTE_DEFAULTS),
+    "T": (MARKET_TRADES, parsing.WS_TRADE_KEYS, parsing.WS_TRADE_DEFAULTS),
+    "Q": (MARKET_QUOTES, parsing.WS_QUOTE_KEYS, parsing.WS_QUOTE_DEFAULTS),
 }
 
 
@@ -77,20 +79,6 @@ class IngestStats:
     ignored: int = 0
 
 
-@dataclass(frozen=True)
-class IngestClock:
-    """ts_ingest source. Live: the receipt wall clock. Synthetic sessions: event time + a fixed latency,
-    so a simulated session is reproducible byte for byte (the whole session, clocks included, is simulated)."""
-
-    simulated_latency_ns: int | None = None
-
-    def stamp(self, record: dict[str, Any], receipt_ns: int) -> None:
-        if self.simulated_latency_ns is not None:
-            record["ts_ingest"] = record["ts"] + self.simulated_latency_ns
-        else:
-            record["ts_ingest"] = receipt_ns
-
-
 class IngestPipeline:
     def __init__(
         self,
@@ -99,7 +87,7 @@ class IngestPipeline:
         producer: AvroProducer,
         *,
         options: bool = False,
-        clock: IngestClock | None = None,
+        clock: parsing.IngestClock | None = None,
         options_as_of: bool = False,
         wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -107,7 +95,7 @@ class IngestPipeline:
         self.symbols = [s.upper() for s in symbols]
         self.subscribed = set(self.symbols)
         self.producer = producer
-        self.clock = clock or IngestClock()
+        self.clock = clock or parsing.IngestClock()
         self.wall_ns = wall_ns
         self.queue: queue.Queue[object] = queue.Queue()
         self.stream = PolygonStream(settings, self.symbols, self.queue, clock_ns=wall_ns)
@@ -122,7 +110,7 @@ class IngestPipeline:
                 settings,
                 self.rest,
                 as_of=options_as_of,
-                dead_letter=lambda row, why: self._dead_letter("options_chain", orjson.dumps(row, default=str), why),
+                dead_letter=lambda row, why: self._dead_letter(OPTIONS_CHAIN, orjson.dumps(row, default=str), why),
             )
             if options
             else None
@@ -132,9 +120,9 @@ class IngestPipeline:
         self._warned: set[str] = set()
         self._direct_routes: dict[str, _Direct] = {}  # made on the first frame (registers the schemas)
         self._gap_thresholds = {
-            "market_trades": int(settings.trade_gap_s * 1e9),
-            "market_quotes": int(settings.quote_gap_s * 1e9),
-            "bars_1m": 0,
+            MARKET_TRADES: int(settings.trade_gap_s * 1e9),
+            MARKET_QUOTES: int(settings.quote_gap_s * 1e9),
+            BARS_1M: 0,
         }
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -233,7 +221,7 @@ class IngestPipeline:
             events = orjson.loads(frame.data)
         except orjson.JSONDecodeError as exc:
             raw = frame.data.encode() if isinstance(frame.data, str) else frame.data
-            self._dead_letter("market_trades", raw, f"frame is not JSON: {exc}")
+            self._dead_letter(MARKET_TRADES, raw, f"frame is not JSON: {exc}")
             return
         if not isinstance(events, list):
             events = [events]
@@ -242,7 +230,7 @@ class IngestPipeline:
     def _make_direct_routes(self) -> dict[str, _Direct]:
         for ev, (topic, keys, defaults) in _DIRECT.items():
             encoder = self.producer.serde.field_encoder(topic, keys, defaults, parsing.WS_CONSTANTS)
-            self._direct_routes[ev] = _Direct(topic, self.producer.physical(topic), encoder, topic == "market_trades")
+            self._direct_routes[ev] = _Direct(topic, self.producer.physical(topic), encoder, topic == MARKET_TRADES)
         return self._direct_routes
 
     def _events(self, events: list[Any], receipt_ns: int) -> None:
@@ -345,7 +333,7 @@ class IngestPipeline:
             self.clock.stamp(record, receipt_ns)
         if self.pending or self._gap_thresholds[topic]:
             self._before_publish(topic, symbol, record)
-        if self._publish(topic, record, event) and topic == "market_trades":
+        if self._publish(topic, record, event) and topic == MARKET_TRADES:
             self.last_price[symbol] = record["price"]
         if self.options is not None:
             for row in self.options.maybe_poll(record["ts"], self.last_price):
@@ -401,12 +389,10 @@ class IngestPipeline:
     def _publish_option(self, record: dict[str, Any]) -> None:
         self.clock.stamp(record, self.wall_ns())
         try:
-            self.producer.produce("options_chain", record)
+            self.producer.produce(OPTIONS_CHAIN, record)
             self.stats.options += 1
         except SerializationError as exc:
-            self._dead_letter(
-                "options_chain", orjson.dumps(record, default=str), str(exc), record.get("contract_symbol")
-            )
+            self._dead_letter(OPTIONS_CHAIN, orjson.dumps(record, default=str), str(exc), record.get("contract_symbol"))
 
     def _dead_letter(self, topic: str, raw: bytes, reason: str, key: str | None = None) -> None:
         self.stats.dead_letters += 1
@@ -425,17 +411,6 @@ class IngestPipeline:
 
     # --- gap repair ------------------------------------------------------------------------------
 
-    def _fetch(self, topic: str, symbol: str, from_ns: int, to_ns: int) -> list[dict[str, Any]]:
-        # WebSocket times are whole milliseconds: include the rest of the last millisecond
-        to_inclusive = to_ns + 999_999
-        if topic == "market_trades":
-            rows = self.rest.trades(symbol, from_ns, to_inclusive)
-        elif topic == "market_quotes":
-            rows = self.rest.quotes(symbol, from_ns, to_inclusive)
-        else:
-            rows = self.rest.minute_bars(symbol, from_ns // 1_000_000, to_ns // 1_000_000)
-        return list(rows)
-
     def repair(self, topic: str, symbol: str, from_ns: int, to_ns: int, reason: str, record_always: bool) -> int:
         """Fetch [from_ns, to_ns] from REST and publish what was not published yet; record the gap."""
         kind = KIND[topic]
@@ -443,7 +418,7 @@ class IngestPipeline:
         recovered = 0
         try:
             rows = retry(
-                lambda: self._fetch(topic, symbol, from_ns, to_ns),
+                lambda: fetch_gap(self.rest, topic, symbol, from_ns, to_ns),
                 what=f"repair {kind} {symbol}",
                 deadline_s=self.settings.repair_deadline_s,
                 backoff=Backoff(0.5, 10.0),
@@ -462,30 +437,8 @@ class IngestPipeline:
                 recovered += 1
         self.stats.repaired += recovered
         if record_always or recovered or error:
-            status = "unrepaired" if error else "repaired"
             self.stats.gaps += 1
-            if error:
-                self.stats.unrepaired += 1
-                log.error(
-                    "gap %s %s [%d, %d] (%s) could not be repaired: %s", symbol, kind, from_ns, to_ns, reason, error
-                )
-            else:
-                log.info(
-                    "gap %s %s [%d, %d] (%s): %d events recovered", symbol, kind, from_ns, to_ns, reason, recovered
-                )
-            self.producer.produce(
-                "ingest_gaps",
-                {
-                    "id": f"{symbol}:{kind}:{from_ns}",
-                    "symbol": symbol,
-                    "kind": kind,
-                    "ts": from_ns,
-                    "ts_from": from_ns,
-                    "ts_to": to_ns,
-                    "reason": reason,
-                    "events_recovered": recovered,
-                    "status": status,
-                    "error": error,
-                },
-            )
+            self.stats.unrepaired += 1 if error else 0
+            gap = gap_record(symbol, kind, from_ns, to_ns, reason, recovered, error)
+            self.producer.produce(INGEST_GAPS, gap)
         return recovered

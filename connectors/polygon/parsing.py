@@ -8,6 +8,7 @@ field of the wrong kind raises ParseError naming the field; the caller sends the
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from kafkaio.errors import ScalpError
@@ -19,6 +20,20 @@ Record = dict[str, Any]
 # ts_ingest of a simulated session (synthetic sessions, replays of them): event time + this, so a simulated
 # session is reproducible byte for byte
 SIMULATED_LATENCY_NS = 2_000_000
+
+
+@dataclass(frozen=True)
+class IngestClock:
+    """ts_ingest source. Live: the receipt wall clock. Synthetic sessions: event time + a fixed latency,
+    so a simulated session is reproducible byte for byte (the whole session, clocks included, is simulated)."""
+
+    simulated_latency_ns: int | None = None
+
+    def stamp(self, record: dict[str, Any], receipt_ns: int) -> None:
+        if self.simulated_latency_ns is not None:
+            record["ts_ingest"] = record["ts"] + self.simulated_latency_ns
+        else:
+            record["ts_ingest"] = receipt_ns
 
 
 class ParseError(ScalpError):

@@ -13,13 +13,14 @@ from kafkaio.reader import read_topic
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
+from schemas.topics import BARS_1M, INGEST_GAPS, MARKET_QUOTES, MARKET_TRADES, OPTIONS_CHAIN
 
-from .ingest import IngestClock, IngestPipeline, IngestStats
-from .parsing import SIMULATED_LATENCY_NS
+from .ingest import IngestPipeline, IngestStats
+from .parsing import SIMULATED_LATENCY_NS, IngestClock
 from .settings import PolygonSettings
 
 log = logging.getLogger("scalp.ingest")
-WARM_TOPICS = ("market_trades", "market_quotes", "bars_1m")
+WARM_TOPICS = (MARKET_TRADES, MARKET_QUOTES, BARS_1M)
 
 
 def run_ingest(
@@ -42,7 +43,7 @@ def run_ingest(
     admin = TopicAdmin(kafka, catalog)
     admin.create_all()
     if window is not None:
-        topics = [*WARM_TOPICS, "ingest_gaps"] + (["options_chain"] if options else [])
+        topics = [*WARM_TOPICS, INGEST_GAPS] + ([OPTIONS_CHAIN] if options else [])
         admin.check_kept(topics, window[0], time.time_ns(), "the session")
     producer = AvroProducer(kafka, serde)
     clock = IngestClock(SIMULATED_LATENCY_NS if simulated else None)

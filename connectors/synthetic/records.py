@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.polygon.parsing import SIMULATED_LATENCY_NS, ws_quote, ws_trade
+from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 
 from .generator import Session
 
@@ -24,10 +25,10 @@ def session_records(
         kind = ev["ev"]
         if kind == "T":
             record = ws_trade(ev, 0)
-            topic = "market_trades"
+            topic = MARKET_TRADES
         elif kind == "Q":
             record = ws_quote(ev, 0)
-            topic = "market_quotes"
+            topic = MARKET_QUOTES
         else:
             continue
         record["ts_ingest"] = record["ts"] + SIMULATED_LATENCY_NS

@@ -32,40 +32,15 @@ import datetime as dt
 import json
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .faults import Faults, Stats, apply_faults
 from .generator import MS, Session
 from .options import chain
 
 log = logging.getLogger("synthetic.server")
-
-
-@dataclass
-class Faults:
-    disconnect_after: list[int] = field(default_factory=list)  # event counts at which to cut the socket
-    drop_events: int = 0  # events lost after each cut (as a real outage would lose them)
-    duplicate_every: int = 0  # send every K-th trade twice
-    reorder_every: int = 0  # swap every K-th pair of adjacent events
-    malformed_every: int = 0  # strip the price from every K-th trade
-    unknown_every: int = 0  # inject an unknown event type and an unsubscribed symbol
-    rest_fail: int = 0  # first N REST requests -> 503
-    rest_429: int = 0  # next N REST requests -> 429 with Retry-After
-
-
-@dataclass
-class Stats:
-    sent: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)
-    duplicated: int = 0
-    malformed: int = 0
-    disconnects: int = 0
-    connections: int = 0
-    rest_requests: int = 0
-    dropped_trade_ids: list[str] = field(default_factory=list)
 
 
 class PolygonProtocolServer:
@@ -346,7 +321,7 @@ class PolygonProtocolServer:
                     )
                     await ws.close()
                     return
-                out = self._apply_faults(frame, count)
+                out = apply_faults(self.faults, self.stats, frame, count)
                 last = frame[-1]
                 self.position_ns = last.get("t", last.get("e", 0)) * MS
                 if self.speed:
@@ -393,45 +368,6 @@ class PolygonProtocolServer:
                 break
             taken.append(event)
         return taken
-
-    def _apply_faults(self, frame: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-        f = self.faults
-        out: list[dict[str, Any]] = []
-        for i, event in enumerate(frame):
-            n = count + i + 1
-            if f.malformed_every and event["ev"] == "T" and n % f.malformed_every == 0:
-                event = {k: v for k, v in event.items() if k != "p"}
-                self.stats.malformed += 1
-            out.append(event)
-            if f.duplicate_every and event["ev"] == "T" and n % f.duplicate_every == 0:
-                out.append(dict(event))
-                self.stats.duplicated += 1
-            if f.unknown_every and n % f.unknown_every == 0:
-                out.append({"ev": "LULD", "T": event.get("sym"), "h": 1.0, "l": 0.5, "_inject": True})
-                out.append(
-                    {
-                        "ev": "T",
-                        "sym": "ZZZZ",
-                        "i": "1",
-                        "x": 4,
-                        "p": 1.0,
-                        "s": 1,
-                        "c": [],
-                        "q": 1,
-                        "t": event.get("t", 0),
-                        "z": 3,
-                        "_inject": True,
-                    }
-                )
-        if f.reorder_every:
-            for i in range(0, len(out) - 1):
-                if (
-                    (count + i + 1) % f.reorder_every == 0
-                    and out[i]["ev"] == out[i + 1]["ev"] != "AM"
-                    and out[i].get("sym") == out[i + 1].get("sym")
-                ):
-                    out[i], out[i + 1] = out[i + 1], out[i]
-        return out
 
     # --- app -------------------------------------------------------------------------------------
 

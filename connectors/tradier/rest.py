@@ -20,6 +20,7 @@ import requests
 
 from kafkaio.errors import ScalpError
 from kafkaio.retry import Backoff
+from schemas.topics import ORDERS
 
 from .settings import TradierSettings
 
@@ -165,7 +166,7 @@ class TradierClient:
                 f"/accounts/{self.account_id}/orders",
                 params={"filter": "intraday", "includeTags": "true", "page": page, "limit": 100},
             )
-            batch = items(body.get("orders"), "order")
+            batch = items(body.get(ORDERS), "order")
             out.extend(batch)
             if len(batch) < 100:
                 return out

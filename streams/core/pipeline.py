@@ -15,6 +15,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.topics import FEATURES, SIGNALS
+
 from .conditions import ConditionTable
 from .digests import Digests
 from .features import Counters, Snapshot, SymbolFeatures
@@ -109,10 +111,10 @@ class SymbolStage:
             self._emit(snap, out)
 
     def _emit(self, snap: Snapshot, out: list[Output]) -> None:
-        out.append(("features", snap.record(self.parts.digests)))
+        out.append((FEATURES, snap.record(self.parts.digests)))
         market = Market(snap.bid, snap.ask, snap.last_trade_ts, snap.last_quote_ts).to_dict()
         for signal in self.book.on_snapshot(snap):
-            out.append(("signals", signal))
+            out.append((SIGNALS, signal))
             out.append((RISK_INPUT, {"signal": signal, "market": market}))
 
     def counters(self) -> dict[str, Counters]:
@@ -127,7 +129,7 @@ class SymbolStage:
         engine = self.engine(symbol)
         hot = {k: v for k, v in vars(engine).items() if k not in _SHARED and k != "history"}
         body = {
-            "features": hot,
+            FEATURES: hot,
             "memories": self.book.memories.get(symbol),
             "offsets": self.offsets.get(symbol),
         }
@@ -136,7 +138,7 @@ class SymbolStage:
     def import_state(self, symbol: str, hot: bytes, history: bytes | None) -> None:
         engine = self.engine(symbol)
         body = _unpack(hot)
-        vars(engine).update(body["features"])
+        vars(engine).update(body[FEATURES])
         if history is not None:
             engine.history = _unpack(history)
         if body["memories"] is not None:

@@ -21,6 +21,8 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.topics import ORDER_INTENTS, RISK_DAY, RISK_DECISIONS
+
 from .digests import Digests
 from .policy import RiskParams
 from .sessions import ET, Calendar
@@ -147,7 +149,7 @@ class RiskEngine:
         limits = self._limits()
         out: list[tuple[str, dict[str, Any]]] = [
             (
-                "risk_decisions",
+                RISK_DECISIONS,
                 {
                     "signal_id": signal["id"],
                     "ts": ts,
@@ -164,8 +166,8 @@ class RiskEngine:
             self.open[intent["id"]] = Position(intent["id"], intent["symbol"], intent["time_stop_ts"])
             if day.trades_taken >= p.max_trades_per_day:
                 day.breach_flags.add("max_trades")
-            out.append(("order_intents", intent))
-        out.append(("risk_day", self.risk_day(ts)))
+            out.append((ORDER_INTENTS, intent))
+        out.append((RISK_DAY, self.risk_day(ts)))
         return out
 
     def on_trade_closed(self, ledger: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -189,7 +191,7 @@ class RiskEngine:
             day.breach_flags.add("daily_loss")
         if day.max_drawdown >= p.max_drawdown_r:
             day.breach_flags.add("max_drawdown")
-        return [("risk_day", self.risk_day(ts))]
+        return [(RISK_DAY, self.risk_day(ts))]
 
     def on_order_refused(self, order: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """An ``orders`` record for an entry that can never fill (status ``rejected`` by the broker or
@@ -203,7 +205,7 @@ class RiskEngine:
         self.day.trades_taken = max(0, self.day.trades_taken - 1)
         if self.day.trades_taken < self.params.max_trades_per_day:
             self.day.breach_flags.discard("max_trades")
-        return [("risk_day", self.risk_day(ts))]
+        return [(RISK_DAY, self.risk_day(ts))]
 
     # --- state -----------------------------------------------------------------------------------
 

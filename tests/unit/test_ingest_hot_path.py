@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from connectors.polygon.ingest import IngestClock, IngestPipeline
+from connectors.polygon.ingest import IngestPipeline
+from connectors.polygon.parsing import IngestClock
 from connectors.polygon.settings import PolygonSettings
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import catalog

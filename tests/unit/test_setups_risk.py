@@ -377,9 +377,9 @@ def test_streams_metrics_are_read_from_the_worker_counters() -> None:
 
     from prometheus_client import generate_latest
 
-    from streams.app import Stats
     from streams.core.features import Counters
     from streams.metrics import StreamsMetrics
+    from streams.stats import Stats
 
     stats = Stats(events=10, skipped=2, dead_letters=1, outputs={"features": 3})
     stage = SimpleNamespace(counters=lambda: {"SPY": Counters(late_events=4, outside_session=5)}, held=lambda: 7)

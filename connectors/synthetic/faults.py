@@ -1,0 +1,74 @@
+"""Deterministic faults of the synthetic Polygon-protocol server (for tests): where the WebSocket is cut and
+how many events the outage loses, duplicated, reordered, malformed and unknown events, REST outages and
+rate limits; and what the server sent, dropped and changed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Faults:
+    disconnect_after: list[int] = field(default_factory=list)  # event counts at which to cut the socket
+    drop_events: int = 0  # events lost after each cut (as a real outage would lose them)
+    duplicate_every: int = 0  # send every K-th trade twice
+    reorder_every: int = 0  # swap every K-th pair of adjacent events
+    malformed_every: int = 0  # strip the price from every K-th trade
+    unknown_every: int = 0  # inject an unknown event type and an unsubscribed symbol
+    rest_fail: int = 0  # first N REST requests -> 503
+    rest_429: int = 0  # next N REST requests -> 429 with Retry-After
+
+
+@dataclass
+class Stats:
+    sent: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    duplicated: int = 0
+    malformed: int = 0
+    disconnects: int = 0
+    connections: int = 0
+    rest_requests: int = 0
+    dropped_trade_ids: list[str] = field(default_factory=list)
+
+
+def apply_faults(f: Faults, stats: Stats, frame: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The frame of events numbered from ``count + 1`` as the faults make it (malformed, duplicated,
+    injected unknown and reordered events), counted in ``stats``."""
+    out: list[dict[str, Any]] = []
+    for i, event in enumerate(frame):
+        n = count + i + 1
+        if f.malformed_every and event["ev"] == "T" and n % f.malformed_every == 0:
+            event = {k: v for k, v in event.items() if k != "p"}
+            stats.malformed += 1
+        out.append(event)
+        if f.duplicate_every and event["ev"] == "T" and n % f.duplicate_every == 0:
+            out.append(dict(event))
+            stats.duplicated += 1
+        if f.unknown_every and n % f.unknown_every == 0:
+            out.append({"ev": "LULD", "T": event.get("sym"), "h": 1.0, "l": 0.5, "_inject": True})
+            out.append(
+                {
+                    "ev": "T",
+                    "sym": "ZZZZ",
+                    "i": "1",
+                    "x": 4,
+                    "p": 1.0,
+                    "s": 1,
+                    "c": [],
+                    "q": 1,
+                    "t": event.get("t", 0),
+                    "z": 3,
+                    "_inject": True,
+                }
+            )
+    if f.reorder_every:
+        for i in range(0, len(out) - 1):
+            if (
+                (count + i + 1) % f.reorder_every == 0
+                and out[i]["ev"] == out[i + 1]["ev"] != "AM"
+                and out[i].get("sym") == out[i + 1].get("sym")
+            ):
+                out[i], out[i + 1] = out[i + 1], out[i]
+    return out
