@@ -47,17 +47,9 @@ def consumer_config(
     return config
 
 
-def consumer(
-    kafka: KafkaSettings,
-    group: str,
-    *,
-    eof: bool = False,
-    earliest: bool = False,
-    quiet: bool = False,
-    extra: dict[str, Any] | None = None,
-) -> Consumer:
-    """A consumer in ``group`` (see :func:`consumer_config`)."""
-    return Consumer(consumer_config(kafka, group, eof=eof, earliest=earliest, quiet=quiet, extra=extra))
+def consumer(kafka: KafkaSettings, group: str, **options: Any) -> Consumer:
+    """A consumer in ``group``; ``options`` as :func:`consumer_config` takes them."""
+    return Consumer(consumer_config(kafka, group, **options))
 
 
 def producer_config(kafka: KafkaSettings, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The `scalp` command line (DESIGN.md section 4). Exit codes: 0 ok, 2 usage/config, 1 runtime failure."""
+"""The `scalp` command line (a contract: see the README). Exit codes: 0 ok, 2 usage/config, 1 runtime failure."""
 
 from __future__ import annotations
 

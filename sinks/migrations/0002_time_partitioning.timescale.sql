@@ -2,7 +2,8 @@
 -- high-volume tables, the tick retention policy (30 days by default; `scalp db maintain` applies the
 -- configured value) and a 1-minute continuous aggregate from market_trades.
 -- The aggregate refreshes only the last 3 days, well inside the retention window, so dropped raw
--- chunks never empty materialised buckets (FACTS.md 1).
+-- chunks never empty materialised buckets (a retention policy that drops raw chunks inside an
+-- aggregate's refresh window silently empties those buckets at the next refresh).
 
 SELECT create_hypertable('market_trades', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE);
 SELECT create_hypertable('market_quotes', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE);

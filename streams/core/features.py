@@ -1,4 +1,4 @@
-"""The FeatureEngine: per-symbol features from trades and quotes in event time (DESIGN.md 7).
+"""The FeatureEngine: per-symbol features from trades and quotes in event time (definitions: docs/streams.md).
 
 One ``SymbolFeatures`` per symbol takes trades and quotes in event-time order and emits a ``Snapshot``
 whenever event time passes a multiple of ``snapshot_interval_ms`` (the snapshot carries the boundary as its
@@ -7,7 +7,7 @@ last of RTH; a silent stretch yields one snapshot at the latest boundary passed;
 a snapshot of its own, it has no events yet). Every minute boundary is a snapshot boundary, so each bar
 close has its snapshot.
 
-Rules, where DESIGN.md leaves room:
+Rules, where the definitions leave room:
 - session = pre, rth or post of the NYSE calendar; vwap, sigma, cvd and session volume reset at each
   session start. hod/lod are the day's RTH values (null before the open, kept after the close).
 - trade eligibility follows the condition table (conditions.py); a trade with size or price <= 0 is ignored.

@@ -1,6 +1,6 @@
 """Trading sessions in US/Eastern from the NYSE exchange calendar (half-days and DST included).
 
-pre 04:00 to the open, rth the open to the close (13:00 on half-days), post the close to 20:00 (DESIGN.md 7).
+pre 04:00 to the open, rth the open to the close (13:00 on half-days), post the close to 20:00 (US/Eastern).
 Outside these (overnight, weekends, holidays) an event has no session. Lookups are cached per date, so the
 per-event cost is two comparisons.
 """

@@ -1,4 +1,5 @@
-"""PGlite with TimescaleDB (WASM) as a local server for the compatibility checks (FACTS.md 1)."""
+"""PGlite with TimescaleDB (WASM) as a local server for the compatibility checks (one connection at a time,
+no COPY FROM STDIN, no background jobs)."""
 
 from __future__ import annotations
 

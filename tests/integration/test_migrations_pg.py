@@ -103,3 +103,26 @@ def test_changed_migration_is_refused(fresh_db: str, tmp_path) -> None:  # type:
         (tmp_path / "0001_t.sql").write_text("CREATE TABLE t (x bigint);")
         with pytest.raises(ConfigError, match="changed after it was applied"):
             migrate(conn, tmp_path)
+
+
+def test_a_corrected_comment_is_accepted_and_a_whole_text_checksum_is_brought_up_to_date(
+    fresh_db: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    path = tmp_path / "0001_t.sql"
+    path.write_text("-- what it is\nCREATE TABLE t (x int);\n")
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert migrate(conn, tmp_path).applied == ["0001"]
+        path.write_text("-- what it really is\nCREATE TABLE t (x int);\n")
+        assert migrate(conn, tmp_path).skipped == ["0001"]
+        # a database migrated when the checksum covered the whole text
+        whole = hashlib.sha256(path.read_text().encode()).hexdigest()
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = '0001'", (whole,))
+        assert migrate(conn, tmp_path).skipped == ["0001"]
+        stored = conn.execute("SELECT checksum FROM schema_migrations WHERE version = '0001'").fetchone()
+        assert stored is not None
+        assert stored[0] != whole
+        path.write_text("-- what it really is\nCREATE TABLE t (x bigint);\n")
+        with pytest.raises(ConfigError, match="changed after it was applied"):
+            migrate(conn, tmp_path)

@@ -1,4 +1,5 @@
-"""The FeatureEngine against an independent, direct computation of DESIGN.md 7 on generated tapes.
+"""The FeatureEngine against an independent, direct computation of the feature definitions (docs/streams.md)
+on generated tapes.
 
 The reference below recomputes every feature of every snapshot from scratch (the whole history of events
 before the snapshot time), in plain loops over the tape, sharing no code with streams/core/features.py.
