@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from benchmarks import verdict
 from connectors.polygon.ingest import IngestPipeline
 from connectors.polygon.settings import PolygonSettings
 from connectors.synthetic.generator import Session
@@ -377,6 +378,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Targets: at least 150k events/s; p99 under 20 ms at 10k events/s.",
+        "",
+        "- " + verdict("throughput", results["throughput"].rate, 150_000, "events/s", at_least=True),
+        "- " + verdict("p99 at 10k events/s", results["latency"].p99_ms, 20, "ms", at_least=False),
         "",
         f"The throughput run follows a warm-up run of {WARM_UP_EVENTS:,} events through the same path, not counted "
         "(right after `scalp stack up` the broker is still compiling its hot paths).",

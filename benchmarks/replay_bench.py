@@ -8,6 +8,7 @@ from typing import Any
 
 from backtest.replay import replay
 from backtest.sources import RANK
+from benchmarks import verdict
 from execution.paper import PaperSettings
 from execution.tracker import FeeSchedule
 from streams.core.digests import Digests
@@ -41,8 +42,13 @@ def markdown(results: dict[str, Any]) -> str:
         rates = sorted(r["events"] / r["seconds"] for r in runs)
         return f"{rates[len(rates) // 2]:,.0f} ev/s (runs: {', '.join(f'{x:,.0f}' for x in rates)})"
 
+    def median(runs: list[dict[str, Any]]) -> float:
+        return float(sorted(r["events"] / r["seconds"] for r in runs)[len(runs) // 2])
+
     outputs = results["replay"][0]["outputs"]
     lines = [
+        "## Replay: a recorded session through the strategy core and the paper broker (`scalp bench replay`)",
+        "",
         f"Machine: {results['machine']}. Tape: {results['events']:,} events of a synthetic SPY + QQQ session "
         "(connectors/synthetic), in memory; medians of 3 runs.",
         "",
@@ -52,6 +58,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"| peer: the strategy core alone (`StrategyCore`, as `scalp bench streams`) | {rate(results['core'])} |",
         "",
         f"Replay outputs: {', '.join(f'{t} {n:,}' for t, n in outputs.items())}. Target: 200k events/s.",
+        "",
+        "- " + verdict("replay", median(results["replay"]), 200_000, "events/s", at_least=True),
+        "",
         "Reading the inputs from Kafka (fastavro decode, ~5 us per record here) comes on top when `scalp replay`"
         " reads topics.",
     ]

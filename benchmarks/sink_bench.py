@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from benchmarks import verdict
 from kafkaio.admin import TopicAdmin
 from kafkaio.producer import AvroProducer
 from kafkaio.settings import KafkaSettings
@@ -327,6 +328,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Rows in the table after the scalp run: {results['scalp_rows_in_table']:,} "
         f"(exactly the records in the topic). Target: at least 200k rows/s per worker.",
+        "",
+        "- " + verdict("scalp sink", results["scalp"].rate, 200_000, "rows/s", at_least=True),
         "",
     ]
     return "\n".join(lines)

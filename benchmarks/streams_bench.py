@@ -24,9 +24,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
-
+from benchmarks import verdict
 from connectors.synthetic.records import session_records
+from kafkaio import clients
 from kafkaio.admin import TopicAdmin
 from kafkaio.producer import AvroProducer
 from kafkaio.settings import KafkaSettings
@@ -104,9 +104,7 @@ def latency(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict[str,
     stop = threading.Event()
 
     def consume() -> None:
-        consumer = Consumer(
-            {**kafka.client_config(), "group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
-        )
+        consumer = clients.consumer(kafka, f"bench-{uuid.uuid4().hex[:6]}", earliest=True)
         consumer.subscribe([kafka.topic(FEATURES)])
         while not stop.is_set():
             msg = consumer.poll(0.1)  # returns on the first record (consume(n, t) would wait for n or t)
@@ -213,6 +211,13 @@ def merge_hold_ms(records: list[tuple[str, dict[str, Any]]], wall_s: float) -> f
     return gap / span * wall_s * 1000 if span > 0 else 0.0
 
 
+def p99_at(latency: list[dict[str, Any]], rate: float) -> float | None:
+    """p99 of the latency run closest to ``rate``."""
+    if not latency:
+        return None
+    return float(min(latency, key=lambda lat: abs(lat["rate"] - rate))["p99_ms"])
+
+
 def markdown(results: dict[str, Any]) -> str:
     core, faust, peer = results["core"], results["faust"], results["peer"]
 
@@ -263,6 +268,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Targets: 50k events/s per Faust worker; p99 under 50 ms at 10k events/s. Published anchors: Faust "
         "field reports 300-500 events/s per worker; Kafka Streams (JVM) about 250k/s.",
+        "",
+        "- " + verdict("Faust worker", faust["rate"], 50_000, "events/s", at_least=True),
+        "- " + verdict("p99 at 10k events/s", p99_at(results["latency"], 10_000), 50, "ms", at_least=False),
         "",
     ]
     return "\n".join(lines)

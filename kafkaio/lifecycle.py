@@ -4,7 +4,8 @@ A :class:`Service` is started by calling :meth:`Service.run`, which works until 
 called (from a signal handler or another thread) or, where the service takes an idle limit, until it is
 caught up and idle that long; before returning it flushes what it holds (producer queues, batches,
 offsets) so that a stop loses nothing. :func:`run_service` runs one with SIGTERM and SIGINT wired to
-``stop``.
+``stop``. The streams worker is run by Faust's own ``Worker``, which installs the same signal handlers;
+its app's ``stop()`` sends the process SIGTERM.
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ class Service(Protocol[R_co]):
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: Callable[[], None], name: str = "process") -> Iterator[None]:
-    """SIGTERM and SIGINT call ``stop`` inside the block (main thread only); the previous handlers are put
-    back after it."""
+def stop_on_signals(stop: Callable[[], None], doing: str = "stopping") -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stop`` inside the block (main thread only), logged as ``received SIGTERM:
+    <doing>``; the previous handlers are put back after it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("%s: received %s, stopping", name, signal.Signals(signum).name)
+        log.info("received %s: %s", signal.Signals(signum).name, doing)
         stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
@@ -52,7 +53,7 @@ def stop_on_signals(stop: Callable[[], None], name: str = "process") -> Iterator
             signal.signal(sig, handler)
 
 
-def run_service(service: Service[R], name: str = "process") -> R:
+def run_service(service: Service[R], doing: str = "stopping") -> R:
     """``service.run()`` with SIGTERM and SIGINT wired to ``service.stop()``."""
-    with stop_on_signals(service.stop, name):
+    with stop_on_signals(service.stop, doing):
         return service.run()

@@ -212,3 +212,9 @@ def read_topic(
         for record in reader.read(physical, reader.bounds(physical, from_ms=from_ms, tail=tail)):
             if record.value is not None:
                 yield serde.decode(record.value, topic)
+
+
+def holds_between(kafka: KafkaSettings, topic: str, from_ns: int, until_ns: int) -> bool:
+    """Whether catalog topic ``topic`` holds a record with ``from_ns <= timestamp < until_ns`` (venue time)."""
+    with RangeReader(kafka, "scalp-probe") as reader:
+        return reader.holds(kafka.topic(topic), from_ns // 1_000_000, -(-until_ns // 1_000_000))

@@ -120,12 +120,9 @@ def db() -> None:
 @guarded
 def db_migrate(ctx: click.Context) -> None:
     """Apply pending migrations (idempotent); TimescaleDB features when the extension exists."""
-    from sinks.db import connect
-    from sinks.migrate import migrate
+    from sinks.migrate import migrate_database
 
-    settings = ctx.obj.settings
-    with connect(settings.database, autocommit=True) as conn:
-        result = migrate(conn)
+    result = migrate_database(ctx.obj.settings.database)
     click.echo(
         f"migrate ({result.flavour}): {len(result.applied)} applied"
         f"{' (' + ', '.join(result.applied) + ')' if result.applied else ''}, "
@@ -149,13 +146,11 @@ def db_maintain(ctx: click.Context, retention_days: int, archive_dir: Path | Non
     PostgreSQL, compression on TimescaleDB. Schedule it daily (docs/operations.md)."""
     import datetime as dt
 
-    from sinks.db import connect
-    from sinks.maintain import maintain
+    from sinks.maintain import maintain_database
 
     if retention_days < 1:
         raise ConfigError("--retention-days must be at least 1")
-    with connect(ctx.obj.settings.database) as conn:
-        report = maintain(conn, retention_days, archive_dir, dry_run, dt.datetime.now(dt.UTC))
+    report = maintain_database(ctx.obj.settings.database, retention_days, archive_dir, dry_run, dt.datetime.now(dt.UTC))
     verb = "would" if dry_run else "did"
     click.echo(
         f"maintain ({report.flavour}, cutoff {report.cutoff:%Y-%m-%d} UTC, {'dry run' if dry_run else 'applied'}):"
@@ -274,8 +269,7 @@ def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
     import time
 
     from kafkaio.admin import TopicAdmin
-    from sinks.db import connect
-    from sinks.migrate import migrate
+    from sinks.migrate import migrate_database
 
     from .demo import RUN_ID, Demo, demo_config, run_demo
 
@@ -284,8 +278,7 @@ def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
     started = time.monotonic()
     if not no_stack:
         _stack(ctx).up(report=lambda line: click.echo(line, err=True))
-    with connect(settings.database, autocommit=True) as conn:
-        result = migrate(conn)
+    result = migrate_database(settings.database)
     click.echo(
         f"database: {result.flavour} flavour, {len(result.applied)} migrations applied, "
         f"{len(result.skipped)} already applied"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
 
 import click
-import psycopg
 
-from kafkaio.errors import ConfigError, RetryableError
+from kafkaio.errors import ConfigError
 
 from .cliutil import guarded
 from .context import Context
@@ -49,11 +46,9 @@ def execute(ctx: click.Context, broker: str, preview: bool, until_idle: float | 
     """
 
     def run() -> None:
-        from connectors.execution.run import RunResult, run_paper, run_tradier, spill_path
+        from connectors.execution.run import RunResult, run_paper, run_tradier
         from kafkaio.admin import TopicAdmin
         from sinks.audit import AuditWriter
-        from sinks.db import connect
-        from sinks.migrate import migrate
 
         context: Context = ctx.obj
         settings = context.settings
@@ -67,20 +62,9 @@ def execute(ctx: click.Context, broker: str, preview: bool, until_idle: float | 
                 if value is None or (hasattr(value, "get_secret_value") and not value.get_secret_value()):
                     raise ConfigError(f"{var} is not set (needed by --broker tradier)")
         TopicAdmin(settings.kafka, context.catalog).create_all()
-        database: Callable[[], psycopg.Connection] | None = None
-        try:
-            with connect(settings.database, autocommit=True) as conn:
-                migrate(conn)
-            database = functools.partial(connect, settings.database)
-        except RetryableError as exc:
-            log.warning("execution audit: %s; audit events go to the spill file", exc)
         ex = settings.execution
-        audit = AuditWriter(
-            database,
-            spill_path(settings.logging.dir, settings.stack.state_dir, ex.audit_spill_file),
-            broker,
-            max_queue=ex.audit_queue,
-        )
+        spill = (settings.logging.dir or settings.stack.state_dir) / ex.audit_spill_file
+        audit = AuditWriter.open(settings.database, spill, broker, max_queue=ex.audit_queue)
         try:
             if broker == "paper":
                 result: RunResult = run_paper(settings.kafka, context.serde, ex, audit, until_idle=until_idle)

@@ -6,7 +6,6 @@ import datetime as dt
 import logging
 import secrets
 import sys
-import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -196,9 +195,6 @@ def backfill(ctx: click.Context, symbols: str, from_: str, to: str, kinds: str) 
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from connectors.polygon.backfill import TOPICS, Backfill
-        from connectors.polygon.rest import PolygonRest
-        from kafkaio.admin import TopicAdmin
-        from kafkaio.producer import AvroProducer
 
         from_ns, to_ns = parse_time(from_, "--from"), parse_time(to, "--to")
         if to_ns <= from_ns:
@@ -209,11 +205,7 @@ def backfill(ctx: click.Context, symbols: str, from_: str, to: str, kinds: str) 
             raise ConfigError(f"--kinds: unknown {unknown}; choose from trades, quotes, bars")
         context: Context = ctx.obj
         settings = context.settings
-        admin = TopicAdmin(settings.kafka, context.catalog)
-        admin.create_all()
-        admin.check_kept([TOPICS[k] for k in wanted], from_ns, time.time_ns(), "the backfill window")
-        producer = AvroProducer(settings.kafka, context.serde)
-        job = Backfill(settings.kafka, context.serde, producer, PolygonRest(settings.polygon, time.time_ns))
+        job = Backfill.open(settings.kafka, context.serde, context.catalog, settings.polygon, wanted, from_ns)
         tickers = _symbols(symbols)
         span = to_ns - from_ns
         results = []

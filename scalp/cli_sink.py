@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
 import click
 from rich.console import Console
@@ -54,40 +52,12 @@ def sink(ctx: click.Context, topic_spec: str, status: bool, dlq_report: bool, un
 
 
 def _run(context: Context, topics: list[str], until_idle: float | None) -> None:
-    from kafkaio.admin import TopicAdmin
-    from kafkaio.lifecycle import stop_on_signals
-    from kafkaio.metrics import serve
-    from sinks.worker import SinkWorker
+    from sinks.service import run_sink
 
     settings = context.settings
-    TopicAdmin(settings.kafka, context.catalog).create_all()
-    worker = SinkWorker(settings.kafka, settings.database, settings.sink, context.serde, context.catalog, topics)
-
-    def health() -> tuple[bool, dict[str, Any]]:
-        state = worker.state
-        detail = {
-            "status": "paused: database unavailable" if state.paused else "ok",
-            "assigned": [f"{t}[{p}]" for t, p in state.assigned],
-            "buffered": state.buffered,
-            "rows_written": state.rows_written,
-            "last_flush_age_s": round(time.monotonic() - state.last_flush, 1),
-            "last_error": state.last_error,
-        }
-        return not state.paused, detail
-
-    server = (
-        serve(worker.metrics.registry, health, settings.sink.http_host, settings.sink.http_port, "sink")
-        if settings.sink.http_port
-        else None
+    state = run_sink(
+        settings.kafka, settings.database, settings.sink, context.serde, context.catalog, topics, until_idle
     )
-
-    try:
-        with stop_on_signals(worker.stop, "sink"):  # flushes the batch and leaves the group
-            worker.run(idle_exit_s=until_idle)
-    finally:
-        if server is not None:
-            server.shutdown()
-    state = worker.state
     elapsed = (state.last_commit - state.first_message) if state.first_message and state.last_commit else 0.0
     click.echo(
         f"sink: {state.rows_written} rows written ({state.fast_rows} through the fast path, {state.fallbacks} "

@@ -103,14 +103,13 @@ def has_day(kafka: Any, day: str) -> bool:
     """Whether market_trades already holds events of ``day``'s window (a re-run ingests nothing twice)."""
     import datetime as dt
 
-    from kafkaio.reader import RangeReader
+    from kafkaio.reader import holds_between
     from streams.core.sessions import et_ns
 
     date = dt.date.fromisoformat(day)
     start = et_ns(date, *map(int, WINDOW[0].split(":")))
     end = et_ns(date, *map(int, WINDOW[1].split(":")))
-    with RangeReader(kafka, "scalp-demo-probe") as reader:
-        return reader.holds(kafka.topic(MARKET_TRADES), start // 1_000_000, -(-end // 1_000_000))
+    return holds_between(kafka, MARKET_TRADES, start, end)
 
 
 def run_demo(demo: Demo, say: Callable[[str], None], kafka: Any) -> None:

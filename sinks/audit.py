@@ -9,6 +9,7 @@ line) and are counted (``spilled``); nothing is dropped silently. ``close()`` wr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import queue
@@ -21,7 +22,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from kafkaio.errors import RetryableError
 from kafkaio.retry import Backoff
+
+from .settings import DatabaseSettings
 
 log = logging.getLogger("scalp.execution.audit")
 
@@ -49,6 +53,21 @@ class AuditWriter:
         self._conn: psycopg.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def open(cls, database: DatabaseSettings, spill_path: Path, broker: str, *, max_queue: int) -> AuditWriter:
+        """A writer into ``execution_audit`` (migrated first); when the database cannot be reached now, every
+        event goes to the spill file."""
+        from .db import connect
+        from .migrate import migrate_database
+
+        writer: Callable[[], psycopg.Connection] | None = None
+        try:
+            migrate_database(database)
+            writer = functools.partial(connect, database)
+        except RetryableError as exc:
+            log.warning("execution audit: %s; audit events go to the spill file", exc)
+        return cls(writer, spill_path, broker, max_queue=max_queue)
 
     def record(self, kind: str, order_id: str | None, ts_ns: int | None, **detail: Any) -> None:
         """Never blocks: a full queue spills this event to the file instead."""

@@ -23,6 +23,8 @@ from psycopg import sql
 from kafkaio.errors import FatalError
 from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 
+from .settings import DatabaseSettings
+
 log = logging.getLogger(__name__)
 TICK_TABLES = (MARKET_TRADES, MARKET_QUOTES)
 CONDITIONS_FILE = Path(__file__).resolve().parents[1] / "config" / "trade_conditions.yaml"
@@ -202,3 +204,13 @@ def compress(conn: psycopg.Connection) -> int:
         conn.execute("CALL run_job(%s)", (job,))
         conn.commit()
     return len(jobs)
+
+
+def maintain_database(
+    database: DatabaseSettings, retention_days: int, archive_dir: Path | None, dry_run: bool, now: dt.datetime
+) -> MaintainReport:
+    """:func:`maintain` on a connection of its own."""
+    from .db import connect
+
+    with connect(database) as conn:
+        return maintain(conn, retention_days, archive_dir, dry_run, now)

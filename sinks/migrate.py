@@ -24,6 +24,8 @@ import psycopg
 
 from kafkaio.errors import ConfigError
 
+from .settings import DatabaseSettings
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -135,3 +137,11 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> Migra
         return MigrateResult(flavour, applied, skipped)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+def migrate_database(database: DatabaseSettings) -> MigrateResult:
+    """:func:`migrate` on a connection of its own."""
+    from .db import connect
+
+    with connect(database, autocommit=True) as conn:
+        return migrate(conn)

@@ -132,6 +132,11 @@ class Streams:
         """RESTART_ENV for the next start."""
         return self.market.sequencer.restart_env
 
+    def stop(self) -> None:
+        """The lifecycle's stop (kafkaio.lifecycle): Faust's worker, which runs this app in the main thread
+        with its own signal handlers, drains, flushes and commits on SIGTERM."""
+        os.kill(os.getpid(), signal.SIGTERM)
+
     # --- app -------------------------------------------------------------------------------------
 
     def _build(self, data_dir: Path | None) -> faust.App:
@@ -272,7 +277,7 @@ class Streams:
             elif not await market.read_to_end():
                 log.warning("stopping with partitions not read to their end: %s", market.stall_report())
             log.info("idle: stopping")
-            os.kill(os.getpid(), signal.SIGTERM)
+            self.stop()
 
     def _holds_all_market(self) -> bool:
         """Whether this worker owns every market partition: only then may it end a run without any input

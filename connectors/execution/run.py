@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -230,7 +229,7 @@ def run_paper(
                 router.on_clock(ts, record["symbol"])
             released_to = max(released_to, ts)
 
-    with stop_on_signals(stopped.set, "execute"):
+    with stop_on_signals(stopped.set, "stopping the router"):
         while not stopped.is_set():
             got = 0
             intents = caught_up.observe(intents_c.consume(500, timeout=0.05))
@@ -320,7 +319,7 @@ def run_tradier(
     last_snapshot = float("-inf")  # one at start
     poll_now = True
     try:
-        with stop_on_signals(stopped.set, "execute"):
+        with stop_on_signals(stopped.set, "stopping the router"):
             while not stopped.is_set():
                 now = time.monotonic()  # the account first: the initial snapshot precedes any order
                 if now - last_snapshot >= settings.snapshot_interval_s:
@@ -377,7 +376,3 @@ def run_tradier(
         consumer.close()
         producer.flush()
     return result
-
-
-def spill_path(log_dir: Path | None, state_dir: Path, name: str) -> Path:
-    return (log_dir or state_dir) / name

@@ -8,19 +8,23 @@ follows ``next_url``; 429 and 5xx are retried by the client (honouring Retry-Aft
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from kafkaio.admin import TopicAdmin
 from kafkaio.producer import AvroProducer
 from kafkaio.reader import read_topic
 from kafkaio.retry import Backoff, retry
 from kafkaio.settings import KafkaSettings
+from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
 from schemas.topics import BARS_1M, MARKET_QUOTES, MARKET_TRADES
 
 from .dedupe import event_key
 from .rest import PolygonRest
+from .settings import PolygonSettings
 
 log = logging.getLogger(__name__)
 TOPICS = {"trades": MARKET_TRADES, "quotes": MARKET_QUOTES, "bars": BARS_1M}
@@ -52,6 +56,18 @@ class Backfill:
         self.producer = producer
         self.rest = rest
         self.deadline_s = deadline_s
+
+    @classmethod
+    def open(
+        cls, kafka: KafkaSettings, serde: AvroSerde, catalog: Catalog, polygon: PolygonSettings, kinds: list[str],
+        from_ns: int,
+    ) -> Backfill:  # fmt: skip
+        """A backfill of ``kinds`` from ``from_ns`` on: the topics exist and keep that window (else ConfigError
+        naming SCALP_MIN_RETENTION_MS), the producer and the REST client are ready."""
+        admin = TopicAdmin(kafka, catalog)
+        admin.create_all()
+        admin.check_kept([TOPICS[k] for k in kinds], from_ns, time.time_ns(), "the backfill window")
+        return cls(kafka, serde, AvroProducer(kafka, serde), PolygonRest(polygon, time.time_ns))
 
     def existing_keys(self, topic: str, symbol: str, from_ns: int, to_ns: int) -> set[Hashable]:
         keys: set[Hashable] = set()

@@ -67,4 +67,4 @@ def run_ingest(
         seeded = pipeline.warm_start(history)
         log.info("warm start: %d recent records read back from Kafka", seeded)
     pipeline.tune_gc()
-    return run_service(pipeline, "ingest")
+    return run_service(pipeline, "draining the queue and flushing the producer")
