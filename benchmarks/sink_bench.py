@@ -217,7 +217,7 @@ def convert(v):
     return v
 sdf = app.dataframe(topic).apply(convert)
 sdf.sink(PostgreSQLSink(host=cfg["host"], port=cfg["port"], dbname=cfg["dbname"], user=cfg["user"], password="",
-                        table_name=MARKET_QUOTES, schema_auto_update=False, include_metadata=False))
+                        table_name=cfg["table"], schema_auto_update=False, include_metadata=False))
 start = time.monotonic()
 app.run(count=cfg["count"], timeout=cfg["timeout"])
 print("QUIX_SECONDS", time.monotonic() - start)
@@ -240,6 +240,7 @@ def run_quix(url: str, kafka: KafkaSettings, registry_url: str, topic: str, n: i
         "bootstrap": kafka.bootstrap_servers,
         "group": f"quix-{uuid.uuid4().hex[:6]}",
         "topic": topic,
+        "table": MARKET_QUOTES,
         "registry": registry_url,
         "host": parts.hostname,
         "port": parts.port,
