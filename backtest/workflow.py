@@ -19,7 +19,7 @@ from execution.settings import FeeSettings
 from kafkaio.errors import ConfigError
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
-from schemas.topics import FEATURES, MARKET_QUOTES, SIGNALS
+from schemas.topics import FEATURES, FILLS, MARKET_QUOTES, SIGNALS
 from sinks.settings import DatabaseSettings
 
 NS = 1_000_000_000
@@ -294,3 +294,79 @@ def drift_run(path: Path, live: dict[str, list[dict[str, Any]]], outputs: dict[s
     report = compare(live, outputs)
     (path / "drift.json").write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return report
+
+
+def backtest_steps(
+    env: Research, done: ReplayDone, policy: Any, source: str, also_csv: bool, say: Callable[[str], None]
+) -> tuple[Path, dict[str, Any]]:
+    """What `scalp backtest` does after the replay: labels, export, drift against the live decisions, the live
+    fills, and the report; each step's result is told through ``say``. Returns the report page and summary."""
+    from .drift import KEYS
+    from .report import write_report
+
+    rid = done.meta["run_id"]
+    signals = done.outputs.get(SIGNALS, [])
+    quotes = (r for topic, r in done.market if topic == MARKET_QUOTES)
+    end = done.meta["to_ns"]
+    until = end if end is not None else 1 << 62  # without --to the read went to the end of the topics
+    labels = label_signals(env, signals, policy, rid, source, quotes, until) if signals else []
+    write_labels(done.path, labels)
+    say(f"labels: {label_summary(labels, len(signals))}")
+    exported = export_run(done.path, also_csv)
+    say(
+        f"export: {exported.rows} rows ({exported.labelled} labelled), no feature after its signal"
+        if exported
+        else "export: no signals with features; no dataset"
+    )
+    live = live_records(env, done.meta, (*KEYS, FILLS))
+    drift = None
+    if any(live[t] for t in KEYS):
+        report = drift_run(done.path, {t: live[t] for t in KEYS}, done.outputs)
+        drift = report.to_dict()
+        say(
+            f"drift: {'none' if report.clean else 'FOUND'} ("
+            + ", ".join(
+                f"{name} {t.matched} matched/{len(t.differing)} differing/{len(t.missing)} missing/{len(t.extra)} extra"
+                for name, t in report.topics.items()
+            )
+            + ")"
+        )
+    else:
+        say("drift: no live decisions in the range; nothing to compare")
+    if live[FILLS]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(live[FILLS]), done.path / "live_fills.parquet")
+    return write_report(done.path, done.meta, done.outputs, labels, drift, live[FILLS])
+
+
+def rebuild_report(path: Path) -> Path:
+    """The report of the run at ``path`` again, from its files (no services needed)."""
+    import pyarrow.parquet as pq
+
+    from .replay import read_run
+    from .report import write_report
+
+    def table(name: str) -> list[dict[str, Any]]:
+        file = path / name
+        return list(pq.read_table(file).to_pylist()) if file.exists() else []
+
+    meta, outputs = read_run(path)
+    drift_file = path / "drift.json"
+    drift = json.loads(drift_file.read_text()) if drift_file.exists() else None
+    page, _ = write_report(path, meta, outputs, table("signal_labels.parquet"), drift, table("live_fills.parquet"))
+    return page
+
+
+def signals_to_label(
+    env: Research, run_path: Path | None, start: int | None, end: int | None
+) -> tuple[list[dict[str, Any]], str]:
+    """(signals, the source of their quotes): a replay run's own signals (with ``run_path``), or the live
+    ``signals`` topic over [start, end)."""
+    from .replay import read_run
+
+    if run_path is not None:
+        meta, outputs = read_run(run_path)
+        return outputs.get(SIGNALS, []), str(meta.get("source", "kafka"))
+    return [r for _, r in read_market(env, "kafka", start, end, (SIGNALS,)).records], "kafka"

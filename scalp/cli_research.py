@@ -10,7 +10,6 @@ import click
 
 from backtest.workflow import iso
 from kafkaio.errors import ConfigError
-from schemas.topics import SIGNALS
 
 from .cliutil import guarded, parse_time, range_options, runs_option, with_options
 from .context import Context
@@ -210,8 +209,7 @@ def labels(
     """
 
     def run() -> None:
-        from backtest.replay import read_run
-        from backtest.workflow import label_signals, label_summary, load_policy_file, read_market, write_labels
+        from backtest.workflow import label_signals, label_summary, load_policy_file, signals_to_label, write_labels
         from streams.core.labels import TickRule
 
         if (tp_ticks is None) != (sl_ticks is None):
@@ -220,13 +218,8 @@ def labels(
         context: Context = ctx.obj
         policy = load_policy_file(context.research(), policy_path)
         start, end = _bounds(from_, to)
-        source = "kafka"
-        if run_id is not None:
-            meta, outputs = read_run(out / run_id)
-            signals = outputs.get(SIGNALS, [])
-            source = meta.get("source", "kafka")
-        else:
-            signals = [r for _, r in read_market(context.research(), "kafka", start, end, (SIGNALS,)).records]
+        run_path = out / run_id if run_id is not None else None
+        signals, source = signals_to_label(context.research(), run_path, start, end)
         if not signals:
             click.echo("labels: no signals in the range; nothing to label")
             return

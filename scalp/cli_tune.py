@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -58,66 +57,17 @@ def tune(
     """
 
     def run() -> None:
-        import yaml
-
-        from backtest import tune as t
-        from streams.core.errors import PolicyError
+        from backtest.tune import Search, TuneError
+        from backtest.tuning import run_tuning
 
         context: Context = ctx.obj
         live = policy_path or context.settings.streams.policy_file
         if (dataset is None) == (run_id is None):
-            raise t.TuneError("give one of --run or --dataset")
+            raise TuneError("give one of --run or --dataset")
         path = dataset if dataset is not None else out / str(run_id) / "dataset.parquet"
-        if proposed.resolve() == live.resolve():
-            raise t.TuneError(f"--proposed {proposed} is the live policy file; tune never writes it")
-        live_text = live.read_text()
-        try:
-            policy = t.validate(live_text, str(live))
-        except PolicyError as exc:
-            raise t.TuneError(str(exc)) from None
-        meta_file = path.with_name("dataset.meta.json")
-        if meta_file.exists():
-            made_with = json.loads(meta_file.read_text()).get("session_policy_digest")
-            if made_with and made_with != policy.digest:
-                raise t.TuneError(
-                    f"{path} was exported from a run with policy {made_with[:12]}, the live policy is "
-                    f"{policy.digest[:12]}: back-test with the live policy first"
-                )
-        search = t.Search(kind, samples, seed, objective, min_trades, validation_days)
-        if space is not None:
-            search.space = t.read_space(yaml.safe_load(space.read_text()), str(space))
-        data = t.load_dataset(t.load_rows(path))
-        results, train, valid = t.tune(data, policy, search)
-        header = [
-            f"PROPOSED by `scalp tune` from {path} ({kind} search, objective {objective}); review, then copy",
-            f"what you accept into {live}. Train days: {', '.join(train)}; validation days: {', '.join(valid)}.",
-        ]
-        text = t.propose(live_text, results, header)
-        try:
-            proposal = t.validate(text, str(proposed))
-        except PolicyError as exc:
-            raise t.TuneError(f"the proposal is not a valid policy ({exc}); nothing written") from None
-        proposed.parent.mkdir(parents=True, exist_ok=True)
-        proposed.write_text(text)
-        changed = t.diff(live_text, text, str(live), str(proposed))
-        info = {
-            "dataset": str(path),
-            "rows": data.rows,
-            "unlabelled": data.unlabelled,
-            "idle_days": list(data.idle_days),
-            "policy_file": str(live),
-            "policy_digest": policy.digest,
-            "proposed_file": str(proposed),
-            "proposed_digest": proposal.digest,
-            "search": f"{kind}" + (f" ({samples} draws, seed {seed})" if kind == "random" else ""),
-            "objective": objective,
-            "min_trades": min_trades,
-            "diff": changed,
-        }
-        report = path.with_name("tune_report.md")
-        report.write_text(t.report_markdown(results, train, valid, info))
-        body = {**info, **t.report_json(results, train, valid)}
-        path.with_name("tune.json").write_text(json.dumps(body, indent=2, default=str) + "\n")
+        search = Search(kind, samples, seed, objective, min_trades, validation_days)
+        tuned = run_tuning(path, live, proposed, search, space)
+        results, report = tuned.results, tuned.report
         for r in results:
             moves = ", ".join(f"{k} {r.current[k]:g}->{v:g}" for k, v in r.changes().items())
             v0, v1 = r.validation_before, r.validation_after
