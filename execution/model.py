@@ -17,7 +17,8 @@ from typing import Any
 from kafkaio.errors import ScalpError
 
 NS = 1_000_000_000
-TAG = re.compile(r"^[A-Za-z0-9-]{1,255}$")
+EXIT_TAG_SUFFIX = "-x"
+TAG = re.compile(rf"^[A-Za-z0-9-]{{1,{255 - len(EXIT_TAG_SUFFIX)}}}$")  # the exit's tag must fit too
 TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "previewed"})
 ENTRY, TAKE_PROFIT, STOP_LOSS, EXIT = 0, 1, 2, 3  # EXIT: a separate market order (time stop)
 
@@ -69,10 +70,13 @@ class OrderPlan:
     order_class: str
     legs: tuple[Leg, ...]
     duration: str = "day"
+    tag_suffix: str = ""  # the exit's tag is the signal id + EXIT_TAG_SUFFIX: never the bracket's tag
 
     @property
     def tag(self) -> str:
-        return str(self.intent["signal_id"])
+        """The broker tag: the signal id for the bracket, ``<signal id>-x`` for its exit, so a lookup by tag
+        can never take one for the other."""
+        return f"{self.intent['signal_id']}{self.tag_suffix}"
 
     @property
     def long(self) -> bool:
@@ -106,7 +110,7 @@ def plan_bracket(intent: dict[str, Any], duration: str = "day") -> OrderPlan:
     if instrument == "option" and not intent.get("option_symbol"):
         raise InvalidIntent("an option intent needs option_symbol")
     if not TAG.match(str(intent["signal_id"])):
-        raise InvalidIntent("signal_id is not a valid broker tag (letters, digits and '-', at most 255)")
+        raise InvalidIntent("signal_id is not a valid broker tag (letters, digits and '-', at most 253)")
     qty = intent["qty"]
     if not isinstance(qty, int) or qty < 1:
         raise InvalidIntent(f"qty must be a positive integer, got {qty!r}")
@@ -136,7 +140,13 @@ def plan_exit(bracket: OrderPlan, qty: int) -> OrderPlan:
     exit_side = SIDES[(bracket.intent["instrument"], bracket.long)][1]
     leg = Leg(EXIT, entry.symbol, exit_side, qty, "market", option_symbol=entry.option_symbol)
     order_class = "option" if bracket.intent["instrument"] == "option" else "equity"
-    return OrderPlan(order_id=f"{bracket.order_id}-x", intent=bracket.intent, order_class=order_class, legs=(leg,))
+    return OrderPlan(
+        order_id=f"{bracket.order_id}-x",
+        intent=bracket.intent,
+        order_class=order_class,
+        legs=(leg,),
+        tag_suffix=EXIT_TAG_SUFFIX,
+    )
 
 
 @dataclass(frozen=True, slots=True)

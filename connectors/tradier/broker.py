@@ -12,7 +12,7 @@ from execution.model import BrokerRejected, OrderPlan, OrderUpdate, Submitted
 from execution.router import Router
 from kafkaio.retry import Backoff
 
-from .parsing import http_date_ns, order_form, order_update
+from .parsing import http_date_ns, is_plan, order_form, order_update
 from .rest import AmbiguousSubmit, TradierError, TradierRejected
 
 log = logging.getLogger("scalp.execution")
@@ -74,9 +74,10 @@ class TradierPort:
             except TradierRejected as exc:
                 raise BrokerRejected(str(exc), self._ts(ts)) from None
             except AmbiguousSubmit as exc:
-                log.warning("order %s: %s; looking its tag up before sending again", plan.order_id, exc)
+                log.warning("order %s: %s; looking it up (tag, class, side, symbol) before sending again",
+                            plan.order_id, exc)  # fmt: skip
                 time.sleep(backoff.next_delay())
-                found = next((o for o in self.client.orders() if str(o.get("tag")) == plan.tag), None)
+                found = next((o for o in self.client.orders() if is_plan(o, plan)), None)
                 if found is not None:
                     return Submitted(str(found["id"]), self._ts(ts))
                 continue

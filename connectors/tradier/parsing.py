@@ -46,6 +46,20 @@ def items(container: Any, key: str) -> list[dict[str, Any]]:
     return value if isinstance(value, list) else [value]
 
 
+def is_plan(obj: dict[str, Any], plan: OrderPlan) -> bool:
+    """Whether a broker order (as Tradier lists it) is ``plan``'s: the same tag, class, and the same symbol
+    and side on its first leg (the order itself when it has one leg). A tag alone is not enough: a
+    cancelled bracket and the exit that closes its position belong to one signal."""
+    if str(obj.get("tag")) != plan.tag or str(obj.get("class")) != plan.order_class:
+        return False
+    legs = obj.get("leg")
+    head = (legs[0] if isinstance(legs, list) else legs) if legs else obj
+    entry = plan.legs[0]
+    if entry.option_symbol and head.get("option_symbol") != entry.option_symbol:
+        return False
+    return str(head.get("symbol")) == entry.symbol and str(head.get("side")) == entry.side
+
+
 def _price(value: float | None) -> str:
     return f"{value:.2f}" if value is not None else ""
 

@@ -177,6 +177,40 @@ def test_restart_mid_order_does_not_send_it_twice(
     assert ledger["exit_reason"] == "sl"
 
 
+def test_an_exit_whose_submission_times_out_is_placed_once_and_the_position_ends_flat(
+    services: AppSettings, prefix: str, fresh_db: str, tmp_path: Path
+) -> None:
+    """The time-stop exit is answered with a 500 after the broker created it: the lookup must find the exit
+    itself (its own tag, class, side and symbol), not the cancelled bracket of the same signal."""
+    now = time.time_ns()
+    intent = make_intent("sig-t1", now, time_stop_ts=now + 6 * NS)
+    kafka, serde = _produce(services, prefix, [("order_intents", intent)])
+    with tradier_server() as server:
+        proc = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier", "--until-idle", "3")
+        bracket = wait_for("the bracket at the broker", lambda: server.order_with_tag("sig-t1"))
+        server.fill(bracket["id"], 0, 100, 450.10)
+        server.control("config", {"ambiguous_next": 1})  # the next submission, the exit, times out
+        exit_order = wait_for("the exit at the broker", lambda: server.order_with_tag("sig-t1-x"), timeout_s=30)
+        assert (exit_order["class"], exit_order["side"], exit_order["type"]) == ("equity", "sell", "market")
+        wait_for(
+            "the exit bound to its own broker order",
+            lambda: _last_orders(kafka, serde).get("ord-sig-t1-x", {}).get("broker_order_id") == str(exit_order["id"]),
+            timeout_s=30,
+        )
+        server.fill(exit_order["id"], None, 100, 450.02)
+        out = finish(proc)
+        state = server.state()
+    assert state["tags"] == {"sig-t1": 1, "sig-t1-x": 1}  # the exit placed exactly once
+    assert state["positions"] == {"SPY": 0}, state["positions"]  # bought 100, sold 100: flat
+    orders = _last_orders(kafka, serde)
+    assert orders["ord-sig-t1"]["broker_order_id"] == str(bracket["id"])
+    assert orders["ord-sig-t1-x"]["status"] == "filled"
+    assert orders["ord-sig-t1-x"]["tag"] == "sig-t1-x"
+    (ledger,) = _topic(kafka, serde, "trade_ledger")
+    assert (ledger["exit_reason"], ledger["qty"]) == ("time", 100)
+    assert "1 time stops" in out, out
+
+
 def test_broker_errors_rejections_and_stream_faults(
     services: AppSettings, prefix: str, fresh_db: str, tmp_path: Path
 ) -> None:

@@ -513,6 +513,7 @@ class Broker:
                 "orders": [o.body() for o in self.orders.values()],
                 "submissions": self.submissions,
                 "tags": dict(tags),
+                "positions": {symbol: qty for symbol, (qty, _) in self.positions.items()},
                 "sockets": len(self.sockets),
                 "requests": dict(self.requests),
             }

@@ -325,3 +325,29 @@ def test_tradier_order_and_event_parsing() -> None:
         Decimal("4000.000000"),
     )
     assert snap["positions"] == [{"symbol": "SPY", "qty": -10, "cost_basis": Decimal("-4501.000000")}]
+
+
+def test_an_exit_has_its_own_tag_and_a_lookup_matches_tag_class_side_and_symbol() -> None:
+    from connectors.tradier.parsing import is_plan
+    from execution.model import plan_exit
+
+    bracket = plan_bracket(intent(signal_id="sig-9"))
+    exit_plan = plan_exit(bracket, 100)
+    assert bracket.tag == "sig-9"
+    assert exit_plan.tag == "sig-9-x"
+    listed_bracket = {"id": 1, "tag": "sig-9", "class": "otoco", "symbol": "SPY", "side": "buy",
+                      "leg": [{"symbol": "SPY", "side": "buy"}, {"symbol": "SPY", "side": "sell"}]}  # fmt: skip
+    listed_exit = {"id": 2, "tag": "sig-9-x", "class": "equity", "symbol": "SPY", "side": "sell"}
+    assert is_plan(listed_bracket, bracket)
+    assert not is_plan(listed_bracket, exit_plan)  # the cancelled bracket is never taken for the exit
+    assert is_plan(listed_exit, exit_plan)
+    assert not is_plan(listed_exit, bracket)
+    assert not is_plan({**listed_exit, "side": "buy"}, exit_plan)  # same tag, other side
+    assert not is_plan({**listed_exit, "symbol": "QQQ"}, exit_plan)
+    assert not is_plan({**listed_exit, "class": "option"}, exit_plan)
+    assert not is_plan(listed_exit | {"tag": "sig-9"}, exit_plan)
+
+
+def test_a_signal_id_too_long_for_the_exit_tag_is_refused() -> None:
+    with pytest.raises(InvalidIntent, match="at most 253"):
+        plan_bracket(intent(signal_id="s" * 254))
