@@ -22,6 +22,12 @@ log = logging.getLogger("scalp.execute")
     help="Tradier only: send every order with preview=true (validated by the broker, never placed).",
 )
 @click.option(
+    "--live",
+    is_flag=True,
+    help="Tradier only: trade real money on Tradier's production API. Without it the sandbox is used, and a "
+    "production TRADIER_BASE_URL or TRADIER_STREAM_URL is refused (exit 2).",
+)
+@click.option(
     "--until-idle",
     type=float,
     default=None,
@@ -30,7 +36,7 @@ log = logging.getLogger("scalp.execute")
     "default: run until SIGTERM.",
 )
 @click.pass_context
-def execute(ctx: click.Context, broker: str, preview: bool, until_idle: float | None) -> None:
+def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_idle: float | None) -> None:
     """Place orders for order_intents and record what happens to them.
 
     Every intent becomes an OTOCO bracket (limit entry, take-profit limit, stop) tagged with its signal id;
@@ -54,6 +60,9 @@ def execute(ctx: click.Context, broker: str, preview: bool, until_idle: float | 
         settings = context.settings
         if preview and broker != "tradier":
             raise ConfigError("--preview is for --broker tradier")
+        if live and broker != "tradier":
+            raise ConfigError("--live is for --broker tradier")
+        tradier = settings.tradier.for_run(live) if broker == "tradier" else settings.tradier
         if broker == "tradier":
             for var, value in (
                 ("TRADIER_TOKEN", settings.tradier.token),
@@ -61,6 +70,13 @@ def execute(ctx: click.Context, broker: str, preview: bool, until_idle: float | 
             ):
                 if value is None or (hasattr(value, "get_secret_value") and not value.get_secret_value()):
                     raise ConfigError(f"{var} is not set (needed by --broker tradier)")
+            log.warning(
+                "tradier account %s, %s (%s)%s",
+                tradier.account_id,
+                "LIVE: real money" if tradier.live else "not live (sandbox or a local server)",
+                tradier.base_url,
+                ", preview only" if preview else "",
+            )
         TopicAdmin(settings.kafka, context.catalog).create_all()
         ex = settings.execution
         spill = (settings.logging.dir or settings.stack.state_dir) / ex.audit_spill_file
@@ -76,7 +92,7 @@ def execute(ctx: click.Context, broker: str, preview: bool, until_idle: float | 
                         settings.kafka,
                         context.serde,
                         ex,
-                        settings.tradier,
+                        tradier,
                         audit,
                         preview=preview,
                         until_idle=until_idle,

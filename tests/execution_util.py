@@ -102,9 +102,11 @@ def start_execute(
     server: TradierServer | None,
     *args: str,
     token: str | None = None,
+    env_extra: dict[str, str] | None = None,
     **execution: Any,
 ) -> subprocess.Popen[str]:
     env = {**os.environ, "SCALP_TOPIC_PREFIX": prefix, "DATABASE_URL": dsn, "SCALP_LOG_DIR": str(tmp / "logs")}
+    env.update(env_extra or {})
     if server is not None:
         env.update(
             TRADIER_TOKEN=token or server.token,

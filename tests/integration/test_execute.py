@@ -296,6 +296,26 @@ def test_missing_or_rejected_token_is_a_usage_error(
     assert server.token not in out
 
 
+def test_the_production_url_without_live_exits_2(
+    services: AppSettings, prefix: str, fresh_db: str, tmp_path: Path
+) -> None:
+    production = {
+        "TRADIER_TOKEN": "tok-production-secret",
+        "TRADIER_ACCOUNT_ID": "VA0000001",
+        "TRADIER_BASE_URL": "https://api.tradier.com/v1",
+    }
+    proc = start_execute(tmp_path, prefix, fresh_db, None, "--broker", "tradier", env_extra=production)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert "TRADIER_BASE_URL is Tradier's production API" in out, out
+    assert "needs --live" in out
+    assert "tok-production-secret" not in out
+    paper = start_execute(tmp_path, prefix, fresh_db, None, "--broker", "paper", "--live")
+    out, _ = paper.communicate(timeout=60)
+    assert paper.returncode == 2, out
+    assert "--live is for --broker tradier" in out, out
+
+
 # --- paper -----------------------------------------------------------------------------------------
 
 T0 = 1_795_185_600_000_000_000  # 2026-11-20 14:40 UTC (09:40 ET)

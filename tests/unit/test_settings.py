@@ -22,8 +22,27 @@ def test_defaults_are_the_local_stack(tmp_path: Path) -> None:
     assert s.kafka.topic_prefix == ""
     assert s.polygon.ws_url == "wss://socket.massive.com/stocks"
     assert s.polygon.rest_url == "https://api.massive.com"
-    assert s.tradier.base_url == "https://api.tradier.com/v1"
-    assert s.tradier.stream_url == "wss://ws.tradier.com/v1/accounts/events"
+    # Tradier: the sandbox unless --live; production only with it
+    sandbox = s.tradier.for_run(live=False)
+    assert sandbox.base_url == "https://sandbox.tradier.com/v1"
+    assert sandbox.stream_url == "wss://sandbox-ws.tradier.com/v1/accounts/events"
+    assert not sandbox.live
+    production = s.tradier.for_run(live=True)
+    assert production.base_url == "https://api.tradier.com/v1"
+    assert production.stream_url == "wss://ws.tradier.com/v1/accounts/events"
+    assert production.live
+
+
+def test_the_production_tradier_url_needs_live(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, ""), env={"TRADIER_BASE_URL": "https://api.tradier.com/v1"})
+    with pytest.raises(ConfigError, match="TRADIER_BASE_URL is Tradier's production API"):
+        s.tradier.for_run(live=False)
+    assert s.tradier.for_run(live=True).base_url == "https://api.tradier.com/v1"
+    s = load_settings(write(tmp_path, ""), env={"TRADIER_STREAM_URL": "wss://ws.tradier.com/v1/accounts/events"})
+    with pytest.raises(ConfigError, match="TRADIER_STREAM_URL"):
+        s.tradier.for_run(live=False)
+    local = load_settings(write(tmp_path, ""), env={"TRADIER_BASE_URL": "http://127.0.0.1:8/v1"}).tradier
+    assert local.for_run(live=False).base_url == "http://127.0.0.1:8/v1"  # a local server is used as is
 
 
 def test_every_contract_env_name_overrides(tmp_path: Path) -> None:
