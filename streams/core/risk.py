@@ -72,6 +72,7 @@ class RiskDay:
     recent: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (symbol, setup, side) -> ts
     seen: set[str] = field(default_factory=set)  # signal ids decided today
     closed: set[str] = field(default_factory=set)  # intent ids whose closed trade was applied today
+    updates: int = 0  # risk_day records published today: each one's seq (states saved before it read 0)
 
 
 def _cents(x: float, down: bool) -> float:
@@ -167,7 +168,7 @@ class RiskEngine:
             if day.trades_taken >= p.max_trades_per_day:
                 day.breach_flags.add("max_trades")
             out.append((ORDER_INTENTS, intent))
-        out.append((RISK_DAY, self.risk_day(ts)))
+        out.append((RISK_DAY, self._day_update(ts)))
         return out
 
     def on_trade_closed(self, ledger: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -191,7 +192,7 @@ class RiskEngine:
             day.breach_flags.add("daily_loss")
         if day.max_drawdown >= p.max_drawdown_r:
             day.breach_flags.add("max_drawdown")
-        return [(RISK_DAY, self.risk_day(ts))]
+        return [(RISK_DAY, self._day_update(ts))]
 
     def on_order_refused(self, order: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """An ``orders`` record for an entry that can never fill (status ``rejected`` by the broker or
@@ -205,7 +206,7 @@ class RiskEngine:
         self.day.trades_taken = max(0, self.day.trades_taken - 1)
         if self.day.trades_taken < self.params.max_trades_per_day:
             self.day.breach_flags.discard("max_trades")
-        return [(RISK_DAY, self.risk_day(ts))]
+        return [(RISK_DAY, self._day_update(ts))]
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -244,11 +245,19 @@ class RiskEngine:
             "stale_ms": p.stale_ms,
         }
 
+    def _day_update(self, ts: int) -> dict[str, Any]:
+        """The next ``risk_day`` record: the day's update number goes up by one."""
+        self.day.updates += 1
+        return self.risk_day(ts)
+
     def risk_day(self, ts: int) -> dict[str, Any]:
+        """The day's state as a ``risk_day`` record; ``seq`` numbers the day's updates (1, 2, ...), so two
+        updates with the same event time are two rows, and the highest is the state now."""
         day = self.day
         return {
             "ts_date": day.date,
             "ts": ts,
+            "seq": day.updates,
             "trades_taken": day.trades_taken,
             "open_positions": len(self.open),
             "r_realized": round(day.r_realized, 6),

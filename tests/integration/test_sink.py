@@ -56,6 +56,29 @@ def test_every_table_receives_records_from_its_topic(
     assert "total lag 0" in status.stdout
 
 
+def test_risk_day_keeps_every_update_even_several_at_one_event_time(
+    services: AppSettings, fresh_db: str, prefix: str, tmp_path: Path
+) -> None:
+    """Updates of the day at one event time (decisions and a closed trade in the same instant) are all
+    stored; the table's last state of the day is the last update (the risk module's state)."""
+    dsn = migrated(fresh_db)
+    producer, _, _ = producer_for(services, prefix)
+    from kafkaio.admin import TopicAdmin
+
+    TopicAdmin(producer.kafka, catalog()).create_all()
+    base = example_record(catalog(), "risk_day")
+    updates = [{**base, "seq": n, "trades_taken": n, "r_realized": 0.5 * n} for n in range(1, 6)]
+    for record in updates:
+        producer.produce("risk_day", record)
+    producer.flush()
+    proc = run_sink(sink_config(tmp_path), dsn, prefix, "--until-idle", "2", "--topics", "risk_day")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT seq, trades_taken, r_realized FROM risk_day ORDER BY ts_date, seq").fetchall()
+    assert rows == [(n, n, 0.5 * n) for n in range(1, 6)]  # none dropped as a duplicate of (ts_date, ts)
+    assert rows[-1] == (updates[-1]["seq"], updates[-1]["trades_taken"], updates[-1]["r_realized"])
+
+
 def test_event_times_are_stored_exactly_to_the_microsecond(
     services: AppSettings, fresh_db: str, prefix: str, tmp_path: Path
 ) -> None:

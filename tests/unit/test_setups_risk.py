@@ -410,3 +410,20 @@ def test_risk_day_rolls_up_ledger_trades_and_rejected_orders_free_their_slot() -
     assert day["max_drawdown"] == 1.24  # peak +1.95, then down to +0.71
     assert day["breach_flags"] == ["max_trades"]
     assert decide(risk, signal(3, ts=T0 + 9 * minute))[0]["veto_reasons"] == ["max_trades_per_day"]
+
+
+def test_every_risk_day_update_has_its_own_sequence_even_at_the_same_event_time() -> None:
+    risk = engine(max_trades_per_day=5, max_open_positions=3, duplicate_window_s=0, cooldown_after_loss_min=0)
+    days = [dict(risk.on_signal(signal(i, ts=T0), fresh(T0)))["risk_day"] for i in range(3)]  # one instant
+    days += [dict(risk.on_trade_closed({"ts": T0, "r_multiple": 1.0, "intent_id": "oi-sig-0"}))["risk_day"]]
+    assert [d["seq"] for d in days] == [1, 2, 3, 4]
+    assert {d["ts"] for d in days} == {T0}
+    assert len({(d["ts_date"], d["seq"], d["ts"]) for d in days}) == 4  # the table's unique key: no collision
+    assert risk.risk_day(T0) == days[-1]  # the last update is the module's state (reading it publishes nothing)
+    restored = engine(max_trades_per_day=5, max_open_positions=3, duplicate_window_s=0, cooldown_after_loss_min=0)
+    restored.import_state(risk.export_state())
+    assert (
+        dict(restored.on_trade_closed({"ts": T0, "r_multiple": 1.0, "intent_id": "oi-sig-1"}))["risk_day"]["seq"] == 5
+    )
+    tomorrow = T0 + 24 * 3600 * NS
+    assert dict(risk.on_signal(signal(9, ts=tomorrow), fresh(tomorrow)))["risk_day"]["seq"] == 1  # counts from one
