@@ -21,6 +21,7 @@ from schemas.serde import AvroSerde
 
 from . import clients
 from .errors import RetryableError
+from .retry import Backoff, retry
 from .settings import KafkaSettings
 
 _TRANSIENT = {
@@ -175,16 +176,23 @@ class RangeReader:
         return False
 
     def _transient(self, call: Callable[[], T], what: str) -> T:
-        deadline = time.monotonic() + self.timeout_s
-        while True:
+        """``call``, retried (kafkaio.retry) while it fails with the transient errors of a new or moving
+        partition, for up to ``timeout_s``; any other Kafka error is a RetryableError at once."""
+
+        def attempt() -> T:
             try:
                 return call()
             except KafkaException as exc:
                 error = exc.args[0]
-                transient = error.retriable() or error.code() in _TRANSIENT
-                if not transient or time.monotonic() > deadline:
-                    raise RetryableError(f"{what}: {exc}") from exc
-                time.sleep(0.2)
+                if error.retriable() or error.code() in _TRANSIENT:
+                    raise _Passing(f"{what}: {exc}") from exc
+                raise RetryableError(f"{what}: {exc}") from exc
+
+        return retry(attempt, what=what, deadline_s=self.timeout_s, backoff=Backoff(0.1, 0.4), retry_on=(_Passing,))
+
+
+class _Passing(RetryableError):
+    """A transient error of a new or moving partition (retried here)."""
 
 
 def _record(msg: Any) -> Record:

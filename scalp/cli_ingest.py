@@ -7,7 +7,6 @@ import logging
 import secrets
 import sys
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 from pydantic import SecretStr
@@ -20,7 +19,6 @@ from .cliutil import guarded, parse_time
 from .context import Context
 
 log = logging.getLogger("scalp.ingest")
-ET = ZoneInfo("America/New_York")
 
 
 def _symbols(value: str) -> list[str]:

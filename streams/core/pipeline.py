@@ -129,7 +129,7 @@ class SymbolStage:
         engine = self.engine(symbol)
         hot = {k: v for k, v in vars(engine).items() if k not in _SHARED and k != "history"}
         body = {
-            FEATURES: hot,
+            FEATURES: hot,  # the state key of the feature engine ("features", as in every stored state)
             "memories": self.book.memories.get(symbol),
             "offsets": self.offsets.get(symbol),
         }
