@@ -19,7 +19,7 @@ from kafkaio.errors import ScalpError
 NS = 1_000_000_000
 EXIT_TAG_SUFFIX = "-x"
 TAG = re.compile(rf"^[A-Za-z0-9-]{{1,{255 - len(EXIT_TAG_SUFFIX)}}}$")  # the exit's tag must fit too
-TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "previewed"})
+TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "previewed", "refused"})
 ENTRY, TAKE_PROFIT, STOP_LOSS, EXIT = 0, 1, 2, 3  # EXIT: a separate market order (time stop)
 
 # (entry side, exit side) by instrument and direction

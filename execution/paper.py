@@ -259,3 +259,6 @@ class PaperPort:
 
     def cancel(self, broker_id: str, ts: int) -> None:
         self.broker.cancel(broker_id, ts)
+
+    def lookup(self, plan: OrderPlan, fresh: bool) -> str | None:
+        return None  # the paper broker lives in this process: nothing of an earlier run is left to find

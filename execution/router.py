@@ -7,7 +7,13 @@ order with its tag found at the broker at start) is never sent again.
 
 Time stops: when the clock passes an open trade's ``time_stop_ts`` the bracket is canceled and, once the
 cancel is confirmed, whatever position is left is closed with a market order (cancel first, so a
-take-profit filling in between cannot leave us with the opposite position).
+take-profit filling in between cannot leave us with the opposite position). A flatten, a halt (for
+brackets whose entry has not filled) and the end-of-day flatten close trades the same way.
+
+With a :class:`~execution.guard.Guard` (the live router; replays run without one) every entry passes the
+trading state and the pre-trade limits first, and every order is recorded as ``sending`` (and flushed by
+the guard's ``before_send``) before the broker is called: a router restarted at any instant finds such an
+order at the broker (:meth:`BrokerPort.lookup`) before it would send it again.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kafkaio.errors import ScalpError
 from schemas.topics import FILLS, ORDERS, TRADE_LEDGER
 
 from .audit import AuditSink
+from .guard import Guard, StateChange, TradingState
 from .model import BrokerRejected, InvalidIntent, OrderPlan, OrderUpdate, Submitted, plan_bracket, plan_exit
 from .tracker import Accountant, Fill, Tracked, Trade
 
@@ -35,6 +43,11 @@ class BrokerPort(Protocol):
 
     def cancel(self, broker_id: str, ts: int) -> None: ...
 
+    def lookup(self, plan: OrderPlan, fresh: bool) -> str | None:
+        """The broker's id of an order matching ``plan`` (tag, class, side, symbol) among today's orders:
+        from the listing taken at start, or (``fresh``) from a new one. None when there is none."""
+        ...
+
 
 @dataclass
 class RouterStats:
@@ -43,6 +56,7 @@ class RouterStats:
     adopted: int = 0
     rejected: int = 0
     invalid: int = 0
+    refused: int = 0
     duplicates: int = 0
     fills: int = 0
     closed: int = 0
@@ -61,8 +75,12 @@ class Router:
         payload: Callable[[OrderPlan], str],
         *,
         preview: bool = False,
+        guard: Guard | None = None,
+        on_state: Callable[[StateChange], None] | None = None,
     ) -> None:
         self.broker = broker
+        self.guard = guard
+        self.on_state = on_state  # the live router publishes state changes it makes itself
         self.accountant = accountant
         self._emit = emit
         self.audit = audit
@@ -71,7 +89,6 @@ class Router:
         self.trades: dict[str, Trade] = {}  # by intent id
         self.by_order: dict[str, Trade] = {}
         self.by_broker_id: dict[str, tuple[Trade, str]] = {}  # broker order id -> (trade, our order id)
-        self.known_tags: dict[str, Any] = {}  # tag -> the broker's order id (found at start)
         self.restored_orders: dict[str, dict[str, Any]] = {}
         self.restored_fills: dict[str, list[dict[str, Any]]] = {}
         self.restored_ledger: set[str] = set()
@@ -98,12 +115,13 @@ class Router:
         except InvalidIntent as exc:
             self._refuse(intent, str(exc))
             return
+        open_positions = len(self.open_trades())
         trade = Trade(Tracked(plan, self.broker.name, self.payload(plan), preview=self.preview))
         self._register(trade, trade.bracket)
         if plan.order_id in self.restored_orders:  # handled by an earlier run: carry on from what it published
-            self._resume(trade)
+            self._resume(trade, now)
             return
-        adopted = self.known_tags.get(plan.tag)
+        adopted = self.broker.lookup(plan, fresh=False)  # at the broker already (its records were lost)
         if adopted is not None:
             self.stats.adopted += 1
             self.audit.record("adopted", plan.order_id, intent["ts"], broker_order_id=str(adopted))
@@ -113,12 +131,24 @@ class Router:
             self.emit(self.accountant.status(trade, trade.bracket, "expired", intent["ts"], "time stop passed"))
             self.audit.record("expired_unsent", plan.order_id, intent["ts"])
             return
+        refusal = None if self.guard is None else self.guard.refusal(plan, now, open_positions)
+        if refusal is not None:
+            self._refuse_plan(trade, refusal, now)
+            return
         self._send(trade, trade.bracket, intent["ts"])
 
+    def _refuse_plan(self, trade: Trade, reason: str, now: int) -> None:
+        """A limit or the trading state stopped an entry: an ``orders`` record with status refused."""
+        self.stats.refused += 1
+        order_id = trade.bracket.plan.order_id
+        log.warning("order %s refused: %s", order_id, reason)
+        self.audit.record("refused", order_id, now, reason=reason, limit=reason.split(":", 1)[0])
+        self.emit(self.accountant.status(trade, trade.bracket, "refused", trade.intent["ts"], reason))
+
     def _refuse(self, intent: dict[str, Any], reason: str) -> None:
-        """An intent that cannot be an order: an ``orders`` record with status rejected and the reason."""
+        """An intent that cannot be an order: an ``orders`` record with status refused and the reason."""
         self.stats.invalid += 1
-        log.warning("intent %s rejected before sending: %s", intent["id"], reason)
+        log.warning("intent %s refused before sending: %s", intent["id"], reason)
         self.audit.record("invalid_intent", f"ord-{intent['signal_id']}", intent["ts"], reason=reason)
         record = {
             "id": f"ord-{intent['signal_id']}",
@@ -137,8 +167,8 @@ class Router:
             "price_guard": intent.get("entry_limit"),
             "duration": "day",
             "legs": [],
-            "status": "rejected",
-            "status_history": [{"ts": intent["ts"], "status": "rejected", "reason": reason}],
+            "status": "refused",
+            "status_history": [{"ts": intent["ts"], "status": "refused", "reason": reason}],
             "payload": "[]",
             "preview": self.preview,
         }
@@ -159,6 +189,20 @@ class Router:
 
     def _send(self, trade: Trade, order: Tracked, ts: int) -> None:
         plan = order.plan
+        entry = order is trade.bracket
+        if self.guard is not None and not self.preview:  # recorded (and flushed) before the broker hears of it
+            why = None if entry else trade.exit_reason
+            self.emit(self.accountant.status(trade, order, "sending", ts, why))
+            try:
+                if self.guard.before_send is not None:
+                    self.guard.before_send()
+            except ScalpError as exc:
+                reason = f"not sent: its sending record was not delivered ({exc})"
+                self.emit(self.accountant.status(trade, order, "refused", ts, reason))
+                self.halt(f"delivery failed before sending {plan.order_id}: {exc}", ts)
+                return
+            if entry:
+                self.guard.sent(plan.order_id, ts)
         self.audit.record("order_sent", plan.order_id, ts, payload=order.payload)
         try:
             submitted = self.broker.submit(plan, ts)
@@ -181,6 +225,72 @@ class Router:
         order.acked_ns = submitted.acked_ns if submitted.acked_ns is not None else submitted.ts
         status = "previewed" if self.preview else submitted.status
         self.emit(self.accountant.status(trade, order, status, max(ts, submitted.ts), None))
+
+    # --- trading state ---------------------------------------------------------------------------
+
+    def halt(self, reason: str, ts: int | None) -> None:
+        """The router halts itself (a delivery failure, a reconciliation mismatch): entries stop at once."""
+        if self.guard is None:
+            return
+        log.error("trading HALTED: %s", reason)
+        self.audit.record("trading_state", None, ts, state="halted", command="halt", reason=reason, by="router")
+        if self.guard.state is TradingState.HALTED:
+            return  # halted already: published once (a failing producer must not feed on its own halts)
+        self.guard.halt(reason, ts)
+        if self.on_state is not None:
+            self.on_state(self.guard.change)
+
+    def on_control(self, record: dict[str, Any], now: int, *, enforce: bool = True) -> str:
+        """Apply a control record addressed to this router (raises UnknownCommand, state unchanged).
+        ``enforce``: carry out what the command does now (False while the state is rebuilt at start; the
+        caller then calls :meth:`enforce_state` once the trades are resumed)."""
+        if self.guard is None:
+            raise ScalpError("a router without a guard takes no control commands")
+        command = self.guard.apply(record)
+        log.warning("trading state %s (%s)", self.guard.change.describe(), command)
+        self.audit.record(
+            "trading_state", None, record.get("ts"), state=self.guard.state.value, command=command,
+            reason=record.get("reason"), by=record.get("issued_by"),
+        )  # fmt: skip
+        if enforce:
+            self.enforce_state(now)
+        return command
+
+    def enforce_state(self, now: int) -> None:
+        """What the current state asks of open trades: a flatten closes all of them, a halt cancels the
+        brackets whose entry has not filled (a filled position keeps its take-profit and stop)."""
+        if self.guard is None or self.preview:
+            return
+        command = self.guard.change.command
+        if command == "flatten":
+            self.flatten(now, "flatten")
+        elif command == "halt":
+            for trade in self._closable():
+                if trade.entry_qty() == 0 and not trade.bracket.terminal:
+                    self._stop(trade, now, "halt")
+
+    def flatten(self, now: int, reason: str) -> None:
+        """Cancel every bracket and close every position with a market order (``exit_reason`` = reason)."""
+        for trade in self._closable():
+            self._stop(trade, now, reason)
+
+    def _closable(self) -> list[Trade]:
+        return [
+            t
+            for t in self.trades.values()
+            if not t.closed and not t.stopping and t.bracket.broker_order_id is not None
+            and not (t.bracket.terminal and t.open_qty() == 0)
+        ]  # fmt: skip
+
+    def _stop(self, trade: Trade, now: int, reason: str) -> None:
+        trade.stopping = True
+        trade.exit_reason = reason
+        self.audit.record(reason if reason != "time" else "time_stop", trade.bracket.plan.order_id, now,
+                          open_qty=trade.open_qty())  # fmt: skip
+        if trade.bracket.terminal:
+            self._after_update(trade, now)
+        elif trade.bracket.broker_order_id is not None:
+            self.broker.cancel(trade.bracket.broker_order_id, now)
 
     # --- broker updates --------------------------------------------------------------------------
 
@@ -219,23 +329,20 @@ class Router:
     # --- clock -----------------------------------------------------------------------------------
 
     def on_clock(self, now: int, symbol: str | None = None) -> None:
-        """Time stops due at ``now`` (event time for paper, the broker's clock for a live broker)."""
-        for trade in list(self.trades.values()):
-            if trade.closed or trade.stopping or self.preview:
-                continue
+        """Time stops due at ``now`` (event time for paper, the broker's clock for a live broker), and the
+        end-of-day flatten."""
+        if self.preview:
+            return
+        if self.guard is not None and self.guard.eod_due(now):
+            log.warning("end-of-day flatten: closing %d open trades", len(self._closable()))
+            self.flatten(now, "eod")
+        for trade in self._closable():
             if symbol is not None and trade.intent["symbol"] != symbol:
                 continue
-            if now < trade.intent["time_stop_ts"] or trade.bracket.broker_order_id is None:
+            if now < trade.intent["time_stop_ts"]:
                 continue
-            if trade.bracket.terminal and trade.open_qty() == 0:
-                continue
-            trade.stopping = True
             self.stats.time_stops += 1
-            self.audit.record("time_stop", trade.bracket.plan.order_id, now, open_qty=trade.open_qty())
-            if trade.bracket.terminal:
-                self._after_update(trade, now)
-            else:
-                self.broker.cancel(trade.bracket.broker_order_id, now)
+            self._stop(trade, now, "time")
 
     def open_trades(self) -> list[Trade]:
         return [t for t in self.trades.values() if not t.closed and not all(o.terminal for o in t.orders())]
@@ -250,24 +357,41 @@ class Router:
         self.restored_ledger = ledger
         for f in fills:
             self.restored_fills.setdefault(f["order_id"], []).append(f)
+        if self.guard is not None:  # entries earlier runs sent count against today's limit
+            for snap in orders.values():
+                history = snap["status_history"]
+                if snap["order_class"] == "otoco" and history and snap["status"] != "refused":
+                    self.guard.restore_entry(snap["id"], history[0]["ts"])
 
-    def _resume(self, trade: Trade) -> None:
+    def _resume(self, trade: Trade, now: int) -> None:
         exit_snap = self.restored_orders.get(f"{trade.bracket.plan.order_id}-x")
         if exit_snap is not None:
             exit_plan = plan_exit(trade.bracket.plan, int(exit_snap["qty"]))
             trade.exit = Tracked(exit_plan, self.broker.name, self.payload(exit_plan), preview=self.preview)
             trade.stopping = True
+            first = exit_snap["status_history"][0] if exit_snap["status_history"] else {}
+            trade.exit_reason = first.get("reason") or "time"
             self._register(trade, trade.exit)
         self.adopt_published(trade)
         self.stats.adopted += 1
         trade.closed = f"tl-{trade.intent['signal_id']}" in self.restored_ledger
-        if trade.bracket.broker_order_id is None and not trade.bracket.terminal:
-            # published as pending but never acknowledged: the broker listing decides (tag), else send
-            adopted = self.known_tags.get(trade.bracket.plan.tag)
-            if adopted is not None:
-                self._bind(trade, trade.bracket, Submitted(str(adopted), trade.intent["ts"]))
-            else:
-                self._send(trade, trade.bracket, trade.intent["ts"])
+        for order in trade.orders():
+            if order.broker_order_id is not None or order.terminal or self.preview:
+                continue
+            # recorded as sending but never acknowledged: the broker decides whether it got there
+            found = self.broker.lookup(order.plan, fresh=True)
+            if found is not None:
+                log.warning("order %s was sent before the restart: at the broker as %s", order.plan.order_id, found)
+                self.audit.record("adopted", order.plan.order_id, now, broker_order_id=found, after="sending")
+                self._bind(trade, order, Submitted(found, now))
+                self.emit(self.accountant.status(trade, order, "pending", now, "found at the broker after a restart"))
+                continue
+            if order is trade.bracket and self.guard is not None:
+                refusal = self.guard.resend_refusal(order.plan, now)
+                if refusal is not None:
+                    self._refuse_plan(trade, refusal, now)
+                    continue
+            self._send(trade, order, now)
 
     def adopt_published(self, trade: Trade) -> None:
         for order in trade.orders():

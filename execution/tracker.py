@@ -117,7 +117,8 @@ class Trade:
     fills: list[Fill] = field(default_factory=list)
     fill_ids: set[str] = field(default_factory=set)
     closed: bool = False
-    stopping: bool = False  # its time stop is being carried out
+    stopping: bool = False  # its time stop (or a flatten) is being carried out
+    exit_reason: str = "time"  # what the market exit is for: time, flatten, eod or halt
 
     @property
     def intent(self) -> dict[str, Any]:
@@ -277,7 +278,7 @@ class Accountant:
             "ts_open": min(f.ts for f in entries),
             "entry_price": round(entry_price, 6),
             "exit_price": round(exit_price, 6),
-            "exit_reason": EXIT_REASONS.get(last_exit.leg, "manual"),
+            "exit_reason": trade.exit_reason if last_exit.leg == EXIT else EXIT_REASONS.get(last_exit.leg, "manual"),
             "realized_pnl": pnl,
             "fees": fees.quantize(MICRO, ROUND_HALF_EVEN),
             "r_multiple": round(float(pnl / risk), 6) if risk > 0 else 0.0,

@@ -35,12 +35,18 @@ log = logging.getLogger("scalp.execute")
     help="Stop once no input arrived for this long and no order is open (batch jobs, demo, tests); "
     "default: run until SIGTERM.",
 )
+@click.option(
+    "--status",
+    is_flag=True,
+    help="Show the account's trading state, its open orders and positions (from the recorded topics) and "
+    "who holds its lease, then exit; nothing is traded.",
+)
 @click.pass_context
-def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_idle: float | None) -> None:
+def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_idle: float | None, status: bool) -> None:
     """Place orders for order_intents and record what happens to them.
 
     Every intent becomes an OTOCO bracket (limit entry, take-profit limit, stop) tagged with its signal id;
-    an intent whose prices cannot make a valid bracket is recorded as a rejected order with the reason.
+    an intent whose prices cannot make a valid bracket is recorded as a refused order with the reason.
     Publishes orders (full snapshots with status history), fills (slippage and latency), trade_ledger
     (realised PnL after fees and R) and account_snapshot. Audit events (order sent, broker reply, state
     change, unknown broker events) go to the execution_audit table without blocking the router.
@@ -48,11 +54,21 @@ def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_id
     --broker paper fills against market_quotes in event time (deterministic). --broker tradier needs
     TRADIER_TOKEN and TRADIER_ACCOUNT_ID (TRADIER_BASE_URL and TRADIER_STREAM_URL point it elsewhere);
     fills come from the account events stream with GET /orders polling as the backstop. A restarted
-    router resumes from what it published and never sends an intent twice.
+    router resumes from what it published and never sends an intent twice: every order is recorded as
+    `sending` before it goes out and looked up at the broker after a restart.
+
+    Before any entry goes out it passes the trading state (scalp halt / reduce / flatten / resume) and the
+    pre-trade limits of execution.limits (quantity, notional, orders per day, open positions, symbols,
+    intent age, submits per second, the end-of-day cutoff); a refusal is an orders record with status
+    `refused` naming the limit. Only one router runs per account: a second one exits 2 naming the holder.
     """
 
     def run() -> None:
-        from connectors.execution.run import RunResult, run_paper, run_tradier
+        from connectors.execution.common import RunResult
+        from connectors.execution.control import PAPER_ACCOUNT
+        from connectors.execution.lease import AccountLease, lease_name
+        from connectors.execution.run import run_paper
+        from connectors.execution.tradier import run_tradier
         from kafkaio.admin import TopicAdmin
         from sinks.audit import AuditWriter
 
@@ -63,6 +79,10 @@ def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_id
         if live and broker != "tradier":
             raise ConfigError("--live is for --broker tradier")
         tradier = settings.tradier.for_run(live) if broker == "tradier" else settings.tradier
+        account = PAPER_ACCOUNT if broker == "paper" else (settings.tradier.account_id or "")
+        if status:
+            show_status(context, broker, account)
+            return
         if broker == "tradier":
             for var, value in (
                 ("TRADIER_TOKEN", settings.tradier.token),
@@ -79,11 +99,16 @@ def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_id
             )
         TopicAdmin(settings.kafka, context.catalog).create_all()
         ex = settings.execution
+        lease = AccountLease(settings.database.dsn, lease_name(settings.kafka.topic_prefix, broker, account),
+                             ex.lease_keepalive_s)  # fmt: skip
+        lease.acquire()  # one router per account (exit 2 naming the holder)
         spill = (settings.logging.dir or settings.stack.state_dir) / ex.audit_spill_file
         audit = AuditWriter.open(settings.database, spill, broker, max_queue=ex.audit_queue)
         try:
             if broker == "paper":
-                result: RunResult = run_paper(settings.kafka, context.serde, ex, audit, until_idle=until_idle)
+                result: RunResult = run_paper(
+                    settings.kafka, context.serde, ex, audit, until_idle=until_idle, lease_check=lease.check
+                )
             else:
                 from connectors.tradier.rest import TradierAuthError
 
@@ -96,17 +121,102 @@ def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_id
                         audit,
                         preview=preview,
                         until_idle=until_idle,
+                        lease_check=lease.check,
                     )
                 except TradierAuthError as exc:
                     raise ConfigError(str(exc)) from None
         finally:
             audit.close()
+            lease.release()
         s = result.router.stats
+        state = result.router.guard.change.describe() if result.router.guard else "active"
         click.echo(
             f"execute ({broker}): {s.intents} intents, {s.sent} sent, {s.adopted} resumed, {s.invalid} invalid, "
+            f"{s.refused} refused, "
             f"{s.rejected} rejected, {s.fills} fills, {s.closed} trades closed, {s.time_stops} time stops, "
             f"{s.unknown_events} unknown broker events, {result.dead_letters} dead letters, "
-            f"{result.outputs.skipped} already published, audit {audit.written} written / {audit.spilled} spilled"
+            f"{result.outputs.skipped} already published, audit {audit.written} written / {audit.spilled} spilled; "
+            f"trading state {state}"
         )
 
     guarded(run)()
+
+
+def show_status(context: Context, broker: str, account: str) -> None:
+    """`scalp execute --status`: state, open orders, positions, lease holder."""
+    from connectors.execution.common import Published
+    from connectors.execution.control import current_state
+    from connectors.execution.lease import AccountLease, LeaseHeld, lease_name
+    from execution.model import TERMINAL
+    from kafkaio.reader import read_topic
+    from schemas.topics import ACCOUNT_SNAPSHOT
+
+    settings = context.settings
+    if not account:
+        raise ConfigError("TRADIER_ACCOUNT_ID is not set (needed by --broker tradier)")
+    change, n = current_state(settings.kafka, context.serde, account)
+    click.echo(f"account {account} ({broker}): trading state {change.describe()} ({n} control records)")
+    published = Published.read(settings.kafka, context.serde)
+    open_orders = [
+        o for o in published.orders.values()
+        if o["broker"] == broker and o["status"] not in TERMINAL and not o["preview"]
+    ]  # fmt: skip
+    click.echo(f"open orders: {len(open_orders)}")
+    for o in sorted(open_orders, key=lambda o: o["ts"]):
+        click.echo(f"  {o['id']}  {o['status']:<9} {o['side']} {o['qty']} {o['symbol']} ({o['order_class']}) "
+                   f"broker id {o['broker_order_id'] or '-'}")  # fmt: skip
+    snapshots = [s for s in read_topic(settings.kafka, context.serde, ACCOUNT_SNAPSHOT) if s["account_id"] == account]
+    if snapshots:
+        last = max(snapshots, key=lambda s: s["ts"])
+        click.echo(f"positions (account_snapshot at {last['ts']}): {len(last['positions'])}")
+        for p in last["positions"]:
+            click.echo(f"  {p['symbol']} {p['qty']} cost {p['cost_basis']}")
+    else:
+        click.echo("positions: no account_snapshot recorded")
+    lease = AccountLease(settings.database.dsn, lease_name(settings.kafka.topic_prefix, broker, account))
+    try:
+        lease.acquire()
+        click.echo("router: none running (the lease is free)")
+    except LeaseHeld as exc:
+        click.echo(f"router: running ({str(exc).split(': ', 1)[1].split(';')[0]})")
+    finally:
+        lease.release()
+
+
+def _control(command: str, doc: str) -> click.Command:
+    @click.option("--account", default="*", show_default=True,
+                  help="The broker account (TRADIER_ACCOUNT_ID, or PAPER); '*' addresses every router.")  # fmt: skip
+    @click.option("--reason", default=None, help="Why (recorded with the command).")
+    @click.pass_context
+    def cmd(ctx: click.Context, account: str, reason: str | None) -> None:
+        def run() -> None:
+            from connectors.execution.common import operator
+            from connectors.execution.control import publish
+            from kafkaio.admin import TopicAdmin
+
+            context: Context = ctx.obj
+            TopicAdmin(context.settings.kafka, context.catalog).create_all()
+            record = publish(context.settings.kafka, context.serde, account, command, reason, operator())
+            click.echo(f"{command} published for account {record['account_id']} ({record['id']})")
+
+        guarded(run)()
+
+    cmd.__doc__ = doc
+    return click.command(command)(cmd)
+
+
+halt = _control(
+    "halt",
+    """Halt trading: routers refuse every new entry (within a second) and cancel brackets whose entry has not
+    filled; filled positions keep their take-profit, stop and time stop, and exits still go out. The state
+    is kept in the execution_control topic, so it survives restarts until `scalp resume`.""",
+)
+resume = _control("resume", """Resume trading (state active): entries are sent again, within the limits.""")
+reduce = _control(
+    "reduce",
+    """Reduce only: no new entry; working brackets stay and exits go out. `scalp resume` ends it.""",
+)
+flatten = _control(
+    "flatten",
+    """Flatten: cancel every open bracket, close every open position with a market order, then halt.""",
+)

@@ -76,7 +76,10 @@ def _value(name: str, schema: Any) -> Any:
     return None
 
 
-_PER_TOPIC = {"ingest_gaps": {"status": "repaired", "error": None}}
+_PER_TOPIC: dict[str, dict[str, Any]] = {
+    "ingest_gaps": {"status": "repaired", "error": None},
+    "execution_control": {"account_id": "VA0000001", "command": "halt", "reason": "example"},
+}
 
 
 def example_record(catalog: Catalog, topic: str) -> dict[str, Any]:

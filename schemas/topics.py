@@ -18,6 +18,7 @@ TRADE_LEDGER = "trade_ledger"
 ACCOUNT_SNAPSHOT = "account_snapshot"
 RISK_DAY = "risk_day"
 INGEST_GAPS = "ingest_gaps"
+EXECUTION_CONTROL = "execution_control"
 
 ALL = (
     MARKET_TRADES,
@@ -34,4 +35,5 @@ ALL = (
     ACCOUNT_SNAPSHOT,
     RISK_DAY,
     INGEST_GAPS,
+    EXECUTION_CONTROL,
 )

@@ -327,7 +327,7 @@ class Streams:
             try:
                 record = await self.market.decode(event.value, topic)
                 if topic == ORDERS:
-                    if record["status"] not in ("rejected", "expired"):
+                    if record["status"] not in ("rejected", "refused", "expired"):
                         continue
                     body = {"order": {"ts": record["ts"], "status": record["status"], "intent_id": record["intent_id"]}}
                 else:

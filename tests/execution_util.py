@@ -87,9 +87,16 @@ def make_intent(signal_id: str, ts: int, **over: Any) -> dict[str, Any]:
     return {**base, **over}
 
 
+# Tests trade on the wall clock of the test server: the end-of-day cutoff would refuse entries when they run
+# late in the US/Eastern day, and the router's start-up may take longer than the default intent age on a
+# busy machine. Tests that exercise those limits set them.
+TEST_LIMITS = {"eod_flatten_minutes": 0, "max_intent_age_s": 120}
+
+
 def execute_config(tmp: Path, **execution: Any) -> Path:
     data = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    data["execution"] = {"poll_interval_s": 0.5, **execution}
+    limits = {**TEST_LIMITS, **execution.pop("limits", {})}
+    data["execution"] = {"poll_interval_s": 0.5, "limits": limits, **execution}
     path = tmp / "execute-config.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -60,6 +60,17 @@ class TradierPort:
     def __init__(self, client: Any, preview: bool) -> None:
         self.client = client
         self.preview = preview
+        self.listing: list[dict[str, Any]] = []  # today's orders as listed at start
+
+    def list_today(self) -> None:
+        self.listing = self.client.orders()
+
+    def lookup(self, plan: OrderPlan, fresh: bool) -> str | None:
+        """Today's broker order that is ``plan`` (tag, class, side, symbol), from the start listing or
+        (``fresh``) a new one."""
+        orders = self.client.orders() if fresh else self.listing
+        found = next((o for o in orders if is_plan(o, plan)), None)
+        return None if found is None else str(found["id"])
 
     def _ts(self, fallback: int) -> int:
         return http_date_ns(self.client.last_date) or fallback
@@ -77,9 +88,9 @@ class TradierPort:
                 log.warning("order %s: %s; looking it up (tag, class, side, symbol) before sending again",
                             plan.order_id, exc)  # fmt: skip
                 time.sleep(backoff.next_delay())
-                found = next((o for o in self.client.orders() if is_plan(o, plan)), None)
+                found = self.lookup(plan, fresh=True)
                 if found is not None:
-                    return Submitted(str(found["id"]), self._ts(ts))
+                    return Submitted(found, self._ts(ts))
                 continue
             acked = time.time_ns()
             if self.preview:

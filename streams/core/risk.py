@@ -8,8 +8,8 @@ cooldown_after_loss, max_spread, stale_data, duplicate_signal, invalid_levels.
 State is account-wide and per trading day (US/Eastern): approved entries, open positions, realised R and
 its drawdown, the last loss. An approved intent counts as an open position until the trade ledger reports
 it closed (``on_trade_closed``) or its time stop passes in event time. After every decision and every
-closed trade a ``risk_day`` record carries the day's state. An order the broker rejected (or that
-expired unsent) gives its slot back (``on_order_refused``). Everything runs on event time.
+closed trade a ``risk_day`` record carries the day's state. An order the broker rejected (or the router
+refused, or that expired unsent) gives its slot back (``on_order_refused``). Everything runs on event time.
 """
 
 from __future__ import annotations
@@ -195,10 +195,11 @@ class RiskEngine:
         return [(RISK_DAY, self._day_update(ts))]
 
     def on_order_refused(self, order: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """An ``orders`` record for an entry that can never fill (status ``rejected`` by the broker or
-        before sending, ``expired`` unsent): its position is released and it no longer counts as a
-        trade taken. Other statuses change nothing here (fills reach risk through the trade ledger)."""
-        if order.get("status") not in ("rejected", "expired") or order.get("intent_id") not in self.open:
+        """An ``orders`` record for an entry that can never fill (status ``rejected`` by the broker,
+        ``refused`` by the router before sending, ``expired`` unsent): its position is released and it no
+        longer counts as a trade taken. Other statuses change nothing here (fills reach risk through the
+        trade ledger)."""
+        if order.get("status") not in ("rejected", "refused", "expired") or order.get("intent_id") not in self.open:
             return []
         ts = order["ts"]
         self._roll(ts)

@@ -147,6 +147,7 @@ class Control:
     reject_next: str | None = None  # the next order is accepted and then rejected with this reason
     rate_limit_next: int = 0  # the next N requests get 429
     ambiguous_next: int = 0  # the next N submissions create the order but answer 500
+    hang_next_s: float = 0.0  # the next submission creates the order, then answers only after this long
     heartbeat_s: float = 60.0
 
 
@@ -314,6 +315,9 @@ class Broker:
                 leg_order.status = "rejected"
             self.control.reject_next = None
         await self.push(parent)
+        if self.control.hang_next_s > 0:  # the order exists; the client is left waiting (killed meanwhile)
+            hang, self.control.hang_next_s = self.control.hang_next_s, 0.0
+            await asyncio.sleep(hang)
         if self.control.ambiguous_next > 0:
             self.control.ambiguous_next -= 1
             return web.Response(status=500, text="Internal Server Error")

@@ -25,6 +25,7 @@ CONTRACT_TOPICS = [
     "account_snapshot",
     "risk_day",
     "ingest_gaps",
+    "execution_control",
 ]
 
 
