@@ -90,6 +90,25 @@ def stack_status(ctx: click.Context) -> None:
         sys.exit(1)
 
 
+@stack.command("timescaledb")
+@click.pass_context
+@guarded
+def stack_timescaledb(ctx: click.Context) -> None:
+    """Build and install TimescaleDB from its release source, once (cached per version).
+
+    The tarball is stack.timescaledb_tarball (SCALP_TIMESCALEDB_TARBALL: a path or URL), by default the
+    vendored ../shared/vendor/timescaledb-<version>.tar.gz next to the checkout when it exists, else
+    Timescale's release archive. Needs cmake, gcc, make and postgresql-server-dev-15, and writes into
+    PostgreSQL's own directories (root). `scalp stack up` then preloads it. Exit 1 naming the step that
+    failed; the stack then runs plain PostgreSQL.
+    """
+    from .stack.timescaledb import TimescaleBuild
+
+    build = TimescaleBuild(ctx.obj.settings.stack)
+    built = build.ensure(report=lambda line: click.echo(line, err=True))
+    click.echo(f"timescaledb {build.version}: {'built and installed' if built else 'installed (cached)'}")
+
+
 @stack.command("env")
 @click.pass_context
 @guarded

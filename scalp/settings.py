@@ -76,6 +76,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "TRADIER_STREAM_URL": ("tradier", "stream_url"),
     "SCALP_LOG_DIR": ("logging", "dir"),
     "SCALP_STATE_DIR": ("stack", "state_dir"),
+    "SCALP_DB_FLAVOUR": ("stack", "db_flavour"),
+    "SCALP_TIMESCALEDB_TARBALL": ("stack", "timescaledb_tarball"),
 }
 
 

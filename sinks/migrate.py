@@ -80,9 +80,48 @@ def discover(flavour: Flavour, directory: Path = MIGRATIONS_DIR) -> list[Migrati
     return [m for _, _, m in sorted(found, key=lambda item: (item[0], item[1]))]
 
 
+PRELOAD_FIX = (
+    "set shared_preload_libraries = 'timescaledb' in postgresql.conf and restart the server (or, for plain "
+    "PostgreSQL with pg_partman: ALTER DATABASE <db> SET scalp.flavour = 'plain', or scalp.flavour = 'plain' "
+    "in postgresql.conf)"
+)
+
+
 def detect_flavour(conn: psycopg.Connection) -> Flavour:
+    """The flavour of this database, in this order: what it was migrated as (schema_migrations); the
+    ``scalp.flavour`` setting (per database, ``ALTER DATABASE .. SET scalp.flavour = 'plain'``, or in
+    postgresql.conf, as the local stack writes it); else timescale when the extension is installed,
+    otherwise plain. Installed extension files alone do not make a server TimescaleDB: the library must be
+    preloaded, which :func:`migrate` checks when it creates the extension."""
+    recorded = conn.execute(
+        "SELECT flavour FROM schema_migrations LIMIT 1" if _has_migrations(conn) else "SELECT NULL WHERE false"
+    ).fetchone()
+    if recorded:
+        return "timescale" if recorded[0] == "timescale" else "plain"
+    row = conn.execute("SELECT current_setting('scalp.flavour', true)").fetchone()
+    chosen = (row[0] or "").strip().lower() if row else ""
+    if chosen in ("timescale", "plain"):
+        return "timescale" if chosen == "timescale" else "plain"
+    if chosen:
+        raise ConfigError(f"scalp.flavour is {chosen!r}: use 'timescale' or 'plain'")
     row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     return "timescale" if row else "plain"
+
+
+def _has_migrations(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def create_extension(conn: psycopg.Connection) -> None:
+    """CREATE EXTENSION timescaledb, or a ConfigError saying exactly what to set when it is not preloaded."""
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        text = str(exc)
+        if "preload" in text:
+            raise ConfigError(f"TimescaleDB is installed but not preloaded: {PRELOAD_FIX}") from None
+        raise ConfigError(f"CREATE EXTENSION timescaledb failed: {text.strip().splitlines()[0]}") from None
 
 
 @dataclass(frozen=True)
@@ -98,7 +137,7 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> Migra
         raise ValueError("migrate() needs an autocommit connection")
     flavour = detect_flavour(conn)
     if flavour == "timescale":
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        create_extension(conn)
     conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
         version text PRIMARY KEY, name text NOT NULL, flavour text NOT NULL, checksum text NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now())""")

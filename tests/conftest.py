@@ -97,15 +97,39 @@ def serde(registry: SchemaRegistry, test_kafka: KafkaSettings, cat: Catalog) -> 
     return AvroSerde(registry, test_kafka, cat)
 
 
+# Storage tests (migrations, the sink and its faults, maintenance) run on both flavours: TimescaleDB and
+# plain PostgreSQL with pg_partman. The rest runs on the server's own flavour (TimescaleDB in the stack).
+BOTH_FLAVOURS = {"test_sink", "test_sink_faults", "test_maintain"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "fresh_db" in metafunc.fixturenames and module in BOTH_FLAVOURS:
+        metafunc.parametrize("db_flavour", ["timescale", "plain"], indirect=True)
+
+
 @pytest.fixture
-def fresh_db(services: AppSettings) -> Iterator[str]:
-    """A new, empty database in the same server; dropped afterwards. Yields its DSN."""
+def db_flavour(request: pytest.FixtureRequest) -> str | None:
+    """The flavour a test's fresh database is pinned to (None: the server's); a module may set DB_FLAVOUR."""
+    return getattr(request, "param", None) or getattr(request.module, "DB_FLAVOUR", None)
+
+
+@pytest.fixture
+def fresh_db(services: AppSettings, db_flavour: str | None) -> Iterator[str]:
+    """A new, empty database in the same server, pinned to ``db_flavour`` (``scalp.flavour``, which the
+    migrations read); dropped afterwards. Yields its DSN. TimescaleDB that the server lacks fails the test."""
     from urllib.parse import urlsplit, urlunsplit
 
     name = f"scalp_test_{uuid.uuid4().hex[:10]}"
     dsn = services.database.dsn
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if db_flavour == "timescale":
+            row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+            if not row or "timescaledb" not in str(row[0]):
+                pytest.fail("the server does not preload TimescaleDB: run ./run setup (it builds TimescaleDB)")
         conn.execute(f'CREATE DATABASE "{name}"')
+        if db_flavour:
+            conn.execute(f"ALTER DATABASE \"{name}\" SET scalp.flavour = '{db_flavour}'")
     parts = urlsplit(dsn)
     yield urlunsplit(parts._replace(path=f"/{name}"))
     with psycopg.connect(dsn, autocommit=True) as conn:

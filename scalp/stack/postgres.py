@@ -1,8 +1,15 @@
-"""A private PostgreSQL cluster from Debian's packages on 127.0.0.1:<postgres_port>."""
+"""A private PostgreSQL cluster from Debian's packages on 127.0.0.1:<postgres_port>.
+
+Its flavour (``stack.db_flavour``): ``timescale`` preloads TimescaleDB when its library is installed (built
+by ``scalp stack timescaledb``); ``plain`` (or timescale without the library: warned) runs PostgreSQL with
+pg_partman. The choice is written to ``scalp-flavour.conf`` in the data directory at every start (with
+``scalp.flavour``, which the migrations read), and a running server whose flavour changed is restarted.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pwd
 import subprocess
@@ -13,6 +20,9 @@ import psycopg
 from .base import ProcessService, ServiceStatus
 from .procs import ensure_port_free, wait_until
 from .settings import StackSettings
+from .timescaledb import installed_version, library_installed
+
+logger = logging.getLogger(__name__)
 
 _RUN_AS = "postgres"  # the server refuses to run as root; Debian's package creates this user
 _CONF = """
@@ -24,7 +34,14 @@ max_connections = 200
 shared_buffers = 256MB
 max_wal_size = 2GB
 log_min_messages = warning
+include_if_exists = 'scalp-flavour.conf'
 """
+_FLAVOUR_CONF = {
+    "timescale": "# written by scalp stack at every start\nshared_preload_libraries = 'timescaledb'\n"
+    "timescaledb.telemetry_level = off\nmax_worker_processes = 24\ntimescaledb.max_background_workers = 8\n"
+    "scalp.flavour = 'timescale'\n",
+    "plain": "# written by scalp stack at every start\nscalp.flavour = 'plain'\n",
+}
 
 
 class Postgres(ProcessService):
@@ -109,6 +126,35 @@ class Postgres(ProcessService):
                 with contextlib.suppress(PermissionError):
                     parent.chmod(mode | 0o001)
 
+    @property
+    def flavour(self) -> str:
+        """The flavour the cluster runs: timescale only when asked for and the library is installed."""
+        if self.settings.db_flavour == "timescale" and library_installed(self.settings.postgres_major):
+            return "timescale"
+        return "plain"
+
+    def _write_flavour(self) -> bool:
+        """Write scalp-flavour.conf; True when it changed."""
+        conf = self.data / "postgresql.conf"
+        text = conf.read_text(encoding="utf-8")
+        if "scalp-flavour.conf" not in text:  # a cluster initialised before flavours existed
+            conf.write_text(text + "include_if_exists = 'scalp-flavour.conf'\n", encoding="utf-8")
+        if self.settings.db_flavour == "timescale" and self.flavour != "timescale":
+            logger.warning(
+                "TimescaleDB %s is not installed: the local PostgreSQL runs plain (pg_partman); "
+                "`./run setup` (or `scalp stack timescaledb`) builds it", self.settings.timescaledb_version
+            )  # fmt: skip
+        path = self.data / "scalp-flavour.conf"
+        wanted = _FLAVOUR_CONF[self.flavour]
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old == wanted:
+            return False
+        path.write_text(wanted, encoding="utf-8")
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(_RUN_AS)
+            os.chown(path, user.pw_uid, user.pw_gid)
+        return True
+
     def _answers(self, db: str = "postgres") -> bool:
         try:
             with psycopg.connect(self.dsn(db), connect_timeout=2) as conn:
@@ -118,8 +164,12 @@ class Postgres(ProcessService):
             return False
 
     def start(self) -> bool:
+        changed = self._write_flavour()
         if self.pid() is not None and self._answers():
-            return False
+            if not changed:
+                return False
+            logger.warning("PostgreSQL flavour changed to %s: restarting the local server", self.flavour)
+            self.stop()
         ensure_port_free(self.name, self.settings.host, self.settings.postgres_port)
         log = self.home / "server.log"
         if os.geteuid() == 0:
@@ -168,5 +218,16 @@ class Postgres(ProcessService):
             healthy,
             pid,
             f"{self.settings.host}:{self.settings.postgres_port}",
-            f"database {self.settings.postgres_db}",
+            f"database {self.settings.postgres_db}, {self._flavour_detail() if healthy else self.flavour}",
         )
+
+    def _flavour_detail(self) -> str:
+        """What the running server is: TimescaleDB (preloaded, its version) or plain PostgreSQL."""
+        try:
+            with psycopg.connect(self.dsn("postgres"), connect_timeout=2) as conn:
+                row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        except psycopg.Error:
+            return self.flavour
+        if row and "timescaledb" in str(row[0]):
+            return f"timescale (TimescaleDB {installed_version(self.settings.postgres_major)}, preloaded)"
+        return "plain (PostgreSQL + pg_partman)"

@@ -100,7 +100,9 @@ class Registry(ProcessService):
             return False
 
     def start(self) -> bool:
-        if self.pid() is not None and self._answers():
+        if self.pid() is not None:
+            # ours and alive: answering, or catching up after its database restarted (a flavour change)
+            wait_until(self.name, self._answers, self.settings.start_timeout_s, self._alive, self.log_file)
             return False
         ensure_port_free(self.name, self.settings.host, self.settings.registry_port)
         spawn(self._java(), self.log_file, self.pid_file, cwd=self.home)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,5 +34,12 @@ class StackSettings(BaseModel):
     postgres_major: int = 15
     postgres_db: str = "scalp"
     postgres_user: str = "scalp"
+    # timescale: TimescaleDB built from its release source (`scalp stack timescaledb`, run by ./run) and
+    # preloaded; plain: PostgreSQL with pg_partman. Without a built TimescaleDB the stack runs plain (warned).
+    db_flavour: Literal["timescale", "plain"] = "timescale"
+    timescaledb_version: str = "2.28.3"  # the last release that supports PostgreSQL 15
+    # the release tarball: a path or URL; empty: ../shared/vendor/timescaledb-<version>.tar.gz next to the
+    # checkout when it exists, else Timescale's release archive on GitHub
+    timescaledb_tarball: str = ""
     start_timeout_s: float = Field(default=180.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)

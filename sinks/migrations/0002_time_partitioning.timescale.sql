@@ -1,6 +1,6 @@
 -- TimescaleDB flavour: hypertables on ts (1-day chunks), compression segmented by symbol for the
--- high-volume tables, the tick retention policy (30 days by default; `scalp db maintain` applies the
--- configured value) and a 1-minute continuous aggregate from market_trades.
+-- high-volume tables, a tick retention policy (removed again by 0009: only `scalp db maintain` removes
+-- ticks, after the rollup and the archive) and a 1-minute continuous aggregate from market_trades.
 -- The aggregate refreshes only the last 3 days, well inside the retention window, so dropped raw
 -- chunks never empty materialised buckets (a retention policy that drops raw chunks inside an
 -- aggregate's refresh window silently empties those buckets at the next refresh).

@@ -1,4 +1,5 @@
-"""`scalp db maintain` on a table with 40 days of ticks: rollup, Parquet archive, retention, dry run."""
+"""`scalp db maintain` on a table with 40 days of ticks: rollup, Parquet archive, retention, dry run (on both
+flavours: hypertable chunks, pg_partman partitions)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ DAYS = 40
 
 def fill(dsn: str, today: dt.date) -> None:
     with psycopg.connect(dsn) as conn:
-        for table in ("market_trades", "market_quotes"):
+        hypertables = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        for table in () if hypertables and hypertables[0] else ("market_trades", "market_quotes"):  # pg_partman
             first = dt.datetime.combine(today - dt.timedelta(days=DAYS), dt.time(), tzinfo=dt.UTC)
             conn.execute(
                 "SELECT partman.create_partition_time(%s, ARRAY(SELECT generate_series(%s::timestamptz, "

@@ -1,4 +1,5 @@
-"""Migrations on the real PostgreSQL (plain flavour: native partitioning managed by pg_partman)."""
+"""Migrations on the real PostgreSQL (plain flavour: native partitioning managed by pg_partman; the
+TimescaleDB flavour: test_timescaledb.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from kafkaio.errors import ConfigError
 from schemas.catalog import catalog
 from sinks.migrate import discover, migrate
 from tests.cli_util import TIME_TABLES
+
+DB_FLAVOUR = "plain"  # pg_partman partitions; the TimescaleDB flavour has its own module
 
 
 def columns(conn: psycopg.Connection, table: str) -> set[str]:

@@ -63,3 +63,11 @@ def test_ports_match_the_local_stack() -> None:
     services = load()["services"]
     assert any("18081" in str(p) for p in services["registry"]["ports"])
     assert any("15432" in str(p) for p in services["timescaledb"]["ports"])
+
+
+def test_the_timescaledb_image_is_pinned_to_the_version_the_tests_build() -> None:
+    from scalp.stack.settings import StackSettings
+
+    stack = StackSettings()
+    image = load()["services"]["timescaledb"]["image"]
+    assert image == f"timescale/timescaledb:{stack.timescaledb_version}-pg{stack.postgres_major}"
