@@ -23,12 +23,13 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="scalp-pipeline", prog_name="scalp")
 @click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Settings file (default: $SCALP_CONFIG or config/pipeline.yaml).",
+    help="Settings file (default: $SCALP_CONFIG, else the packaged config/pipeline.yaml).",
 )
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None) -> None:

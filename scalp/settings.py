@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from scalp_config import default
 
 from connectors.polygon.settings import PolygonSettings
 from connectors.tradier.settings import TradierSettings
@@ -24,9 +25,9 @@ from kafkaio.settings import KafkaSettings, RegistrySettings
 from sinks.settings import DatabaseSettings, SinkSettings
 from streams.settings import StreamsSettings
 
-from .stack.settings import REPO_ROOT, StackSettings
+from .stack.settings import StackSettings
 
-DEFAULT_CONFIG = REPO_ROOT / "config" / "pipeline.yaml"
+DEFAULT_CONFIG = default("pipeline.yaml")  # packaged with scalp (scalp_config)
 
 
 class LogSettings(BaseModel):

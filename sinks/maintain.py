@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import yaml
 from psycopg import sql
+from scalp_config import default
 
 from kafkaio.errors import FatalError
 from schemas.topics import MARKET_QUOTES, MARKET_TRADES
@@ -27,7 +28,7 @@ from .settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 TICK_TABLES = (MARKET_TRADES, MARKET_QUOTES)
-CONDITIONS_FILE = Path(__file__).resolve().parents[1] / "config" / "trade_conditions.yaml"
+CONDITIONS_FILE = default("trade_conditions.yaml")  # packaged with scalp (scalp_config)
 
 
 @cache

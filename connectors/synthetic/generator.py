@@ -21,18 +21,18 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
+from scalp_config import default
 
 from kafkaio.errors import ConfigError
 
 ET = ZoneInfo("America/New_York")
 MINUTE_NS = 60_000_000_000
 MS = 1_000_000
-CONDITIONS_FILE = Path(__file__).resolve().parents[2] / "config" / "trade_conditions.yaml"
+CONDITIONS_FILE = default("trade_conditions.yaml")  # packaged with scalp (scalp_config)
 BASE = {"SPY": (600.0, 2), "QQQ": (520.0, 3), "IWM": (230.0, 2), "DIA": (440.0, 2)}
 QUOTE_EXCHANGES = (8, 10, 11, 12, 15, 17, 19, 21)
 TRADE_EXCHANGES = (4, 4, 4, 10, 11, 12, 12, 15, 19, 21)

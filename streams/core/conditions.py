@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from scalp_config import default
 
 from .errors import PolicyError
 
-CONDITIONS_FILE = Path(__file__).resolve().parents[2] / "config" / "trade_conditions.yaml"
+CONDITIONS_FILE = default("trade_conditions.yaml")  # packaged with scalp (scalp_config)
 
 
 @dataclass(frozen=True, slots=True)

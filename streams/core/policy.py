@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from scalp_config import default
 
 from .errors import PolicyError
 
-POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "session_policies.yaml"
+POLICY_FILE = default("session_policies.yaml")  # packaged with scalp (scalp_config)
 Session = Literal["pre", "rth", "post"]
 
 

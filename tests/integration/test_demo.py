@@ -1,20 +1,73 @@
-"""`scalp demo` end to end, as a user runs it (here under a test prefix), twice: the second run ingests
-nothing again, writes nothing twice and still finds no drift."""
+"""`scalp demo` end to end, as a user runs it (here under a test prefix), twice: first from the checkout, then
+from the wheel installed into a fresh virtualenv outside the checkout (from the lock), run from another
+directory. The second run ingests nothing again, writes nothing twice, finds no drift and replays the same
+outputs bit for bit: the installed package stands alone and behaves as the checkout does."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
+
+import pytest
 
 from kafkaio.admin import TopicAdmin
 from scalp.settings import AppSettings
 from schemas.catalog import catalog
 from tests.cli_util import scalp
 
+REPO = Path(__file__).resolve().parents[2]
 
-def test_demo_runs_the_whole_pipeline_and_can_run_again(services: AppSettings, tmp_path: Path) -> None:
+
+@pytest.fixture(scope="session")
+def installed_scalp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `scalp` of the wheel built from a copy of the sources, installed with the locked runtime
+    dependencies into a virtualenv of its own, outside the checkout."""
+    work = tmp_path_factory.mktemp("wheel")
+    src = work / "src"
+    junk = shutil.ignore_patterns(".git", ".venv", ".scalp", "runs", "build", "dist", "*.egg-info", "__pycache__",
+                                  ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "tests")  # fmt: skip
+    shutil.copytree(REPO, src, ignore=junk)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(work / "dist"), str(src)], check=True, cwd=work)
+    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
+    venv_pip = [str(work / "venv" / "bin" / "python"), "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*venv_pip, "install", "--require-hashes", "-r", str(REPO / "requirements.lock")], check=True)
+    (wheel,) = (work / "dist").glob("scalp_pipeline-*.whl")
+    subprocess.run([*venv_pip, "install", "--no-deps", str(wheel)], check=True)
+    return work / "venv" / "bin" / "scalp"
+
+
+def run_installed(scalp_bin: Path, cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SCALP_CONFIG", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [str(scalp_bin), *args], capture_output=True, text=True, env={**clean, **env}, cwd=cwd, timeout=900, check=False
+    )
+
+
+def test_the_installed_package_stands_alone(installed_scalp: Path, tmp_path: Path) -> None:
+    python = installed_scalp.with_name("python")
+    where = subprocess.run(
+        [str(python), "-c", "import scalp, scalp_config, streams.core.policy as p; print(scalp.__file__); "
+         "print(scalp_config.HERE); print(p.POLICY_FILE.exists())"],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+    ).stdout.split()  # fmt: skip
+    venv = str(installed_scalp.parents[1])
+    assert where[0].startswith(venv)
+    assert where[1].startswith(venv)  # the default config files come from the package
+    assert where[2] == "True"
+    version = subprocess.run([str(python), "-m", "scalp", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("scalp, version ")
+
+
+def test_demo_runs_the_whole_pipeline_and_can_run_again(
+    services: AppSettings, tmp_path: Path, installed_scalp: Path
+) -> None:
     prefix = f"d{uuid.uuid4().hex[:8]}_"
     env = {"SCALP_TOPIC_PREFIX": prefix}
     runs = tmp_path / "runs"
@@ -39,7 +92,9 @@ def test_demo_runs_the_whole_pipeline_and_can_run_again(services: AppSettings, t
         assert "Train days: 2026-11-20; validation days: 2026-11-23." in proposal
         assert (runs / "demo" / "tune_report.md").exists()
 
-        again = scalp("demo", "--no-stack", "--out", str(runs), env=env, timeout=900)
+        elsewhere = tmp_path / "elsewhere"  # the installed wheel, run from a directory outside the checkout
+        elsewhere.mkdir()
+        again = run_installed(installed_scalp, elsewhere, "demo", "--no-stack", "--out", str(runs), env=env)
         assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
         assert again.stderr.count("already in the topics; not ingested again") == 3
         # the only new records: the risk module's day state after each closed trade of the first run (the

@@ -71,3 +71,98 @@ def test_the_timescaledb_image_is_pinned_to_the_version_the_tests_build() -> Non
     stack = StackSettings()
     image = load()["services"]["timescaledb"]["image"]
     assert image == f"timescale/timescaledb:{stack.timescaledb_version}-pg{stack.postgres_major}"
+
+
+def test_the_compose_file_is_valid_against_the_compose_specification() -> None:
+    """Validated with check-jsonschema's vendored Compose specification schema (pinned by the lock)."""
+    import subprocess
+    import sys
+
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    proc = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    broken = REPO / "docker-compose.yml"
+    bad = yaml.safe_load(broken.read_text())
+    bad["services"]["sink"]["restart"] = ["always"]  # not a string: the schema refuses it
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as tmp:
+        yaml.safe_dump(bad, tmp)
+    proc = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", tmp.name], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode != 0  # the validator does refuse an invalid file
+
+
+def test_every_image_is_pinned_and_every_long_running_service_has_a_health_check() -> None:
+    services = load()["services"]
+    for name, service in services.items():
+        image = service["image"]
+        tag = image.rsplit(":", 1)[1] if ":" in image else ""
+        assert (tag and tag != "latest" and any(c.isdigit() for c in tag)) or image == "scalp-pipeline:local", name
+    for name in ("kafka", "timescaledb", "registry", "kafka-ui", "sink", "streams"):
+        assert "healthcheck" in services[name], name
+    assert env_of(services["kafka-ui"])["KAFKA_CLUSTERS_0_READONLY"] == "true"
+
+
+def test_each_service_gets_only_its_own_secrets_and_optional_services_have_profiles() -> None:
+    services = load()["services"]
+    holders = {
+        secret: sorted(n for n, s in services.items() if secret in env_of(s))
+        for secret in ("POLYGON_API_KEY", "TRADIER_TOKEN", "TRADIER_ACCOUNT_ID")
+    }
+    assert holders == {"POLYGON_API_KEY": ["ingest"], "TRADIER_TOKEN": ["execute"], "TRADIER_ACCOUNT_ID": ["execute"]}
+    assert services["ingest"]["profiles"] == ["ingest"]
+    assert services["execute"]["profiles"] == ["execute"]
+    for name in ("sink", "streams", "ingest", "execute"):
+        assert services[name]["restart"] == "on-failure", name  # exit 2 is turned into a stop by service.sh
+        assert "SCALP_LOG_DIR" not in env_of(services[name])  # logs to stdout, per service
+
+
+def test_the_service_wrapper_stops_on_usage_errors_and_passes_signals(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    fake = tmp_path / "scalp"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "if [ \"$1\" = wait ]; then trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done; fi\n"
+        'exit "$1"\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    wrapper = str(REPO / "infra" / "docker" / "service.sh")
+    codes = {
+        c: subprocess.run(["sh", wrapper, str(c)], env=env, capture_output=True, check=False) for c in (0, 1, 2, 3)
+    }
+    assert {c: p.returncode for c, p in codes.items()} == {0: 0, 1: 1, 2: 0, 3: 3}
+    assert b"usage or configuration error (exit 2); not restarted" in codes[2].stderr
+    proc = subprocess.Popen(["sh", wrapper, "wait"], env=env, stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert b"got-term" in out  # scalp itself received the SIGTERM
+
+
+def test_the_image_is_multi_stage_non_root_pinned_and_installs_the_lock() -> None:
+    text = (REPO / "infra" / "docker" / "Dockerfile").read_text()
+    assert text.count("\nFROM ") + text.startswith("FROM ") >= 2  # multi-stage
+    base = next(line for line in text.splitlines() if line.startswith("ARG PYTHON_IMAGE="))
+    assert base.split("=", 1)[1].count(".") >= 2  # python:3.11.N-...: a patch release, not a floating tag
+    assert "--require-hashes -r requirements.lock" in text
+    assert "ARG SCALP_SOURCE_COMMIT" in text
+    user = [line for line in text.splitlines() if line.startswith("USER ")]
+    assert user
+    assert user[-1] != "USER root"
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", ".scalp", ".git", "tests"} <= set(ignored)
+    for package in ("kafkaio", "execution", "scalp", "config", "streams", "sinks", "connectors", "schemas"):
+        assert f"COPY {package} ./{package}" in text, package
