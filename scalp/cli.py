@@ -19,6 +19,7 @@ from .logs import setup_logging
 from .settings import load_settings
 
 log = logging.getLogger("scalp")
+SERVICES = frozenset({"sink", "streams", "ingest", "execute"})  # long-running: every log line on stdout
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
@@ -31,15 +32,36 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     default=None,
     help="Settings file (default: $SCALP_CONFIG, else the packaged config/pipeline.yaml).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Log level (default: $SCALP_LOG_LEVEL, else logging.level: INFO). Interactive commands show only "
+    "warnings on stdout unless a level is given here or in SCALP_LOG_LEVEL; their log file has every line.",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def main(ctx: click.Context, config_path: Path | None, log_level: str | None) -> None:
     """scalp-pipeline: capture, stream, store and replay an intraday SPY/QQQ scalping session."""
+    import os
+
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
         fail(str(exc), 2)
     context = Context(settings)
-    setup_logging(settings.logging.level, settings.logging.dir, settings.logging.file_name, secrets=context.secrets())
+    service = ctx.invoked_subcommand or "scalp"
+    logs = settings.logging
+    asked = log_level is not None or bool(os.environ.get("SCALP_LOG_LEVEL"))
+    setup_logging(
+        log_level or logs.level,
+        (logs.dir or settings.stack.state_dir / "logs") if logs.file else None,
+        logs.file_name,
+        secrets=context.secrets(),
+        service=service,
+        stream_level=None if service in SERVICES or asked else "WARNING",
+        max_bytes=logs.max_mb * 1024 * 1024,
+        backups=logs.backups,
+    )
     log.debug("settings digest %s", settings.digest())
     ctx.obj = context
 
@@ -115,14 +137,9 @@ def stack_timescaledb(ctx: click.Context) -> None:
 @guarded
 def stack_env(ctx: click.Context) -> None:
     """Print `export` lines for the local stack (use: eval "$(scalp stack env)")."""
-    settings = ctx.obj.settings
-    setup_logging(
-        settings.logging.level,
-        settings.logging.dir,
-        settings.logging.file_name,
-        secrets=ctx.obj.secrets(),
-        stream=sys.stderr,
-    )  # stdout is for the export lines
+    for handler in logging.getLogger().handlers:  # stdout is for the export lines: log lines go to stderr
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)
     for name, value in _stack(ctx).env().items():
         click.echo(f"export {name}={value}")
 

@@ -24,7 +24,7 @@ def fail(message: str, code: int) -> None:
 
 
 def guarded(func: F) -> F:
-    """One-line errors: ConfigError -> exit 2, other ScalpError -> exit 1."""
+    """One-line errors: ConfigError -> exit 2, other ScalpError -> exit 1, Ctrl-C -> exit 130."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,7 +33,7 @@ def guarded(func: F) -> F:
         except ScalpError as exc:
             fail(str(exc), exit_code(exc))
         except KeyboardInterrupt:
-            fail("interrupted", 1)
+            fail("interrupted", 130)  # 128 + SIGINT, as shells report it
         return None
 
     return wrapper  # type: ignore[return-value]

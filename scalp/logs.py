@@ -1,8 +1,15 @@
-"""JSON-lines logging to stdout and to a file under SCALP_LOG_DIR, with secrets masked."""
+"""JSON-lines event logs: to stdout and to a rotated file per service (``<log dir>/<service>.jsonl``), every
+line naming its ``service`` and process, with secrets masked.
+
+Long-running services (sink, streams, ingest, execute) log at the configured level on stdout. Interactive
+commands print tables and summaries on stdout, so their log lines there are WARNING and above unless a level
+was asked for (``--log-level`` or ``SCALP_LOG_LEVEL``); their file gets the configured level either way.
+"""
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,7 +17,19 @@ from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_FIELDS = "%(asctime)s %(levelname)s %(service)s %(process)d %(name)s %(message)s"
+
+
+class ServiceField(logging.Filter):
+    """Adds ``service`` (the command that runs: sink, streams, ingest, execute, demo, ...) to every record."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        return True
 
 
 class SecretMask(logging.Filter):
@@ -38,23 +57,40 @@ class SecretMask(logging.Filter):
 def setup_logging(
     level: str = "INFO",
     log_dir: Path | None = None,
-    file_name: str = "scalp.jsonl",
+    file_name: str | None = None,
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    *,
+    service: str = "scalp",
+    stream_level: str | None = None,
+    max_bytes: int = 50 * 1024 * 1024,
+    backups: int = 5,
 ) -> None:
-    """Configure the root logger: JSON lines to ``stream`` (default stdout) and to ``log_dir/file_name``."""
-    formatter = JsonFormatter(_FIELDS, rename_fields={"levelname": "level", "asctime": "ts"})
+    """Configure the root logger: JSON lines to ``stream`` (default stdout; at ``stream_level`` when given)
+    and, with ``log_dir``, to ``log_dir/<file_name or service.jsonl>``, rotated at ``max_bytes``."""
+    formatter = JsonFormatter(_FIELDS, rename_fields={"levelname": "level", "asctime": "ts", "process": "pid"})
     mask = SecretMask(secrets)
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
+    tag = ServiceField(service)
+    console = logging.StreamHandler(stream or sys.stdout)
+    if stream_level is not None:
+        console.setLevel(stream_level.upper())
+    handlers: list[logging.Handler] = [console]
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_dir / file_name, encoding="utf-8"))
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            path = log_dir / (file_name or f"{service}.jsonl")
+            handlers.append(
+                logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+            )
+        except OSError as exc:  # an unwritable log dir must not stop the process: stdout still has everything
+            print(f"warning: no log file in {log_dir}: {exc}", file=sys.stderr)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(tag)
         handler.addFilter(mask)
         root.addHandler(handler)
     root.setLevel(level.upper())

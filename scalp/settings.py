@@ -31,11 +31,16 @@ DEFAULT_CONFIG = default("pipeline.yaml")  # packaged with scalp (scalp_config)
 
 
 class LogSettings(BaseModel):
+    """JSON event logs: stdout, and a rotated file per service (``<dir>/<service>.jsonl``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dir: Path | None = None
+    dir: Path | None = None  # None: <stack.state_dir>/logs
+    file: bool = True  # false: stdout only (e.g. in containers, where the runtime collects stdout)
     level: str = "INFO"
-    file_name: str = "scalp.jsonl"
+    file_name: str | None = None  # one file for every service instead of <service>.jsonl
+    max_mb: int = Field(default=50, gt=0)  # rotate at this size
+    backups: int = Field(default=5, ge=0)  # rotated files kept
 
 
 class AppSettings(BaseModel):
@@ -76,6 +81,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "TRADIER_BASE_URL": ("tradier", "base_url"),
     "TRADIER_STREAM_URL": ("tradier", "stream_url"),
     "SCALP_LOG_DIR": ("logging", "dir"),
+    "SCALP_LOG_LEVEL": ("logging", "level"),
+    "SCALP_LOG_FILE": ("logging", "file"),
     "SCALP_STATE_DIR": ("stack", "state_dir"),
     "SCALP_DB_FLAVOUR": ("stack", "db_flavour"),
     "SCALP_TIMESCALEDB_TARBALL": ("stack", "timescaledb_tarball"),

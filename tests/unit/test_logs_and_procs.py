@@ -70,3 +70,41 @@ def test_missing_java_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(ServiceError) as info:
         Kafka(StackSettings(state_dir=tmp_path / "state")).prepare()
     assert str(info.value) == "java not found; install openjdk-17-jre-headless"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_every_line_names_its_service_and_the_file_is_per_service_and_rotated(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    setup_logging("INFO", tmp_path, None, stream=stream, service="sink", max_bytes=2000, backups=2)
+    for i in range(100):
+        logging.getLogger("scalp.test").info("line %d of a long enough message to rotate the file", i)
+    entry = json.loads(stream.getvalue().splitlines()[-1])
+    assert entry["service"] == "sink"
+    assert entry["pid"] == os.getpid()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["sink.jsonl", "sink.jsonl.1", "sink.jsonl.2"]  # rotated, two kept
+    assert json.loads((tmp_path / "sink.jsonl").read_text().splitlines()[-1])["message"].startswith("line 99 ")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_interactive_commands_keep_stdout_for_warnings_while_the_file_has_every_line(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    setup_logging("INFO", tmp_path, None, stream=stream, service="topics", stream_level="WARNING")
+    logging.getLogger("scalp.test").info("details")
+    logging.getLogger("scalp.test").warning("attention")
+    assert [json.loads(x)["message"] for x in stream.getvalue().splitlines()] == ["attention"]
+    assert [json.loads(x)["message"] for x in (tmp_path / "topics.jsonl").read_text().splitlines()] == [
+        "details",
+        "attention",
+    ]
+
+
+def test_ctrl_c_exits_130() -> None:
+    from scalp.cliutil import guarded
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as info:
+        guarded(interrupted)()
+    assert info.value.code == 130
