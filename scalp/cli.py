@@ -345,6 +345,7 @@ def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
 
 from .cli_backtest import backtest, report  # noqa: E402
 from .cli_bench import bench  # noqa: E402
+from .cli_deploy import deploy  # noqa: E402
 from .cli_execute import execute, flatten, halt, reduce, resume  # noqa: E402
 from .cli_ingest import backfill, ingest  # noqa: E402
 from .cli_research import drift, export, labels, replay  # noqa: E402
@@ -358,6 +359,7 @@ main.add_command(bench)
 main.add_command(sink)
 main.add_command(streams)
 main.add_command(execute)
+main.add_command(deploy)
 main.add_command(halt)
 main.add_command(resume)
 main.add_command(reduce)

@@ -6,6 +6,7 @@ fails the run (in CI and locally alike): nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -44,10 +45,19 @@ def local_stack(app_settings: AppSettings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def services(app_settings: AppSettings, request: pytest.FixtureRequest) -> AppSettings:
-    """Settings pointing at reachable services; the local stack unless the environment names others."""
+def services(app_settings: AppSettings, request: pytest.FixtureRequest) -> Iterator[AppSettings]:
+    """Settings pointing at reachable services: those the environment names, else containers (testcontainers,
+    when a Docker engine answers), else the local stack."""
+    stack = contextlib.ExitStack()
     if not any(os.environ.get(name) for name in _EXTERNAL):
-        request.getfixturevalue("local_stack")
+        from tests.containers import containers, docker_answers
+
+        if docker_answers():
+            env = stack.enter_context(containers())
+            os.environ.update(env)  # subprocesses (scalp commands) inherit them
+            app_settings = load_settings()
+        else:
+            request.getfixturevalue("local_stack")
     problems = []
     try:
         AdminClient({"bootstrap.servers": app_settings.kafka.bootstrap_servers}).list_topics(timeout=10)
@@ -63,8 +73,10 @@ def services(app_settings: AppSettings, request: pytest.FixtureRequest) -> AppSe
     except Exception as exc:
         problems.append(f"PostgreSQL at {app_settings.database.safe_url}: {type(exc).__name__}")
     if problems:
+        stack.close()
         pytest.fail("services unreachable (run `scalp stack up` or ./run test):\n" + "\n".join(problems))
-    return app_settings
+    with stack:
+        yield app_settings
 
 
 @pytest.fixture(scope="session")

@@ -166,3 +166,25 @@ def test_the_image_is_multi_stage_non_root_pinned_and_installs_the_lock() -> Non
     assert {".venv", ".scalp", ".git", "tests"} <= set(ignored)
     for package in ("kafkaio", "execution", "scalp", "config", "streams", "sinks", "connectors", "schemas"):
         assert f"COPY {package} ./{package}" in text, package
+
+
+def test_the_testcontainers_path_uses_names_the_pinned_library_has() -> None:
+    """It cannot run here (no Docker engine): the classes, methods and wait strategy it calls must exist."""
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import HttpWaitStrategy
+
+    from tests.containers import DATABASE_IMAGE, containers, docker_answers
+
+    assert callable(containers)
+    assert isinstance(docker_answers(), bool)  # never raises, engine or not
+    for cls, names in (
+        (KafkaContainer, ("with_kraft", "get_bootstrap_server")),
+        (DockerContainer, ("with_exposed_ports", "waiting_for", "get_container_host_ip", "get_exposed_port")),
+        (PostgresContainer, ("get_connection_url",)),
+    ):
+        for name in names:
+            assert hasattr(cls, name), f"{cls.__name__}.{name}"
+    assert HttpWaitStrategy(8080, "/apis/ccompat/v7/subjects") is not None
+    assert load()["services"]["timescaledb"]["image"] == DATABASE_IMAGE  # the containers run what compose runs
