@@ -50,3 +50,6 @@ class ExecutionSettings(BaseModel):
     # server drop a vanished holder's connection (and its lock) within about idle + interval x count seconds
     lease_keepalive_s: tuple[int, int, int] = (10, 5, 3)  # idle, interval, count
     lease_check_s: float = Field(default=2.0, gt=0)  # how often the router checks it still holds its lease
+    # /healthz (and /metrics) on this port (0: none): healthy while the router's loop turns (within 15 s)
+    http_port: int = Field(default=9466, ge=0)
+    http_host: str = "127.0.0.1"

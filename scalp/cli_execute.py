@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -104,11 +105,14 @@ def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_id
         lease.acquire()  # one router per account (exit 2 naming the holder)
         spill = (settings.logging.dir or settings.stack.state_dir) / ex.audit_spill_file
         audit = AuditWriter.open(settings.database, spill, broker, max_queue=ex.audit_queue)
+        beat = Heartbeat(account)
+        server = beat.serve(ex.http_host, ex.http_port) if ex.http_port else None
         try:
             if broker == "paper":
                 result: RunResult = run_paper(
-                    settings.kafka, context.serde, ex, audit, until_idle=until_idle, lease_check=lease.check
-                )
+                    settings.kafka, context.serde, ex, audit, until_idle=until_idle, lease_check=lease.check,
+                    progress=beat,
+                )  # fmt: skip
             else:
                 from connectors.tradier.rest import TradierAuthError
 
@@ -122,10 +126,13 @@ def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_id
                         preview=preview,
                         until_idle=until_idle,
                         lease_check=lease.check,
+                        progress=beat,
                     )
                 except TradierAuthError as exc:
                     raise ConfigError(str(exc)) from None
         finally:
+            if server is not None:
+                server.shutdown()
             audit.close()
             lease.release()
         s = result.router.stats
@@ -140,6 +147,41 @@ def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_id
         )
 
     guarded(run)()
+
+
+class Heartbeat:
+    """The router's loop reports here on every pass (``progress``); /healthz says whether it still turns."""
+
+    def __init__(self, account: str) -> None:
+        import time
+
+        self.account = account
+        self.result: Any = None
+        self.last = time.monotonic()
+
+    def __call__(self, result: Any) -> None:
+        import time
+
+        self.result, self.last = result, time.monotonic()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        import time
+
+        age = time.monotonic() - self.last
+        router = self.result.router if self.result is not None else None
+        detail: dict[str, Any] = {"account": self.account, "loop_age_s": round(age, 1)}
+        if router is not None:
+            detail["trading_state"] = router.guard.change.describe() if router.guard else "active"
+            detail["intents"], detail["sent"] = router.stats.intents, router.stats.sent
+            detail["open_trades"] = len(router.open_trades())
+        return age < 15.0, detail
+
+    def serve(self, host: str, port: int) -> Any:
+        from prometheus_client import CollectorRegistry
+
+        from kafkaio.metrics import serve
+
+        return serve(CollectorRegistry(), self.health, host, port, "execute")
 
 
 def show_status(context: Context, broker: str, account: str) -> None:

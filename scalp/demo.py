@@ -93,6 +93,8 @@ def demo_config(source: Path | None, state_dir: Path) -> Path:
     data: dict[str, Any] = yaml.safe_load((source or DEFAULT_CONFIG).read_text()) or {}
     data.setdefault("streams", {})["http_port"] = 0
     data.setdefault("sink", {})["http_port"] = 0
+    data.setdefault("polygon", {})["http_port"] = 0
+    data.setdefault("execution", {})["http_port"] = 0
     path = state_dir / "demo" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))

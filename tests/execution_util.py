@@ -96,7 +96,7 @@ TEST_LIMITS = {"eod_flatten_minutes": 0, "max_intent_age_s": 120}
 def execute_config(tmp: Path, **execution: Any) -> Path:
     data = yaml.safe_load(DEFAULT_CONFIG.read_text())
     limits = {**TEST_LIMITS, **execution.pop("limits", {})}
-    data["execution"] = {"poll_interval_s": 0.5, "limits": limits, **execution}
+    data["execution"] = {"poll_interval_s": 0.5, "limits": limits, "http_port": 0, **execution}
     path = tmp / "execute-config.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

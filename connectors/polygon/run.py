@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from kafkaio.admin import TopicAdmin
 from kafkaio.lifecycle import run_service
@@ -67,4 +68,27 @@ def run_ingest(
         seeded = pipeline.warm_start(history)
         log.info("warm start: %d recent records read back from Kafka", seeded)
     pipeline.tune_gc()
-    return run_service(pipeline, "draining the queue and flushing the producer")
+    server = None
+    if polygon.http_port:
+        from prometheus_client import CollectorRegistry
+
+        from kafkaio.metrics import serve
+
+        def health() -> tuple[bool, dict[str, Any]]:
+            stats = pipeline.stats
+            detail = {
+                "status": "ok" if stats.connections else "connecting",
+                "connections": stats.connections,
+                "events": stats.events,
+                "gaps": stats.gaps,
+                "unrepaired": stats.unrepaired,
+                "dead_letters": stats.dead_letters,
+            }
+            return stats.connections > 0, detail
+
+        server = serve(CollectorRegistry(), health, polygon.http_host, polygon.http_port, "ingest")
+    try:
+        return run_service(pipeline, "draining the queue and flushing the producer")
+    finally:
+        if server is not None:
+            server.shutdown()

@@ -32,6 +32,10 @@ class PolygonSettings(BaseModel):
     warm_start_events: int = Field(default=50_000, ge=0)
     # options chain snapshots (with --options)
     options_interval_s: float = Field(default=30.0, gt=0)
+    # `scalp ingest`: /healthz (and /metrics) on this port (0: none); healthy once connected, while events
+    # keep arriving within stale_after_s (a quiet market outside the session is not a failure: see the detail)
+    http_port: int = Field(default=9467, ge=0)
+    http_host: str = "127.0.0.1"
     # `scalp ingest`: the collector's thresholds (generations 0-2) once start-up and the warm start are frozen
     # out of its reach; Python's 700/10/10 cost the bench 5-10% (docs/ingest.md). A full collection runs every
     # gc_full_interval_s instead (0: only when the thresholds call for one)

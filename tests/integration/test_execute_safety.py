@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,16 @@ def _history(kafka: Any, serde: Any, order_id: str) -> list[str]:
         (r for r in read_topic(kafka, serde, "orders", timeout_s=10) if r["id"] == order_id), key=lambda r: r["ts"]
     )
     return [r["status"] for r in snaps]
+
+
+def _healthz(port: int) -> dict[str, Any] | None:
+    import requests
+
+    try:
+        reply = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    except requests.RequestException:
+        return None
+    return reply.json() if reply.status_code == 200 else None
 
 
 def scalp(tmp: Path, prefix: str, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -211,9 +222,15 @@ def test_a_second_router_for_the_account_refuses_to_start_until_the_first_is_kil
     services: AppSettings, prefix: str, fresh_db: str, tmp_path: Path
 ) -> None:
     _producer(services, prefix)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     with tradier_server() as server:
-        first = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier")
+        first = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier", http_port=port)
         wait_for("the first router running", lambda: server.state()["sockets"] >= 1)
+        health = wait_for("its /healthz", lambda: _healthz(port))
+        assert health["account"] == ACCOUNT
+        assert health["trading_state"].startswith("active")
         second = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier")
         out, _ = second.communicate(timeout=60)
         assert second.returncode == 2, out

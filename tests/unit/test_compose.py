@@ -105,7 +105,7 @@ def test_every_image_is_pinned_and_every_long_running_service_has_a_health_check
         image = service["image"]
         tag = image.rsplit(":", 1)[1] if ":" in image else ""
         assert (tag and tag != "latest" and any(c.isdigit() for c in tag)) or image == "scalp-pipeline:local", name
-    for name in ("kafka", "timescaledb", "registry", "kafka-ui", "sink", "streams"):
+    for name in ("kafka", "timescaledb", "registry", "kafka-ui", "sink", "streams", "ingest", "execute"):
         assert "healthcheck" in services[name], name
     assert env_of(services["kafka-ui"])["KAFKA_CLUSTERS_0_READONLY"] == "true"
 
