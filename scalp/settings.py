@@ -89,6 +89,10 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 }
 
 
+# SCALP_HTTP_HOST: the address every process's /healthz and /metrics listen on (containers: 0.0.0.0)
+HTTP_HOSTS = (("sink", "http_host"), ("streams", "http_host"), ("execution", "http_host"), ("polygon", "http_host"))
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -123,7 +127,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         AppSettings.model_validate(data)  # file errors are reported against the file
     except ValidationError as exc:
         raise ConfigError(_format_error(str(path), exc)) from None
-    for var, (section, key) in ENV_OVERRIDES.items():
+    overrides = [(var, target) for var, target in ENV_OVERRIDES.items()]
+    overrides += [("SCALP_HTTP_HOST", target) for target in HTTP_HOSTS]
+    for var, (section, key) in overrides:
         value = env.get(var)
         if value:
             data.setdefault(section, {})

@@ -55,3 +55,12 @@ def test_stack_env_prints_exports_only(tmp_path: Path) -> None:
     names = {line.split()[1].split("=")[0] for line in lines}
     assert {"KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL"} <= names
     assert f"export SCALP_STATE_DIR={tmp_path}" in lines
+
+
+def test_one_variable_moves_every_health_endpoint() -> None:
+    from scalp.settings import load_settings
+
+    settings = load_settings(env={"SCALP_HTTP_HOST": "10.1.2.3"})
+    hosts = {settings.sink.http_host, settings.streams.http_host, settings.execution.http_host}
+    assert hosts | {settings.polygon.http_host} == {"10.1.2.3"}
+    assert load_settings(env={}).execution.http_host == "127.0.0.1"
