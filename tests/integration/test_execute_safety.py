@@ -277,3 +277,4 @@ def test_a_failed_delivery_halts_entries_in_the_loop(services: AppSettings, pref
     assert len(halts) == 1  # published once, however many failures follow
     router.on_intent(make_intent("sig-d2", now + 1), now + 1)
     assert router.trades["oi-sig-d2"].bracket.status == "refused"
+    del router, producer  # the client's threads stop with it (they would retry the dead broker until exit)
