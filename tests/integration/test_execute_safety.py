@@ -228,7 +228,7 @@ def test_a_second_router_for_the_account_refuses_to_start_until_the_first_is_kil
     with tradier_server() as server:
         first = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier", http_port=port)
         wait_for("the first router running", lambda: server.state()["sockets"] >= 1)
-        health = wait_for("its /healthz", lambda: _healthz(port))
+        health = wait_for("its /healthz", lambda: (h := _healthz(port)) and "trading_state" in h and h)
         assert health["account"] == ACCOUNT
         assert health["trading_state"].startswith("active")
         second = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier")
@@ -277,4 +277,3 @@ def test_a_failed_delivery_halts_entries_in_the_loop(services: AppSettings, pref
     assert len(halts) == 1  # published once, however many failures follow
     router.on_intent(make_intent("sig-d2", now + 1), now + 1)
     assert router.trades["oi-sig-d2"].bracket.status == "refused"
-    del router, producer  # the client's threads stop with it (they would retry the dead broker until exit)
