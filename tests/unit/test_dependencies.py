@@ -80,3 +80,18 @@ def test_the_locks_pin_every_declared_dependency_with_hashes() -> None:
         assert names <= pinned, f"{lock} lacks {sorted(names - pinned)}: run ./run lock"
         blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
         assert all("--hash=sha256:" in b for b in blocks if "==" in b), f"{lock}: a pin without hashes"
+
+
+def test_the_runtime_lock_pins_what_the_tests_run() -> None:
+    """The image installs requirements.lock, the tests run requirements-dev.lock: same version of every
+    package both hold (a different python-dateutil once made the installed demo's features differ)."""
+
+    def pins(lock: str) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for name, version in re.findall(r"^([A-Za-z0-9_.\-]+)==([^ ;\\]+)", (REPO / lock).read_text(), flags=re.M):
+            found.setdefault(_norm(name), set()).add(version)
+        return found
+
+    runtime, dev = pins("requirements.lock"), pins("requirements-dev.lock")
+    differing = {name: (versions, dev.get(name)) for name, versions in runtime.items() if versions != dev.get(name)}
+    assert differing == {}
