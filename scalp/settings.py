@@ -60,8 +60,13 @@ class AppSettings(BaseModel):
     stack: StackSettings = Field(default_factory=StackSettings)
 
     def digest(self) -> str:
-        """sha256 over the non-secret settings (secrets appear only as set / unset)."""
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
+        """sha256 over the non-secret settings that shape outputs (secrets appear only as set / unset).
+
+        Where things live is left out: the local stack's section (ports, directories), logging, and the
+        policy file's path (its content is the session policy digest). The same configuration run from the
+        checkout or from the installed package, in any directory, stamps the same env hash."""
+        kept = self.model_dump(mode="json", exclude={"stack": True, "logging": True, "streams": {"policy_file"}})
+        body = json.dumps(kept, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()
 
 

@@ -94,11 +94,11 @@ def test_demo_runs_the_whole_pipeline_and_can_run_again(
 
         elsewhere = tmp_path / "elsewhere"  # the installed wheel, run from a directory outside the checkout
         elsewhere.mkdir()
-        # the same code and settings stamp the same digests: the commit the checkout stamps (an installed
-        # package has no .git; images take it as SCALP_SOURCE_COMMIT) and the same state dir (in the env hash)
+        # the same code and settings stamp the same digests, wherever they are installed and run from; the
+        # commit is the checkout's (an installed package has no .git: images take it as SCALP_SOURCE_COMMIT)
         from streams.core.digests import source_commit
 
-        same = {**env, "SCALP_SOURCE_COMMIT": source_commit(), "SCALP_STATE_DIR": str(REPO / ".scalp")}
+        same = {**env, "SCALP_SOURCE_COMMIT": source_commit()}
         again = run_installed(installed_scalp, elsewhere, "demo", "--no-stack", "--out", str(runs), env=same)
         assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
         assert again.stderr.count("already in the topics; not ingested again") == 3

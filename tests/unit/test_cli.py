@@ -64,3 +64,12 @@ def test_one_variable_moves_every_health_endpoint() -> None:
     hosts = {settings.sink.http_host, settings.streams.http_host, settings.execution.http_host}
     assert hosts | {settings.polygon.http_host} == {"10.1.2.3"}
     assert load_settings(env={}).execution.http_host == "127.0.0.1"
+
+
+def test_the_settings_digest_ignores_where_things_live(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from scalp.settings import load_settings
+
+    here = load_settings(env={})
+    elsewhere = load_settings(env={"SCALP_STATE_DIR": str(tmp_path), "SCALP_LOG_DIR": str(tmp_path / "logs")})
+    assert here.digest() == elsewhere.digest()
+    assert here.digest() != load_settings(env={"SCALP_TOPIC_PREFIX": "other_"}).digest()  # what shapes outputs counts
