@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from scalp_config import default
+from scalp_config import packaged
 
 from connectors.polygon.settings import PolygonSettings
 from connectors.tradier.settings import TradierSettings
@@ -27,7 +27,7 @@ from streams.settings import StreamsSettings
 
 from .stack.settings import StackSettings
 
-DEFAULT_CONFIG = default("pipeline.yaml")  # packaged with scalp (scalp_config)
+DEFAULT_CONFIG = packaged("pipeline.yaml")  # packaged with scalp (scalp_config)
 
 
 class LogSettings(BaseModel):

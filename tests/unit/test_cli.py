@@ -73,3 +73,30 @@ def test_the_settings_digest_ignores_where_things_live(tmp_path) -> None:  # typ
     elsewhere = load_settings(env={"SCALP_STATE_DIR": str(tmp_path), "SCALP_LOG_DIR": str(tmp_path / "logs")})
     assert here.digest() == elsewhere.digest()
     assert here.digest() != load_settings(env={"SCALP_TOPIC_PREFIX": "other_"}).digest()  # what shapes outputs counts
+
+
+def test_policy_and_condition_files_next_to_scalp_config_take_precedence(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from scalp_config import HERE
+
+    (tmp_path / "trade_conditions.yaml").write_text((HERE / "trade_conditions.yaml").read_text())
+    (tmp_path / "pipeline.yaml").write_text((HERE / "pipeline.yaml").read_text())
+    probe = (
+        "from streams.core.conditions import CONDITIONS_FILE as a; from sinks.maintain import CONDITIONS_FILE as b; "
+        "from connectors.synthetic.generator import CONDITIONS_FILE as c; "
+        "from streams.core.policy import POLICY_FILE as d; print(a, b, c, d)"
+    )
+    env = {**os.environ, "SCALP_CONFIG": str(tmp_path / "pipeline.yaml")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    assert out[:3] == [str(tmp_path / "trade_conditions.yaml")] * 3  # beside the settings file in use
+    assert out[3] == str(HERE / "session_policies.yaml")  # none there: the packaged default
+    env.pop("SCALP_CONFIG")
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    assert out[0] == str(HERE / "trade_conditions.yaml")
