@@ -34,6 +34,7 @@ class Research:
     database: DatabaseSettings
     serde: AvroSerde
     policy_file: Path
+    conditions_file: Path
     paper: PaperSettings
     fees: FeeSettings
     settings_digest: str
@@ -103,6 +104,7 @@ def run_replay(
     replay_progress: Callable[[int, int], None] | None = None,
 ) -> ReplayDone:
     from execution.tracker import FeeSchedule
+    from streams.core.conditions import ConditionTable
     from streams.core.digests import Digests, source_commit
     from streams.core.pipeline import CoreParts
 
@@ -120,7 +122,7 @@ def run_replay(
     total = len(read.records)
     result = replay(
         read.records,
-        CoreParts.create(policy, digests),
+        CoreParts.create(policy, digests, ConditionTable.load(env.conditions_file)),
         env.paper,
         FeeSchedule(fees.per_share_usd, fees.per_contract_usd, fees.per_order_usd),
         progress=(lambda n: replay_progress(n, total)) if replay_progress else None,

@@ -183,11 +183,15 @@ def db_maintain(ctx: click.Context, retention_days: int, archive_dir: Path | Non
     PostgreSQL, compression on TimescaleDB. Schedule it daily (docs/operations.md)."""
     import datetime as dt
 
-    from sinks.maintain import maintain_database
+    from sinks.maintain import excluded_codes, maintain_database
 
     if retention_days < 1:
         raise ConfigError("--retention-days must be at least 1")
-    report = maintain_database(ctx.obj.settings.database, retention_days, archive_dir, dry_run, dt.datetime.now(dt.UTC))
+    settings = ctx.obj.settings
+    now = dt.datetime.now(dt.UTC)
+    conditions = settings.streams.conditions_file
+    excluded_codes(conditions)  # a broken table: exit 2 before touching the database
+    report = maintain_database(settings.database, retention_days, archive_dir, dry_run, now, conditions)
     verb = "would" if dry_run else "did"
     click.echo(
         f"maintain ({report.flavour}, cutoff {report.cutoff:%Y-%m-%d} UTC, {'dry run' if dry_run else 'applied'}):"

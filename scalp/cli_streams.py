@@ -41,6 +41,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
     """
 
     def run() -> None:
+        from streams.core.conditions import ConditionTable
         from streams.core.digests import Digests, source_commit
         from streams.core.pipeline import CoreParts
         from streams.core.policy import load_policy
@@ -49,6 +50,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
         context: Context = ctx.obj
         settings = context.settings
         policy = load_policy(policy_path or settings.streams.policy_file)  # PolicyError: exit 2
+        conditions = ConditionTable.load(settings.streams.conditions_file)  # PolicyError: exit 2
         digests = Digests(source_commit(), policy.digest, settings.digest())
         log.info(
             "policy %s (digest %s), settings digest %s, source %s",
@@ -62,7 +64,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
             settings.streams,
             context.serde,
             context.catalog,
-            CoreParts.create(policy, digests),
+            CoreParts.create(policy, digests, conditions),
             data_dir=settings.stack.state_dir / "faust",
             until_idle=until_idle,
             log_level=settings.logging.level,

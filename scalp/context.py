@@ -28,7 +28,14 @@ class Context:
         """What the research workflow (backtest.workflow) needs of the settings."""
         s = self.settings
         return Research(
-            s.kafka, s.database, self.serde, s.streams.policy_file, s.execution.paper, s.execution.fees, s.digest()
+            s.kafka,
+            s.database,
+            self.serde,
+            s.streams.policy_file,
+            s.streams.conditions_file,
+            s.execution.paper,
+            s.execution.fees,
+            s.digest(),
         )
 
     def secrets(self) -> list[str]:

@@ -63,11 +63,20 @@ class AppSettings(BaseModel):
         """sha256 over the non-secret settings that shape outputs (secrets appear only as set / unset).
 
         Where things live is left out: the local stack's section (ports, directories), logging, and the
-        policy file's path (its content is the session policy digest). The same configuration run from the
-        checkout or from the installed package, in any directory, stamps the same env hash."""
+        policy file's path (its content is the session policy digest). The trade-condition table counts by
+        its content, not its path. The same configuration run from the checkout or from the installed
+        package, in any directory, stamps the same env hash."""
         kept = self.model_dump(mode="json", exclude={"stack": True, "logging": True, "streams": {"policy_file"}})
+        kept["streams"]["conditions_file"] = _content_digest(self.streams.conditions_file)
         body = json.dumps(kept, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _content_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return f"unreadable: {path.name}"  # reading it for real reports the error
 
 
 # Environment variable -> (section, key). Names are a contract (the README lists them).

@@ -21,7 +21,7 @@ import yaml
 from psycopg import sql
 from scalp_config import default
 
-from kafkaio.errors import FatalError
+from kafkaio.errors import ConfigError, FatalError
 from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 
 from .settings import DatabaseSettings
@@ -32,9 +32,12 @@ CONDITIONS_FILE = default("trade_conditions.yaml")  # packaged with scalp (scalp
 
 
 @cache
-def excluded_codes() -> tuple[list[int], list[int]]:
+def excluded_codes(path: Path = CONDITIONS_FILE) -> tuple[list[int], list[int]]:
     """(codes that may not set OHLC, codes that do not count in volume), from the condition table."""
-    rules = yaml.safe_load(CONDITIONS_FILE.read_text())["conditions"]
+    try:
+        rules = yaml.safe_load(path.read_text(encoding="utf-8"))["conditions"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a trade-condition table ({type(exc).__name__}: {exc})") from None
     no_price = sorted(int(k) for k, v in rules.items() if not (v["updates_high_low"] and v["updates_last"]))
     no_volume = sorted(int(k) for k, v in rules.items() if not v["updates_volume"])
     return no_price, no_volume
@@ -78,7 +81,12 @@ def flavour_of(conn: psycopg.Connection) -> str:
 
 
 def maintain(
-    conn: psycopg.Connection, retention_days: int, archive_dir: Path | None, dry_run: bool, now: dt.datetime
+    conn: psycopg.Connection,
+    retention_days: int,
+    archive_dir: Path | None,
+    dry_run: bool,
+    now: dt.datetime,
+    conditions_file: Path = CONDITIONS_FILE,
 ) -> MaintainReport:
     """One maintenance pass (``now`` is the wall clock of the run; retention is about data age)."""
     cutoff = dt.datetime.combine((now - dt.timedelta(days=retention_days)).date(), dt.time(), tzinfo=dt.UTC)
@@ -88,7 +96,7 @@ def maintain(
             sql.SQL("SELECT count(*) FROM {} WHERE ts < %s").format(sql.Identifier(table)), (cutoff,)
         ).fetchone()
         report.to_drop[table] = int(row[0]) if row else 0
-    no_price, no_volume = excluded_codes()
+    no_price, no_volume = excluded_codes(conditions_file)
     params = {"cutoff": cutoff, "no_price": no_price, "no_volume": no_volume}
     if dry_run:
         row = conn.execute(
@@ -213,10 +221,15 @@ def compress(conn: psycopg.Connection) -> int:
 
 
 def maintain_database(
-    database: DatabaseSettings, retention_days: int, archive_dir: Path | None, dry_run: bool, now: dt.datetime
+    database: DatabaseSettings,
+    retention_days: int,
+    archive_dir: Path | None,
+    dry_run: bool,
+    now: dt.datetime,
+    conditions_file: Path = CONDITIONS_FILE,
 ) -> MaintainReport:
     """:func:`maintain` on a connection of its own."""
     from .db import connect
 
     with connect(database) as conn:
-        return maintain(conn, retention_days, archive_dir, dry_run, now)
+        return maintain(conn, retention_days, archive_dir, dry_run, now, conditions_file)

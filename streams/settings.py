@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from streams.core.conditions import CONDITIONS_FILE
 from streams.core.policy import POLICY_FILE
 
 
@@ -14,6 +15,9 @@ class StreamsSettings(BaseModel):
 
     app_id: str = "scalp-streams"  # consumer group and prefix of the state topics (after SCALP_TOPIC_PREFIX)
     policy_file: Path = POLICY_FILE
+    # Polygon's trade-condition rules: which trades set prices, highs/lows and volume (streams, replay and the
+    # rollup of `scalp db maintain`); the packaged table unless a file of that name sits next to $SCALP_CONFIG
+    conditions_file: Path = CONDITIONS_FILE
     take_max: int = Field(default=5000, gt=0)  # risk inputs per batch (Faust stream.take_events)
     take_within_s: float = Field(default=0.2, gt=0)  # ...or this long, whichever comes first
     # a symbol whose trade or quote stream is quiet this long (wall clock) has its held events released

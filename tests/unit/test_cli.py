@@ -100,3 +100,37 @@ def test_policy_and_condition_files_next_to_scalp_config_take_precedence(tmp_pat
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
     assert out[0] == str(HERE / "trade_conditions.yaml")
+
+
+def test_the_condition_table_is_a_setting_counted_by_its_content(tmp_path: Path) -> None:
+    from scalp.settings import load_settings
+    from scalp_config import HERE
+
+    rules = (HERE / "trade_conditions.yaml").read_text()
+    copy, changed = tmp_path / "copy.yaml", tmp_path / "changed.yaml"
+    copy.write_text(rules)
+    changed.write_text(rules.replace("updates_volume: false", "updates_volume: true", 1))
+    assert changed.read_text() != rules
+    packaged = load_settings(env={})
+    assert packaged.streams.conditions_file == HERE / "trade_conditions.yaml"
+
+    def with_table(path: Path) -> str:
+        cfg = tmp_path / f"{path.stem}.pipeline.yaml"
+        cfg.write_text(f"streams:\n  conditions_file: {path}\n")
+        settings = load_settings(cfg, env={})
+        assert settings.streams.conditions_file == path
+        return settings.digest()
+
+    assert with_table(copy) == packaged.digest()  # same rules elsewhere: same env hash
+    assert with_table(changed) != packaged.digest()  # other rules: another env hash
+
+
+def test_an_unreadable_condition_table_exits_2_naming_it(tmp_path: Path) -> None:
+    broken = tmp_path / "rules.yaml"
+    broken.write_text("conditions: [1, 2\n")
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text(f"streams:\n  conditions_file: {broken}\n")
+    for args in (("streams",), ("db", "maintain", "--dry-run")):
+        proc = scalp("--config", str(cfg), *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert f"{broken}: not a trade-condition table" in proc.stderr
