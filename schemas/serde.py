@@ -232,9 +232,15 @@ class AvroSerde:
     def _writer(self, schema_id: int) -> Any:
         parsed = self._writers.get(schema_id)
         if parsed is None:
-            schema = json.loads(self.registry.schema_str(schema_id))
-            parsed = fastavro.parse_schema(wire_schema(schema))
-            self._compile(schema_id, schema)
+            text = self.registry.schema_str(schema_id)  # RetryableError while the registry is unreachable
+            try:
+                schema = json.loads(text)
+                parsed = fastavro.parse_schema(wire_schema(schema))
+                self._compile(schema_id, schema)
+            except Exception as exc:  # not JSON, not Avro (e.g. a JSON Schema), or beyond cavro: a bad record
+                raise SerializationError(
+                    "registry", None, f"schema id {schema_id} is not a usable Avro schema: {type(exc).__name__}: {str(exc)[:200]}"
+                ) from None
             self._writers[schema_id] = parsed
         return parsed
 

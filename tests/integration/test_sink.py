@@ -118,6 +118,12 @@ def test_poison_records_go_to_the_dlq_and_the_rest_is_written(
     from kafkaio.admin import TopicAdmin
 
     TopicAdmin(kafka, catalog()).create_all()
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    # a schema the registry holds but that is no Avro schema (a JSON Schema under another subject)
+    json_schema = '{"type": "object", "properties": {"a": {"type": "string"}}}'
+    registry = SchemaRegistryClient({"url": services.registry.url})
+    not_avro = registry.register_schema(f"{prefix}probe-json-value", Schema(json_schema, "JSON"))
     good = quotes(500)
     for i, record in enumerate(good):
         producer.produce("market_quotes", record)
@@ -125,6 +131,8 @@ def test_poison_records_go_to_the_dlq_and_the_rest_is_written(
             producer.send(kafka.topic("market_quotes"), b"not avro at all", b"SPY", 0)
         if i == 200:
             producer.send(kafka.topic("market_quotes"), struct.pack(">bI", 0, 987654) + b"\x00", b"SPY", 0)
+        if i == 300:
+            producer.send(kafka.topic("market_quotes"), struct.pack(">bI", 0, not_avro) + b"\x02a", b"SPY", 0)
     signals = []
     for i in range(60):
         record = example_record(catalog(), "signals")
@@ -140,7 +148,8 @@ def test_poison_records_go_to_the_dlq_and_the_rest_is_written(
     assert scalar(dsn, "SELECT count(*) FROM signals WHERE id = 'sig-30'") == 0
     report = run_sink(config, dsn, prefix, "--dlq-report")
     assert report.returncode == 0
-    assert "dead letters: 3 in 2 topics" in report.stdout
+    assert "dead letters: 4 in 2 topics" in report.stdout
+    assert f"schema id {not_avro} is not a usable Avro schema" in report.stdout
     assert "unknown schema id 987654" in report.stdout
     assert "CheckViolation" in report.stdout
     assert "unknown magic byte" in report.stdout
