@@ -152,7 +152,8 @@ class AvroProducer:
         """Send ``raw`` (the original bytes) to ``<topic>.dlq`` with the reason in the headers; ``source``:
         the (partition, offset) it was read from."""
         partition, offset = source if source is not None else (None, None)
-        all_headers = deadletter.headers(reason, self.kafka.topic(topic), partition, offset, extra=headers)
+        raw, cut = deadletter.fit(raw, self.kafka.dead_letter_max_bytes)
+        all_headers = deadletter.headers(reason, self.kafka.topic(topic), partition, offset, extra=[*headers, *cut])
         dlq = self.kafka.topic(self.serde.catalog[topic].dlq)
         log.warning("dead letter to %s: %s", dlq, reason)
         return self.send(dlq, raw, key or b"", timestamp_ms, all_headers)

@@ -21,6 +21,9 @@ class KafkaSettings(BaseModel):
     # (the demo, the tests) older than a topic's retention (7 days for ticks) is deleted minutes after it is
     # written unless this is set.
     min_retention_ms: int | None = Field(default=None, ge=-1)
+    # a dead letter's body is cut to this many bytes (its headers keep the original size): whatever arrived,
+    # the dead letter fits in a Kafka message (a 1 MB frame used to fail with MSG_SIZE_TOO_LARGE)
+    dead_letter_max_bytes: int = Field(default=262_144, ge=1024, le=900_000)
 
     def topic(self, name: str) -> str:
         """The physical topic name of catalog topic ``name`` (with the optional prefix)."""

@@ -239,7 +239,9 @@ class AvroSerde:
                 self._compile(schema_id, schema)
             except Exception as exc:  # not JSON, not Avro (e.g. a JSON Schema), or beyond cavro: a bad record
                 raise SerializationError(
-                    "registry", None, f"schema id {schema_id} is not a usable Avro schema: {type(exc).__name__}: {str(exc)[:200]}"
+                    "registry",
+                    None,
+                    f"schema id {schema_id} is not a usable Avro schema: {type(exc).__name__}: {str(exc)[:200]}",
                 ) from None
             self._writers[schema_id] = parsed
         return parsed

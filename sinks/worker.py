@@ -255,7 +255,8 @@ class SinkWorker:
         """Send the original bytes and headers to <topic>.dlq (flushed before the batch commits)."""
         physical, partition, offset = str(msg.topic()), msg.partition(), msg.offset()
         topic = self.physical[physical]
-        headers = deadletter.headers(reason, physical, partition, offset, original=msg.headers() or ())
+        value, cut = deadletter.fit(msg.value() or b"", self.kafka.dead_letter_max_bytes)
+        headers = deadletter.headers(reason, physical, partition, offset, original=msg.headers() or (), extra=cut)
         log.warning("%s[%d]@%d to the dead-letter queue: %s", physical, partition, offset, reason)
 
         def failed(err: KafkaError | None, _msg: Message) -> None:
@@ -264,7 +265,7 @@ class SinkWorker:
 
         self._dlq.produce(
             self.kafka.topic(self.catalog[topic].dlq),
-            value=msg.value(),
+            value=value,
             key=msg.key(),
             headers=headers,
             on_delivery=failed,

@@ -54,5 +54,6 @@ class Outputs:
         name, partition, offset = source
         log.error("%s[%d]@%d: %s (to the dead-letter queue)", name, partition, offset, reason)
         self.stats.dead_letters += 1
-        headers = deadletter.headers(reason, name, partition, offset)
-        await self.dlq[topic].send(key=key, value=value, headers=headers)
+        body, cut = deadletter.fit(value or b"", self.serde.kafka.dead_letter_max_bytes)
+        headers = deadletter.headers(reason, name, partition, offset, extra=cut)
+        await self.dlq[topic].send(key=key, value=body, headers=headers)

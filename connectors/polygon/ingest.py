@@ -39,7 +39,6 @@ from .ws import Frame, PolygonStream, StreamEnded
 
 log = logging.getLogger(__name__)
 KIND = {MARKET_TRADES: "trades", MARKET_QUOTES: "quotes", BARS_1M: "bars"}
-_OK_STATUS = {"connected", "auth_success", "success"}
 # Polygon event type -> (topic, parser)
 _ROUTES: dict[object, tuple[str, Callable[[dict[str, Any], int], dict[str, Any]]]] = {
     "T": (MARKET_TRADES, parsing.ws_trade),
@@ -105,6 +104,8 @@ class IngestPipeline:
         self.pending: dict[tuple[str, str], tuple[int, str]] = {}  # (topic, symbol) -> (from_ns, reason)
         self.connection = 0
         self.last_price: dict[str, float] = {}
+        self.venue = parsing.VenueClock(settings.max_event_ahead_s, self.clock.simulated_latency_ns is not None)
+        self._horizon = self.venue.NONE  # events later than this are outliers (set per frame)
         self.options = (
             OptionsPoller(
                 settings,
@@ -225,6 +226,7 @@ class IngestPipeline:
             return
         if not isinstance(events, list):
             events = [events]
+        self._horizon = self.venue.horizon(frame.receipt_ns)
         self._events(events, frame.receipt_ns)
 
     def _make_direct_routes(self) -> dict[str, _Direct]:
@@ -256,6 +258,8 @@ class IngestPipeline:
         ts_ingest_key = parsing.TS_INGEST_KEY
         ms = parsing.MS
         pending = self.pending
+        horizon = self._horizon
+        latest = self.venue.venue_ns or 0
         for event in events:
             if type(event) is not dict:
                 self._event(event, receipt_ns)
@@ -269,7 +273,7 @@ class IngestPipeline:
                 continue
             ts = t * ms
             topic = route.topic
-            if pending and (topic, sym) in pending:  # a reconnect or restart gap to repair first
+            if (pending and (topic, sym) in pending) or ts > horizon:  # a gap to repair first, or an outlier
                 self._event(event, receipt_ns)
                 continue
             threshold = gap_ns[topic]
@@ -291,6 +295,8 @@ class IngestPipeline:
                 self._event(event, receipt_ns)
                 continue
             stats.events += 1
+            if ts > latest:
+                latest = ts
             if add_key(topic, sym, key, ts, seq):
                 if produce is None:
                     send(route.physical, value, sym.encode(), t)
@@ -307,6 +313,8 @@ class IngestPipeline:
             if options is not None:
                 for row in options.maybe_poll(ts, last_price):
                     self._publish_option(row)
+        if latest:
+            self.venue.observe(latest)
 
     def _event(self, event: Any, receipt_ns: int) -> None:
         ev = event.get("ev") if type(event) is dict else None
@@ -329,6 +337,12 @@ class IngestPipeline:
             self.stats.ignored += 1
             self._warn_once(f"sym:{symbol}", "ignoring events for unsubscribed symbol %r", symbol)
             return
+        if record["ts"] > self._horizon:
+            self._dead_letter(
+                topic, orjson.dumps(event), self.venue.outlier(str(ev), record["ts"], self._horizon), symbol
+            )
+            return
+        self.venue.observe(record["ts"])
         if self.clock.simulated_latency_ns is not None:
             self.clock.stamp(record, receipt_ns)
         if self.pending or self._gap_thresholds[topic]:
@@ -343,19 +357,10 @@ class IngestPipeline:
         """Status messages; anything that is not a subscribed event type is counted and warned about once."""
         ev = event.get("ev") if isinstance(event, dict) else None
         if ev == "status":
-            self._status(event)
+            parsing.log_status(event)
             return
         self.stats.ignored += 1
         self._warn_once(f"ev:{ev}", "ignoring unsubscribed event type %r", ev)
-
-    def _status(self, event: dict[str, Any]) -> None:
-        status = event.get("status")
-        if status in _OK_STATUS:
-            log.debug("Polygon status %s: %s", status, event.get("message"))
-        elif status == "session_end":
-            log.info("Polygon session ended: %s", event.get("message"))
-        else:
-            log.warning("Polygon status %s: %s", status, event.get("message"))
 
     def _before_publish(self, topic: str, symbol: str, record: dict[str, Any]) -> None:
         """Repair a pending gap (reconnect, restart) or a time discontinuity before this record."""

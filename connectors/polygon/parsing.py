@@ -8,11 +8,13 @@ field of the wrong kind raises ParseError naming the field; the caller sends the
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from kafkaio.errors import ScalpError
 
+log = logging.getLogger("connectors.polygon.ingest")  # status messages are the ingest's to report
 MS = 1_000_000  # ns per ms
 Record = dict[str, Any]
 
@@ -34,6 +36,48 @@ class IngestClock:
             record["ts_ingest"] = record["ts"] + self.simulated_latency_ns
         else:
             record["ts_ingest"] = receipt_ns
+
+
+def log_status(event: dict[str, Any]) -> None:
+    """A status message of the stream, logged at the level it deserves."""
+    status, message = event.get("status"), event.get("message")
+    if status in ("connected", "auth_success", "success"):
+        log.debug("Polygon status %s: %s", status, message)
+    elif status == "session_end":
+        log.info("Polygon session ended: %s", message)
+    else:
+        log.warning("Polygon status %s: %s", status, message)
+
+
+class VenueClock:
+    """How far ahead event time may run: ``ahead_s`` past the venue clock. Live, the clock is the later of
+    the receipt time and the latest event time accepted; a simulated session's clock is its own event time
+    alone (none yet: no bound), so a past or future session replays the same whatever the wall clock says.
+    An outlier (a far-future stamp) would move the de-duplication generations and gap checks ahead."""
+
+    NONE = (1 << 63) - 1
+
+    def __init__(self, ahead_s: float, simulated: bool) -> None:
+        self.ahead_s = ahead_s
+        self.ahead_ns = int(ahead_s * 1e9)
+        self.simulated = simulated
+        self.venue_ns: int | None = None  # the latest event time accepted
+
+    def horizon(self, receipt_ns: int) -> int:
+        """The latest event time a frame received at ``receipt_ns`` may carry."""
+        venue = self.venue_ns
+        if not self.simulated:
+            venue = receipt_ns if venue is None else max(venue, receipt_ns)
+        return self.NONE if venue is None else venue + self.ahead_ns
+
+    def observe(self, ts: int) -> None:
+        if self.venue_ns is None or ts > self.venue_ns:
+            self.venue_ns = ts
+
+    def outlier(self, kind: str, ts: int, horizon: int) -> str:
+        """The dead-letter reason of an event at ``ts`` past ``horizon``."""
+        ahead = (ts - horizon + self.ahead_ns) / 1e9
+        return f"{kind}.t: event time {ts} is {ahead:,.0f} s ahead of the venue clock (limit {self.ahead_s:g} s)"
 
 
 class ParseError(ScalpError):

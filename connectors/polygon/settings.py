@@ -28,6 +28,10 @@ class PolygonSettings(BaseModel):
     # published keys are remembered for de-duplication at least this long (event time), at most about twice
     # (two generations, connectors/polygon/dedupe.py)
     dedupe_window_s: float = Field(default=900.0, gt=0)
+    # an event stamped more than this ahead of the venue clock (the latest event time the stream has shown,
+    # and, live, the receipt time) is dead-lettered: a far-future stamp would move the de-duplication
+    # generations (and every later gap check) into the future
+    max_event_ahead_s: float = Field(default=60.0, gt=0)
     # events read back from Kafka per partition at start (dedupe + gap check across restarts)
     warm_start_events: int = Field(default=50_000, ge=0)
     # options chain snapshots (with --options)

@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+TEN_YEARS_MS = 3652 * 86_400_000
+
 
 @dataclass
 class Faults:
@@ -19,6 +21,9 @@ class Faults:
     unknown_every: int = 0  # inject an unknown event type and an unsubscribed symbol
     rest_fail: int = 0  # first N REST requests -> 503
     rest_429: int = 0  # next N REST requests -> 429 with Retry-After
+    future_every: int = 0  # stamp every K-th trade ten years ahead (a venue clock outlier)
+    garbage_after: int = 0  # once this many events are sent, send one frame that is not JSON...
+    garbage_bytes: int = 1_000_000  # ...of this many bytes
 
 
 @dataclass
@@ -27,6 +32,8 @@ class Stats:
     dropped: Counter[str] = field(default_factory=Counter)
     duplicated: int = 0
     malformed: int = 0
+    future: int = 0
+    garbage: int = 0
     disconnects: int = 0
     connections: int = 0
     rest_requests: int = 0
@@ -42,6 +49,9 @@ def apply_faults(f: Faults, stats: Stats, frame: list[dict[str, Any]], count: in
         if f.malformed_every and event["ev"] == "T" and n % f.malformed_every == 0:
             event = {k: v for k, v in event.items() if k != "p"}
             stats.malformed += 1
+        elif f.future_every and event["ev"] == "T" and n % f.future_every == 0:
+            event = {**event, "t": event["t"] + TEN_YEARS_MS}
+            stats.future += 1
         out.append(event)
         if f.duplicate_every and event["ev"] == "T" and n % f.duplicate_every == 0:
             out.append(dict(event))

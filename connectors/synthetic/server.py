@@ -226,6 +226,8 @@ class PolygonProtocolServer:
                 "dropped": dict(s.dropped),
                 "duplicated": s.duplicated,
                 "malformed": s.malformed,
+                "future": s.future,
+                "garbage": s.garbage,
                 "disconnects": s.disconnects,
                 "connections": s.connections,
                 "rest_requests": s.rest_requests,
@@ -355,6 +357,9 @@ class PolygonProtocolServer:
                     await ws.send_str(json.dumps(selected, separators=(",", ":")))
                 for e in selected:
                     self.stats.sent[e["ev"]] += 1
+                if self.faults.garbage_after and not self.stats.garbage and count >= self.faults.garbage_after:
+                    await ws.send_str("<" * self.faults.garbage_bytes)  # not JSON, and large
+                    self.stats.garbage += 1
                 await asyncio.sleep(0)
 
     def _take(self, n: int) -> list[dict[str, Any]]:
@@ -400,6 +405,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unknown-every", type=int, default=0)
     p.add_argument("--rest-fail", type=int, default=0)
     p.add_argument("--rest-429", type=int, default=0)
+    p.add_argument("--future-every", type=int, default=0, help="stamp every K-th trade ten years ahead")
+    p.add_argument("--garbage-after", type=int, default=0, help="send one frame that is not JSON after N events")
+    p.add_argument("--garbage-bytes", type=int, default=1_000_000)
     return p.parse_args(argv)
 
 
@@ -414,6 +422,9 @@ async def serve(args: argparse.Namespace) -> None:
         args.unknown_every,
         args.rest_fail,
         args.rest_429,
+        args.future_every,
+        args.garbage_after,
+        args.garbage_bytes,
     )
     server = PolygonProtocolServer(session, args.api_key, args.speed, faults)
     runner = web.AppRunner(server.app(), access_log=None)

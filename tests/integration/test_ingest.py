@@ -179,6 +179,40 @@ def test_malformed_events_go_to_the_dlq_and_unknown_ones_are_warned(services: Ap
     assert "ignoring events for unsubscribed symbol 'ZZZZ'" in proc.stdout
 
 
+def test_a_huge_non_json_frame_and_far_future_events_are_dead_lettered(services: AppSettings, prefix: str) -> None:
+    """A 1,000,000-byte frame that is not JSON is dead-lettered cut to the limit with its original size (it
+    used to fail with MSG_SIZE_TOO_LARGE and crash ingest); trades stamped ten years ahead of the venue clock
+    are dead-lettered and leave de-duplication and gap checks alone."""
+    from connectors.synthetic.faults import TEN_YEARS_MS
+
+    args = server_args("--garbage-after", "2000", "--garbage-bytes", "1000000", "--future-every", "211")
+    with synthetic_server(args) as server:
+        proc = run_ingest(server, prefix)
+        server_stats = stats(server)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert server_stats["garbage"] == 1
+    assert server_stats["future"] > 0
+    dead = dlq_messages(services, f"{prefix}market_trades.dlq")
+    frames = [m for m in dead if dict(m.headers()).get("truncated") == b"true"]
+    assert len(frames) == 1
+    headers = dict(frames[0].headers())
+    assert headers["original_size"] == b"1000000"
+    assert frames[0].value() == b"<" * services.kafka.dead_letter_max_bytes
+    assert b"frame is not JSON" in headers["error"]
+    future = [json.loads(m.value()) for m in dead if m is not frames[0]]
+    assert len(future) == server_stats["future"]
+    assert all(b"ahead of the venue clock" in dict(m.headers())["error"] for m in dead if m is not frames[0])
+    trades = records(services, prefix, "market_trades")
+    shifted = {(e["sym"], e["x"], e["i"]) for e in future}
+    assert not shifted & set(trade_keys(trades))  # none of them published...
+    assert set(trade_keys(trades)) | shifted == expected_trades()  # ...and nothing else lost
+    assert all(e["t"] > TEN_YEARS_MS for e in future)
+    next_day = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(), dt.UTC)
+    assert max(r["ts"] for r in trades) < next_day.timestamp() * 1e9
+    gaps = records(services, prefix, "ingest_gaps")
+    assert gaps == []  # no gap repair was started by an outlier
+
+
 def test_rest_errors_are_retried_during_repair(services: AppSettings, prefix: str) -> None:
     args = server_args("--disconnect-after", "4000", "--drop-events", "1500", "--rest-fail", "2", "--rest-429", "2")
     with synthetic_server(args) as server:

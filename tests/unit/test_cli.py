@@ -103,8 +103,9 @@ def test_policy_and_condition_files_next_to_scalp_config_take_precedence(tmp_pat
 
 
 def test_the_condition_table_is_a_setting_counted_by_its_content(tmp_path: Path) -> None:
-    from scalp.settings import load_settings
     from scalp_config import HERE
+
+    from scalp.settings import load_settings
 
     rules = (HERE / "trade_conditions.yaml").read_text()
     copy, changed = tmp_path / "copy.yaml", tmp_path / "changed.yaml"
