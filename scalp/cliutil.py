@@ -39,18 +39,30 @@ def guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# event times are int64 nanoseconds since 1970 (Kafka timestamps cannot be negative)
+LATEST_NS = (1 << 63) - 1
+
+
 def parse_time(value: str, option: str) -> int:
-    """ISO datetime (offset required unless a bare date) -> UTC ns; a bare date is 00:00 US/Eastern."""
+    """ISO datetime (offset required unless a bare date) -> UTC ns; a bare date is 00:00 US/Eastern.
+    Times before 1970 or after 2262-04-11 (past int64 nanoseconds) are refused."""
     try:
         if len(value) == 10:
             day = dt.date.fromisoformat(value)
-            return int(dt.datetime(day.year, day.month, day.day, tzinfo=ET).timestamp()) * 1_000_000_000
-        moment = dt.datetime.fromisoformat(value)
+            moment = dt.datetime(day.year, day.month, day.day, tzinfo=ET)
+        else:
+            moment = dt.datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"{option}: not an ISO date or datetime: {value!r}") from None
     if moment.tzinfo is None:
         raise ConfigError(f"{option}: give a UTC offset (e.g. {value}-05:00 or {value}Z)")
-    return int(moment.timestamp() * 1_000_000) * 1_000
+    try:
+        ns = int(moment.timestamp() * 1_000_000) * 1_000
+    except (OverflowError, ValueError):
+        ns = -1
+    if not 0 <= ns <= LATEST_NS:
+        raise ConfigError(f"{option}: {value} is outside 1970-01-01 .. 2262-04-11 (event times are int64 ns)")
+    return ns
 
 
 range_options = [

@@ -135,3 +135,19 @@ def test_an_unreadable_condition_table_exits_2_naming_it(tmp_path: Path) -> None
         proc = scalp("--config", str(cfg), *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert f"{broken}: not a trade-condition table" in proc.stderr
+
+
+def test_times_past_int64_nanoseconds_or_before_1970_exit_2() -> None:
+    from scalp.cliutil import parse_time
+
+    assert parse_time("2262-04-11T00:00:00Z", "--to") < (1 << 63) - 1
+    assert parse_time("1970-01-01T00:00:00Z", "--from") == 0
+    for args in (
+        ("backfill", "--symbols", "SPY", "--from", "9999-12-31", "--to", "9999-12-31T12:00:00Z"),
+        ("backfill", "--symbols", "SPY", "--from", "0001-01-01", "--to", "2026-11-20"),
+        ("replay", "--from", "2262-04-12", "--run-id", "r"),
+        ("export", "--from", "1969-12-31T23:59:59Z"),
+    ):
+        proc = scalp(*args, env={"POLYGON_API_KEY": "k"})
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "outside 1970-01-01 .. 2262-04-11" in proc.stderr, proc.stderr
