@@ -65,6 +65,7 @@ from schemas.topics import (
 
 from .core.pipeline import CoreParts, Output, SymbolStage
 from .core.risk import RiskEngine
+from .core.statecodec import StateError
 from .market import MarketInput
 from .membership import Membership
 from .offsets import OffsetsClient
@@ -103,7 +104,8 @@ class Streams:
         self.catalog = catalog
         parts.calendar.load()  # at start: loading it on the first event would stall the event loop 1-2 s
         self.stage = SymbolStage(parts)
-        self.risk = RiskState(RiskEngine(parts.policy.risk, parts.calendar, parts.digests))
+        legacy = settings.legacy_state == "migrate"
+        self.risk = RiskState(RiskEngine(parts.policy.risk, parts.calendar, parts.digests), legacy=legacy)
         self.stats = Stats()
         self.logical = {kafka.topic(t): t for t in INPUT_TOPICS}  # physical -> catalog name
         self.membership = Membership()
@@ -126,6 +128,11 @@ class Streams:
     def restart_reason(self) -> str | None:
         """Set when the worker must start again (see streams.sequencer)."""
         return self.market.sequencer.restart_reason
+
+    @property
+    def state_failure(self) -> str | None:
+        """Set when a state record was refused (streams/core/statecodec.py): the worker stopped."""
+        return self.market.symbols.failure or self.risk.failure
 
     @property
     def restart_env(self) -> str | None:
@@ -290,7 +297,11 @@ class Streams:
     async def _risk_agent(self, stream: Any) -> None:
         risk = self.risk
         async for events in stream.take_events(self.settings.take_max, self.settings.take_within_s):
-            risk.load()
+            try:
+                risk.load()
+            except StateError as exc:
+                await self.app.crash(exc)
+                return
             out: list[Output] = []
             for event in events:
                 msg = event.message

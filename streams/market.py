@@ -25,6 +25,7 @@ from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 from .acks import Acks
 from .core.merge import QUOTE, TRADE
 from .core.pipeline import SymbolStage
+from .core.statecodec import StateError
 from .membership import Membership
 from .offsets import OffsetsClient
 from .outputs import Outputs
@@ -70,7 +71,7 @@ class MarketInput:
         self.outputs = outputs
         self.sequencer = sequencer
         self.acks = Acks()
-        self.symbols = SymbolStore(stage)
+        self.symbols = SymbolStore(stage, legacy=settings.legacy_state == "migrate")
         self.app: Any = None  # the Faust app (set when it is built)
         self.last_push: dict[str, float] = {}  # symbol -> wall time of its last input
         self.last_checkpoint = time.monotonic()
@@ -181,6 +182,8 @@ class MarketInput:
                     partition_of[symbol] = partition
                     touched.add(symbol)
                     out = stage.push(kind, record, source)
+                except StateError:  # a state record not ours to load: the worker stops (never runs on without it)
+                    raise
                 except Exception as exc:  # one bad record must not stop the agent
                     waiting.pop(source, None)
                     entry[1] = True

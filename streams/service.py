@@ -18,6 +18,7 @@ from schemas.serde import AvroSerde
 
 from .app import RESTART_ENV, Streams
 from .core.pipeline import CoreParts
+from .core.statecodec import StateError
 from .metrics import StreamsMetrics
 from .settings import StreamsSettings
 
@@ -52,11 +53,13 @@ def run_worker(
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
-        if exc.code not in (0, None):
+        if exc.code not in (0, None) and app.state_failure is None:
             raise
     finally:
         if server is not None:
             server.shutdown()
+    if app.state_failure is not None:
+        raise StateError(app.state_failure)
     return app
 
 

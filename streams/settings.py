@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
@@ -18,6 +19,10 @@ class StreamsSettings(BaseModel):
     # Polygon's trade-condition rules: which trades set prices, highs/lows and volume (streams, replay and the
     # rollup of `scalp db maintain`); the packaged table unless a file of that name sits next to $SCALP_CONFIG
     conditions_file: Path = CONDITIONS_FILE
+    # state in the changelog written before the versioned encoding (pickled): "refuse" (a worker never
+    # unpickles what it reads from Kafka), or "migrate" for one run, to take a trusted worker's old state
+    # once; it is written back in the new encoding at the next checkpoint
+    legacy_state: Literal["refuse", "migrate"] = "refuse"
     take_max: int = Field(default=5000, gt=0)  # risk inputs per batch (Faust stream.take_events)
     take_within_s: float = Field(default=0.2, gt=0)  # ...or this long, whichever comes first
     # a symbol whose trade or quote stream is quiet this long (wall clock) has its held events released

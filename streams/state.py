@@ -11,6 +11,7 @@ import orjson
 
 from .core.pipeline import Output, SymbolStage
 from .core.risk import Market, RiskEngine
+from .core.statecodec import StateError
 
 log = logging.getLogger(__name__)
 ACCOUNT_KEY = b"account"
@@ -28,8 +29,10 @@ class SymbolStore:
     """Per symbol: the hot state under ``<symbol>`` and the history of prior sessions under
     ``<symbol>/history`` (written only when it changes)."""
 
-    def __init__(self, stage: SymbolStage) -> None:
+    def __init__(self, stage: SymbolStage, legacy: bool = False) -> None:
         self.stage = stage
+        self.legacy = legacy  # accept state in the old pickled form (streams.legacy_state: migrate)
+        self.failure: str | None = None  # a state record refused: the worker stops
         self.table: Any = None  # the Faust table (set when the app is built)
         self.loaded: set[str] = set()  # symbols whose state was read from the table
         self.history_written: dict[str, bytes] = {}
@@ -39,7 +42,12 @@ class SymbolStore:
         hot = self.table.get(symbol.encode())
         if hot is not None:
             history = self.table.get(f"{symbol}/history".encode())
-            self.stage.import_state(symbol, hot, history)
+            try:
+                self.stage.import_state(symbol, hot, history, legacy=self.legacy)
+            except StateError as exc:
+                self.failure = f"state of {symbol} refused: {exc}"
+                log.error("%s; the worker stops", self.failure)
+                raise
             log.info("%s: state restored (offsets %s)", symbol, self.stage.offsets.get(symbol))
         self.loaded.add(symbol)
 
@@ -64,8 +72,10 @@ class SymbolStore:
 class RiskState:
     """The risk engine, its table and the offset of the last risk input its state includes (-1: none)."""
 
-    def __init__(self, engine: RiskEngine) -> None:
+    def __init__(self, engine: RiskEngine, legacy: bool = False) -> None:
         self.engine = engine
+        self.legacy = legacy
+        self.failure: str | None = None
         self.table: Any = None  # the Faust table (set when the app is built)
         self.loaded = False
         self.offset = -1
@@ -76,7 +86,12 @@ class RiskState:
             return
         state = self.table.get(ACCOUNT_KEY)
         if state is not None:
-            self.engine.import_state(state[8:])
+            try:
+                self.engine.import_state(state[8:], legacy=self.legacy)
+            except StateError as exc:
+                self.failure = f"risk state refused: {exc}"
+                log.error("%s; the worker stops", self.failure)
+                raise
             self.offset = int.from_bytes(state[:8], "big", signed=True)
         else:
             self.offset = -1

@@ -259,7 +259,8 @@ class IngestPipeline:
         ms = parsing.MS
         pending = self.pending
         horizon = self._horizon
-        latest = self.venue.venue_ns or 0
+        before = self.venue.venue_ns
+        latest = -(1 << 63) if before is None else before
         for event in events:
             if type(event) is not dict:
                 self._event(event, receipt_ns)
@@ -313,7 +314,7 @@ class IngestPipeline:
             if options is not None:
                 for row in options.maybe_poll(ts, last_price):
                     self._publish_option(row)
-        if latest:
+        if latest != before and latest > -(1 << 63):
             self.venue.observe(latest)
 
     def _event(self, event: Any, receipt_ns: int) -> None:

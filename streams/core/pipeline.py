@@ -10,13 +10,12 @@ Outputs are ``(topic, record)`` pairs: ``features``, ``signals``, ``risk_decisio
 
 from __future__ import annotations
 
-import pickle
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.topics import FEATURES, SIGNALS
 
+from . import statecodec
 from .conditions import ConditionTable
 from .digests import Digests
 from .features import Counters, Snapshot, SymbolFeatures
@@ -120,7 +119,7 @@ class SymbolStage:
     def counters(self) -> dict[str, Counters]:
         return {s: e.counters for s, e in self.engines.items()}
 
-    # --- state (Faust tables hold these bytes; our own changelog, so pickle is safe here) ----------
+    # --- state (Faust tables hold these bytes: streams/core/statecodec.py) --------------------------
 
     def export_state(self, symbol: str) -> tuple[bytes, bytes]:
         """(hot state, history) of a symbol: everything applied so far, not the events still held by the
@@ -133,14 +132,24 @@ class SymbolStage:
             "memories": self.book.memories.get(symbol),
             "offsets": self.offsets.get(symbol),
         }
-        return _pack(body), _pack(engine.history)
+        return statecodec.encode(body), statecodec.encode(engine.history)
 
-    def import_state(self, symbol: str, hot: bytes, history: bytes | None) -> None:
+    def import_state(self, symbol: str, hot: bytes, history: bytes | None, legacy: bool = False) -> None:
+        """Restore a symbol from :meth:`export_state`'s records (StateError when they are not ours to load;
+        ``legacy``: the old pickled form is accepted, to migrate it once)."""
+        body = statecodec.decode(hot, legacy=legacy)
+        past = None if history is None else statecodec.decode(history, legacy=legacy)
+        if type(body) is not dict or type(body.get(FEATURES)) is not dict or not {"memories", "offsets"} <= set(body):
+            raise statecodec.StateError(f"{symbol}: state record is not a symbol's state")
+        unknown = set(body[FEATURES]) - set(vars(self.engine(symbol)))
+        if unknown:
+            raise statecodec.StateError(
+                f"{symbol}: state gives the feature engine unknown fields {sorted(unknown)[:5]}"
+            )
         engine = self.engine(symbol)
-        body = _unpack(hot)
         vars(engine).update(body[FEATURES])
-        if history is not None:
-            engine.history = _unpack(history)
+        if past is not None:
+            engine.history = past
         if body["memories"] is not None:
             self.book.memories[symbol] = body["memories"]
         if body["offsets"] is not None:
@@ -152,14 +161,6 @@ class SymbolStage:
         self.mergers.clear()
         self.book.memories.clear()
         self.offsets.clear()
-
-
-def _pack(obj: Any) -> bytes:
-    return zlib.compress(pickle.dumps(obj, protocol=5), 1)
-
-
-def _unpack(data: bytes) -> Any:
-    return pickle.loads(zlib.decompress(data))  # noqa: S301 - written by a worker to its own changelog topic
 
 
 class StrategyCore:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,10 +211,22 @@ class RiskEngine:
     # --- state -----------------------------------------------------------------------------------
 
     def export_state(self) -> bytes:
-        return pickle.dumps((self.day, self.open), protocol=5)
+        from . import statecodec
 
-    def import_state(self, data: bytes) -> None:
-        self.day, self.open = pickle.loads(data)  # noqa: S301 - this worker's own changelog topic
+        return statecodec.encode({"day": self.day, "open": self.open})
+
+    def import_state(self, data: bytes, legacy: bool = False) -> None:
+        """Restore from :meth:`export_state`'s record (StateError when it is not ours to load; ``legacy``:
+        the old pickled form is accepted, to migrate it once)."""
+        from . import statecodec
+
+        state = statecodec.decode(data, legacy=legacy)
+        if type(state) is tuple and len(state) == 2:  # the old pickled form: (day, open)
+            state = {"day": state[0], "open": state[1]}
+        day, open_ = (state.get("day"), state.get("open")) if type(state) is dict else (None, None)
+        if type(day) is not RiskDay or type(open_) is not dict or any(type(p) is not Position for p in open_.values()):
+            raise statecodec.StateError("risk state record is not a risk engine's state")
+        self.day, self.open = day, open_
         if not hasattr(self.day, "closed"):  # state saved before closed trades were de-duplicated
             self.day.closed = set()
 

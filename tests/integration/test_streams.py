@@ -282,3 +282,53 @@ def test_risk_inputs_past_a_hole_are_read_directly_and_applied_in_order(
     days = list(read_topic(kafka, serde, "risk_day"))
     assert [d["r_realized"] for d in days] == [1.0, 0.5, 0.75, 2.75]  # every input, in offset order
     assert days[-1]["max_drawdown"] == 0.5
+
+
+@pytest.mark.parametrize("form", ["pickled", "foreign class"])
+def test_a_tampered_state_record_is_refused_without_running_anything(
+    services: AppSettings, prefix: str, tmp_path: Path, recorded: list[tuple[str, dict[str, Any]]], form: str
+) -> None:
+    """Whoever can write the changelog must not run code in the worker: a pickle that would create a file
+    when loaded, or a record naming a class outside the state schema, stops the worker (exit 1, naming the
+    symbol) before anything is applied, and nothing is executed."""
+    import pickle
+    import zlib
+
+    from confluent_kafka import Producer
+
+    from streams.core import statecodec
+
+    half = len(recorded) // 2
+    kafka, serde, _ = _setup(services, prefix, tmp_path, recorded[:half])
+    policy = loose_policy(tmp_path)
+    _finish(start_streams(policy, prefix, "--until-idle", "3"))
+    changelog = f"{prefix}scalp-streams-symbol-state-changelog"
+    spy = [m for m in raw_messages(kafka, changelog) if m.key() == b"SPY"]
+    assert spy, "the first run wrote SPY's state"
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    if form == "pickled":
+        value = zlib.compress(pickle.dumps({"features": Exploit()}))
+    else:
+        tree = {"~c": "Popen", "~v": {"args": f"touch {marker}"}}
+        value = statecodec.MAGIC + bytes([statecodec.VERSION]) + zlib.compress(__import__("orjson").dumps(tree))
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    producer.produce(changelog, value=value, key=b"SPY", partition=spy[-1].partition())
+    producer.flush(10)
+
+    def spy_features() -> int:
+        return sum(1 for r in read_topic(kafka, serde, "features", timeout_s=10) if r["symbol"] == "SPY")
+
+    spy_before = spy_features()
+    produce(kafka, serde, recorded[half:])
+    proc = start_streams(policy, prefix, "--until-idle", "3")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-3000:]
+    assert "state of SPY refused" in out
+    assert ("old pickled form" if form == "pickled" else "outside the state schema") in out
+    assert not marker.exists()
+    assert spy_features() == spy_before  # nothing of SPY was computed from the refused state
