@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 from .base import ProcessService, ServiceStatus
-from .procs import ensure_port_free, wait_until
+from .procs import ensure_port_free, is_process_of, wait_until
 from .settings import StackSettings
 from .timescaledb import installed_version, library_installed
 
@@ -201,13 +201,9 @@ class Postgres(ProcessService):
             pid = int(first)
         except (FileNotFoundError, IndexError, ValueError, PermissionError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        # a postmaster.pid left by a crash can name a pid reused by another process since: ours is
+        # `postgres -D <our data dir>` (pg_ctl stop would signal whatever the file names)
+        return pid if is_process_of(pid, "postgres", str(self.data)) else None
 
     def status(self) -> ServiceStatus:
         pid = self.pid()

@@ -17,18 +17,34 @@ from kafkaio.errors import ServiceError
 
 
 def read_pid(pid_file: Path) -> int | None:
-    """The pid in ``pid_file`` if that process is still alive (and not a zombie), else None."""
+    """The pid in ``pid_file`` if that process is still alive, not a zombie, and ours: the pid file holds the
+    process's start time too, and a process of that pid started at another time is a stranger that reused
+    the pid of one that died (a pid file of the old form, the pid alone, is ours if the process runs in the
+    pid file's folder, as every service is started). Else None: nothing is ever signalled on a stale pid."""
     try:
-        pid = int(pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        fields = pid_file.read_text().split()
+        pid = int(fields[0])
+        started = float(fields[1]) if len(fields) > 1 else None
+    except (FileNotFoundError, IndexError, ValueError):
         return None
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-    except psutil.NoSuchProcess:
+        if started is not None:
+            return pid if abs(proc.create_time() - started) < 0.5 else None
+        return pid if Path(proc.cwd()) == pid_file.parent.resolve() else None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    return pid
+
+
+def is_process_of(pid: int, program: str, marker: str) -> bool:
+    """Whether ``pid`` runs ``program`` with ``marker`` (a path of ours) on its command line."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return bool(cmdline) and Path(cmdline[0]).name == program and marker in cmdline
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -70,7 +86,7 @@ def spawn(
             env=env,
             start_new_session=True,
         )
-    pid_file.write_text(str(proc.pid))
+    pid_file.write_text(f"{proc.pid} {psutil.Process(proc.pid).create_time()}\n")
     return proc.pid
 
 

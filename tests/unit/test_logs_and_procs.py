@@ -108,3 +108,36 @@ def test_ctrl_c_exits_130() -> None:
     with pytest.raises(SystemExit) as info:
         guarded(interrupted)()
     assert info.value.code == 130
+
+
+def test_a_stale_pid_file_never_signals_a_stranger(tmp_path: Path) -> None:
+    """A pid file whose process died, with the pid since reused by an unrelated process: `stack down` must
+    leave that process alone (the pid file holds the start time; an old pid-only file needs our folder)."""
+    import subprocess
+    import sys
+
+    from scalp.stack.base import ProcessService
+    from scalp.stack.postgres import Postgres
+    from scalp.stack.procs import read_pid, spawn
+    from scalp.stack.settings import StackSettings
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd="/")
+    try:
+        service = ProcessService(StackSettings(state_dir=tmp_path), "kafka")
+        service.home.mkdir(parents=True)
+        for content in (f"{stranger.pid} 12345.0\n", f"{stranger.pid}\n"):  # another start time; pid only
+            service.pid_file.write_text(content)
+            assert read_pid(service.pid_file) is None
+            assert service.stop() is False
+        postgres = Postgres(StackSettings(state_dir=tmp_path))
+        postgres.data.mkdir(parents=True)
+        postgres.pid_file.write_text(f"{stranger.pid}\n{postgres.data}\n")
+        assert postgres.pid() is None
+        assert stranger.poll() is None  # still running: never signalled
+        # a process we started is recognised by its start time
+        ours = spawn([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "o.log", service.pid_file)
+        assert read_pid(service.pid_file) == ours
+        assert service.stop() is True
+    finally:
+        stranger.kill()
+        stranger.wait()
