@@ -49,10 +49,11 @@ class TopicAdmin:
         """Physical topic name -> (partitions, configs) for every catalog topic (and DLQ)."""
         out: dict[str, tuple[int, dict[str, str]]] = {}
         for spec in self.catalog:
-            out[self.kafka.topic(spec.name)] = (spec.partitions, self._retention(spec.kafka_configs()))
+            extra = self.kafka.topic_configs()
+            out[self.kafka.topic(spec.name)] = (spec.partitions, self._retention({**spec.kafka_configs(), **extra}))
             if with_dlq:
                 dlq = self.catalog.dlq
-                out[self.kafka.topic(spec.dlq)] = (dlq.partitions, self._retention(dlq.kafka_configs()))
+                out[self.kafka.topic(spec.dlq)] = (dlq.partitions, self._retention({**dlq.kafka_configs(), **extra}))
         return out
 
     def _retention(self, configs: dict[str, str]) -> dict[str, str]:
@@ -77,7 +78,8 @@ class TopicAdmin:
                     f"topic {name} has {existing[name]} partitions but the catalog says {partitions}; "
                     f"recreate it (data loss) or change schemas/topics.yaml"
                 )
-        todo = [NewTopic(n, p, 1, config=c) for n, (p, c) in wanted.items() if n not in existing]
+        replicas = self.kafka.replication_factor
+        todo = [NewTopic(n, p, replicas, config=c) for n, (p, c) in wanted.items() if n not in existing]
         result = {name: False for name in wanted}
         if todo:
             futures = self.admin.create_topics(todo, operation_timeout=timeout_s, request_timeout=timeout_s)

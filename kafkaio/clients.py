@@ -5,10 +5,11 @@
 - :func:`producer`: a plain idempotent confluent-kafka producer (dead letters); catalog records go through
   :class:`kafkaio.producer.AvroProducer`, which builds its client here too.
 - :func:`admin`: the admin client.
-- :func:`faust_broker`: the broker URL and client settings Faust/aiokafka is given.
+- :func:`faust_options`: the broker URL, credentials and topic settings Faust/aiokafka is given.
 - :func:`registry_client`: the schema registry client configuration.
 
-Later capabilities (TLS/SASL, property passthrough, metrics hooks) are added in this one place.
+Security (TLS, SASL PLAIN/SCRAM) and the librdkafka passthrough come from :class:`KafkaSettings` and reach
+every one of them from here.
 """
 
 from __future__ import annotations
@@ -70,14 +71,57 @@ def producer(kafka: KafkaSettings, extra: dict[str, Any] | None = None) -> Produ
 
 
 def admin(kafka: KafkaSettings) -> AdminClient:
+    """The admin client (the same address, security and passthrough as every other client)."""
     return AdminClient(dict(kafka.client_config()))
 
 
 def faust_broker(kafka: KafkaSettings) -> str:
     """The broker URL Faust is given."""
-    return f"kafka://{kafka.bootstrap_servers}"
+    return ";".join(f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",") if server.strip())
+
+
+def ssl_context(kafka: KafkaSettings) -> Any:
+    """The TLS context aiokafka connects with (None without TLS): the CA, the client certificate, and the
+    host name check, as librdkafka is given them."""
+    if not kafka.tls:
+        return None
+    from aiokafka.helpers import create_ssl_context
+
+    context = create_ssl_context(
+        cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None,
+        certfile=str(kafka.ssl_certificate_location) if kafka.ssl_certificate_location else None,
+        keyfile=str(kafka.ssl_key_location) if kafka.ssl_key_location else None,
+        password=kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None,
+    )
+    context.check_hostname = kafka.ssl_check_hostname
+    return context
+
+
+def faust_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """What a Faust app is built with to reach Kafka as every other client does: the brokers, the
+    credentials (SASL over TLS or not, or TLS alone), and the replication of the topics it creates."""
+    import faust
+
+    options: dict[str, Any] = {
+        "broker": faust_broker(kafka),
+        "topic_replication_factor": kafka.replication_factor,
+    }
+    context = ssl_context(kafka)
+    if kafka.sasl:
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=kafka.sasl_username, password=password, ssl_context=context, mechanism=kafka.sasl_mechanism
+        )
+    elif context is not None:
+        options["broker_credentials"] = faust.SSLCredentials(context)
+    return options
 
 
 def registry_client(registry: RegistrySettings) -> dict[str, Any]:
     """Configuration of confluent-kafka's SchemaRegistryClient."""
-    return {"url": registry.url, "timeout": int(registry.timeout_s)}
+    config: dict[str, Any] = {"url": registry.url, "timeout": int(registry.timeout_s)}
+    if registry.basic_auth_user is not None and registry.basic_auth_password is not None:
+        config["basic.auth.user.info"] = f"{registry.basic_auth_user}:{registry.basic_auth_password.get_secret_value()}"
+    if registry.ssl_ca_location is not None:
+        config["ssl.ca.location"] = str(registry.ssl_ca_location)
+    return config

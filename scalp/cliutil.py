@@ -19,7 +19,10 @@ ET = ZoneInfo("America/New_York")
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    """One line on stderr (secrets masked: scalp.logs.REDACT), then exit with ``code``."""
+    from .logs import REDACT
+
+    click.echo(f"error: {REDACT(message)}", err=True)
     sys.exit(code)
 
 

@@ -39,10 +39,22 @@ class Context:
         )
 
     def secrets(self) -> list[str]:
-        s = self.settings
-        values = [secret_or_none(s.polygon.api_key), secret_or_none(s.tradier.token)]
-        from urllib.parse import urlsplit
+        """Every secret value this process was given (masked wherever it would appear)."""
+        from urllib.parse import unquote, urlsplit
 
-        password = urlsplit(s.database.dsn).password
-        values.append(password)
+        s = self.settings
+        values = [
+            secret_or_none(s.polygon.api_key),
+            secret_or_none(s.tradier.token),
+            secret_or_none(s.kafka.sasl_password),
+            secret_or_none(s.kafka.ssl_key_password),
+            secret_or_none(s.registry.basic_auth_password),
+        ]
+        for url in (s.database.dsn, s.registry.url):
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                values += [password, unquote(password)]
         return [v for v in values if v]

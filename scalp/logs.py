@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
+
+from kafkaio.redact import Redactor
 
 _FIELDS = "%(asctime)s %(levelname)s %(service)s %(process)d %(name)s %(message)s"
 
@@ -32,26 +36,41 @@ class ServiceField(logging.Filter):
         return True
 
 
+# the secrets of this process, masked in every log line and CLI error (kafkaio.redact)
+REDACT = Redactor()
+
+
 class SecretMask(logging.Filter):
-    """Replaces every known secret value in a record's message and args with ``***``.
+    """Masks secrets (known values, and credentials by their form: kafkaio.redact) in a record's message,
+    its exception and traceback, and its stack. Code must never log secrets in the first place; this is the
+    second guard."""
 
-    Code must never log secrets in the first place; this is the second guard.
-    """
-
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, redact: Redactor) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        self.redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
         message = record.getMessage()
-        masked = message
-        for secret in self._secrets:
-            masked = masked.replace(secret, "***")
+        masked = self.redact(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info:
+            record.exc_text = self.redact(_PLAIN.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
+
+
+_PLAIN = logging.Formatter()
+
+
+def masked_excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """sys.excepthook: an uncaught exception's traceback, with secrets masked, on stderr."""
+    text = "".join(traceback.format_exception(kind, value, tb))
+    sys.stderr.write(REDACT(text))
 
 
 def setup_logging(
@@ -69,7 +88,9 @@ def setup_logging(
     """Configure the root logger: JSON lines to ``stream`` (default stdout; at ``stream_level`` when given)
     and, with ``log_dir``, to ``log_dir/<file_name or service.jsonl>``, rotated at ``max_bytes``."""
     formatter = JsonFormatter(_FIELDS, rename_fields={"levelname": "level", "asctime": "ts", "process": "pid"})
-    mask = SecretMask(secrets)
+    REDACT.add(secrets)
+    mask = SecretMask(REDACT)
+    sys.excepthook = masked_excepthook
     tag = ServiceField(service)
     console = logging.StreamHandler(stream or sys.stdout)
     if stream_level is not None:

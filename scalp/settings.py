@@ -7,14 +7,18 @@ environment into them. Unknown keys and wrong types raise ConfigError naming the
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from scalp_config import packaged
 
 from connectors.polygon.settings import PolygonSettings
@@ -43,6 +47,17 @@ class LogSettings(BaseModel):
     backups: int = Field(default=5, ge=0)  # rotated files kept
 
 
+class SecuritySettings(BaseModel):
+    """Guards on where credentials and data may travel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # a host that is not this machine reached over a plain scheme (http, ws, Kafka PLAINTEXT or
+    # SASL_PLAINTEXT, PostgreSQL without sslmode=require) is refused unless this is true (a private network
+    # you trust, e.g. the docker-compose network)
+    allow_plaintext: bool = False
+
+
 class AppSettings(BaseModel):
     """Everything the shell hands to components."""
 
@@ -58,6 +73,15 @@ class AppSettings(BaseModel):
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    @model_validator(mode="after")
+    def _no_plaintext_off_this_machine(self) -> AppSettings:
+        if not self.security.allow_plaintext:
+            problem = plaintext_problem(self)
+            if problem:
+                raise ValueError(f"{problem}; use TLS, or set SCALP_ALLOW_PLAINTEXT=true on a network you trust")
+        return self
 
     def digest(self) -> str:
         """sha256 over the non-secret settings that shape outputs (secrets appear only as set / unset).
@@ -66,10 +90,47 @@ class AppSettings(BaseModel):
         policy file's path (its content is the session policy digest). The trade-condition table counts by
         its content, not its path. The same configuration run from the checkout or from the installed
         package, in any directory, stamps the same env hash."""
-        kept = self.model_dump(mode="json", exclude={"stack": True, "logging": True, "streams": {"policy_file"}})
+        kept = self.model_dump(
+            mode="json", exclude={"stack": True, "logging": True, "security": True, "streams": {"policy_file"}}
+        )
         kept["streams"]["conditions_file"] = _content_digest(self.streams.conditions_file)
         body = json.dumps(kept, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _loopback(host: str | None) -> bool:
+    if not host or host.startswith("/") or host == "localhost":  # no host or a unix socket: this machine
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_problem(settings: AppSettings) -> str | None:
+    """The first connection to another machine over a plain scheme, named; None when there is none."""
+    kafka = settings.kafka
+    if kafka.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        for server in kafka.bootstrap_servers.split(","):
+            host = server.strip().rsplit(":", 1)[0]
+            if not _loopback(host):
+                return f"kafka.bootstrap_servers: {host} is reached over {kafka.security_protocol}"
+    urls = [("registry.url", settings.registry.url, "http")]
+    urls += [("polygon.ws_url", settings.polygon.ws_url, "ws"), ("polygon.rest_url", settings.polygon.rest_url, "http")]
+    urls += [("tradier.base_url", settings.tradier.base_url, "http")]
+    urls += [("tradier.stream_url", settings.tradier.stream_url, "ws")]
+    for name, url, plain in urls:
+        parts = urlsplit(url) if url else None
+        if parts is not None and parts.scheme == plain and not _loopback(parts.hostname):
+            return f"{name}: {parts.hostname} is reached over {plain}://"
+    try:
+        params = conninfo_to_dict(settings.database.dsn)
+    except psycopg.ProgrammingError:
+        return None  # reported when connecting
+    hosts = str(params.get("host") or "").split(",")
+    if not all(_loopback(h) for h in hosts) and params.get("sslmode") not in ("require", "verify-ca", "verify-full"):
+        return f"database.url: {','.join(hosts)} is reached without sslmode=require (or verify-ca, verify-full)"
+    return None
 
 
 def _content_digest(path: Path) -> str:
@@ -84,7 +145,20 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "SCALP_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "SCALP_MIN_RETENTION_MS": ("kafka", "min_retention_ms"),
+    "KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
+    "KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
+    "KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "KAFKA_SSL_CA_LOCATION": ("kafka", "ssl_ca_location"),
+    "KAFKA_SSL_CERTIFICATE_LOCATION": ("kafka", "ssl_certificate_location"),
+    "KAFKA_SSL_KEY_LOCATION": ("kafka", "ssl_key_location"),
+    "KAFKA_SSL_KEY_PASSWORD": ("kafka", "ssl_key_password"),
+    "KAFKA_REPLICATION_FACTOR": ("kafka", "replication_factor"),
+    "KAFKA_MIN_INSYNC_REPLICAS": ("kafka", "min_insync_replicas"),
     "SCHEMA_REGISTRY_URL": ("registry", "url"),
+    "SCHEMA_REGISTRY_BASIC_AUTH_USER": ("registry", "basic_auth_user"),
+    "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD": ("registry", "basic_auth_password"),
+    "SCHEMA_REGISTRY_CA_LOCATION": ("registry", "ssl_ca_location"),
     "DATABASE_URL": ("database", "url"),
     "MASSIVE_API_KEY": ("polygon", "api_key"),
     "POLYGON_API_KEY": ("polygon", "api_key"),  # after its alias: POLYGON_API_KEY wins when both are set
@@ -97,11 +171,15 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SCALP_LOG_DIR": ("logging", "dir"),
     "SCALP_LOG_LEVEL": ("logging", "level"),
     "SCALP_LOG_FILE": ("logging", "file"),
+    "SCALP_ALLOW_PLAINTEXT": ("security", "allow_plaintext"),
     "SCALP_STATE_DIR": ("stack", "state_dir"),
     "SCALP_DB_FLAVOUR": ("stack", "db_flavour"),
     "SCALP_TIMESCALEDB_TARBALL": ("stack", "timescaledb_tarball"),
 }
 
+
+# KAFKA_PROP_<NAME>: any librdkafka property, dots written as underscores (KAFKA_PROP_SOCKET_KEEPALIVE_ENABLE)
+PROPERTY_PREFIX = "KAFKA_PROP_"
 
 # SCALP_HTTP_HOST: the address every process's /healthz and /metrics listen on (containers: 0.0.0.0)
 HTTP_HOSTS = (("sink", "http_host"), ("streams", "http_host"), ("execution", "http_host"), ("polygon", "http_host"))
@@ -126,6 +204,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _format_error(source: str, exc: ValidationError) -> str:
     first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
+    if not key:  # a rule over several sections
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
     return f"{source}: key '{key}': {first['msg']}"
@@ -150,6 +230,16 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             if not isinstance(data[section], dict):
                 raise ConfigError(f"{path}: section '{section}' must be a mapping")
             data[section][key] = value
+    passthrough = {
+        var[len(PROPERTY_PREFIX) :].lower().replace("_", "."): value
+        for var, value in env.items()
+        if var.startswith(PROPERTY_PREFIX) and len(var) > len(PROPERTY_PREFIX)
+    }
+    if passthrough:
+        kafka = data.setdefault("kafka", {})
+        if not isinstance(kafka, dict):
+            raise ConfigError(f"{path}: section 'kafka' must be a mapping")
+        kafka["properties"] = {**(kafka.get("properties") or {}), **passthrough}
     try:
         return AppSettings.model_validate(data)
     except ValidationError as exc:

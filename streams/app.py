@@ -152,13 +152,12 @@ class Streams:
             f"{k.topic_prefix}{s.app_id}",
             fetch_max_wait_ms=s.fetch_max_wait_ms,
             prefetch_backoff_ms=s.prefetch_backoff_ms,
-            broker=clients.faust_broker(k),
+            **clients.faust_options(k),  # brokers, credentials, replication of the topics it creates
             store="memory://",
             key_serializer="raw",
             value_serializer="raw",
             web_enabled=s.web_port > 0,
             web_port=s.web_port or 6066,
-            topic_replication_factor=1,
             topic_allow_declare=True,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=s.commit_interval_s,
@@ -188,6 +187,7 @@ class Streams:
             "segment.ms": "600000",
             "min.cleanable.dirty.ratio": "0.1",
             "max.message.bytes": str(STATE_MAX_BYTES),
+            **k.topic_configs(),
         }
         self.market.symbols.table = app.Table(
             "symbol-state", partitions=partitions, key_type=bytes, value_type=bytes, extra_topic_configs=compact

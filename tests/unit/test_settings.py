@@ -60,8 +60,39 @@ def test_every_contract_env_name_overrides(tmp_path: Path) -> None:
         "TRADIER_STREAM_URL": "ws://127.0.0.1:8/v1/accounts/events",
         "SCALP_LOG_DIR": str(tmp_path / "logs"),
         "SCALP_STATE_DIR": str(tmp_path / "state"),
+        "SCALP_ALLOW_PLAINTEXT": "true",  # k, r and d are other machines reached over plain schemes
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": "ingest",
+        "KAFKA_SASL_PASSWORD": "kafka-pw",
+        "KAFKA_SSL_CA_LOCATION": str(tmp_path / "ca.pem"),
+        "KAFKA_SSL_CERTIFICATE_LOCATION": str(tmp_path / "c.pem"),
+        "KAFKA_SSL_KEY_LOCATION": str(tmp_path / "k.pem"),
+        "KAFKA_SSL_KEY_PASSWORD": "key-pw",
+        "KAFKA_REPLICATION_FACTOR": "3",
+        "KAFKA_MIN_INSYNC_REPLICAS": "2",
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER": "reg",
+        "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD": "reg-pw",
+        "SCHEMA_REGISTRY_CA_LOCATION": str(tmp_path / "reg-ca.pem"),
     }
     s = load_settings(write(tmp_path, ""), env=env)
+    assert s.security.allow_plaintext is True
+    assert (s.kafka.security_protocol, s.kafka.sasl_mechanism, s.kafka.sasl_username) == (
+        "SASL_PLAINTEXT",
+        "PLAIN",
+        "ingest",
+    )
+    assert s.kafka.sasl_password is not None
+    assert s.kafka.sasl_password.get_secret_value() == "kafka-pw"
+    assert s.kafka.ssl_ca_location == tmp_path / "ca.pem"
+    assert (s.kafka.ssl_certificate_location, s.kafka.ssl_key_location) == (tmp_path / "c.pem", tmp_path / "k.pem")
+    assert s.kafka.ssl_key_password is not None
+    assert s.kafka.ssl_key_password.get_secret_value() == "key-pw"
+    assert (s.kafka.replication_factor, s.kafka.min_insync_replicas) == (3, 2)
+    assert s.registry.basic_auth_user == "reg"
+    assert s.registry.basic_auth_password is not None
+    assert s.registry.basic_auth_password.get_secret_value() == "reg-pw"
+    assert s.registry.ssl_ca_location == tmp_path / "reg-ca.pem"
     assert s.kafka.bootstrap_servers == "k:1"
     assert s.kafka.topic("market_trades") == "dev_market_trades"
     assert s.registry.url == "http://r:2/apis/ccompat/v7"
@@ -96,14 +127,14 @@ def test_secrets_never_show_in_repr_or_digest(tmp_path: Path) -> None:
         env={
             "POLYGON_API_KEY": "sekrit-key",
             "TRADIER_TOKEN": "sekrit-tok",
-            "DATABASE_URL": "postgresql://u:sekrit-pw@h/db",
+            "DATABASE_URL": "postgresql://u:sekrit-pw@127.0.0.1/db",
         },
     )
     assert "sekrit" not in repr(s)
     assert "sekrit" not in s.model_dump_json()
     other = load_settings(
         write(tmp_path, ""),
-        env={"POLYGON_API_KEY": "other", "TRADIER_TOKEN": "x", "DATABASE_URL": "postgresql://u:other@h/db"},
+        env={"POLYGON_API_KEY": "other", "TRADIER_TOKEN": "x", "DATABASE_URL": "postgresql://u:other@127.0.0.1/db"},
     )
     assert s.digest() == other.digest()  # digest covers non-secret settings only
 
