@@ -93,26 +93,34 @@ class TopicAdmin:
             self._wait_for_leaders([t.topic for t in todo], timeout_s)
         present = [n for n in wanted if n in existing]
         if present:
-            current = self.retention_ms(present, timeout_s)
+            current_configs = self.configs(present, timeout_s)
             kept: list[str] = []
             raised: dict[str, int] = {}
             resources = []
             for name in present:
                 configs = dict(wanted[name][1])
-                if "retention.ms" in configs and name in current:
-                    longer = _longer(current[name], int(configs["retention.ms"]))
+                now = current_configs.get(name, {})
+                if "retention.ms" in configs and "retention.ms" in now:
+                    current = int(now["retention.ms"])
+                    longer = _longer(current, int(configs["retention.ms"]))
                     if longer != int(configs["retention.ms"]):
                         kept.append(f"{name}={longer}")
-                    if longer != current[name]:
+                    if longer != current:
                         raised[name] = longer
                     configs["retention.ms"] = str(longer)
-                entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()]
-                resources.append(ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries))
+                # only what differs is altered: a topic as the catalog wants it needs no ALTER_CONFIGS right
+                changed = {k: v for k, v in configs.items() if now.get(k) != v}
+                if changed:
+                    entries = [
+                        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in changed.items()
+                    ]
+                    resources.append(ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries))
             if kept:
                 # lowering a retention deletes what the longer one kept (history written under a floor):
                 # never done behind the user's back
                 log.info("topics keep their longer retention.ms (lower it by hand if wanted): %s", ", ".join(kept))
-            for resource, future in self.admin.incremental_alter_configs(resources).items():
+            altered = self.admin.incremental_alter_configs(resources).items() if resources else ()
+            for resource, future in altered:
                 try:
                     future.result()
                 except KafkaException as exc:
@@ -133,20 +141,23 @@ class TopicAdmin:
                 raise RetryableError(f"retention.ms not applied after {timeout_s:.0f}s: {', '.join(wanted)}")
             time.sleep(0.1)
 
-    def retention_ms(self, names: Iterable[str], timeout_s: float = 30.0) -> dict[str, int]:
-        """The broker's ``retention.ms`` of existing topics (physical names)."""
+    def configs(self, names: Iterable[str], timeout_s: float = 30.0) -> dict[str, dict[str, str]]:
+        """The broker's configs of existing topics (physical names): name -> key -> value."""
         resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
-        out: dict[str, int] = {}
+        out: dict[str, dict[str, str]] = {}
         if not resources:
             return out
         for resource, future in self.admin.describe_configs(resources, request_timeout=timeout_s).items():
             try:
-                entry = future.result().get("retention.ms")
+                entries = future.result()
             except KafkaException as exc:
                 raise RetryableError(f"reading the configs of {resource.name} failed: {exc}") from exc
-            if entry is not None and entry.value is not None:
-                out[resource.name] = int(entry.value)
+            out[resource.name] = {k: e.value for k, e in entries.items() if e.value is not None}
         return out
+
+    def retention_ms(self, names: Iterable[str], timeout_s: float = 30.0) -> dict[str, int]:
+        """The broker's ``retention.ms`` of existing topics (physical names)."""
+        return {n: int(c["retention.ms"]) for n, c in self.configs(names, timeout_s).items() if "retention.ms" in c}
 
     def check_kept(self, topics: Iterable[str], oldest_ns: int, now_ns: int, what: str) -> None:
         """Refuse to write records of venue time ``oldest_ns`` to catalog ``topics`` that would delete them

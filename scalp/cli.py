@@ -74,18 +74,30 @@ def stack() -> None:
     """The local Kafka + Apicurio Registry + PostgreSQL, without Docker."""
 
 
-def _stack(ctx: click.Context) -> Any:
+def _stack(ctx: click.Context, secure: bool | None = None) -> Any:
+    """The stack in the mode asked for, else the mode it was last brought up in (stack.mode)."""
     from .stack.manager import Stack
 
-    return Stack(ctx.obj.settings.stack)
+    settings = ctx.obj.settings
+    if secure is None:
+        mode = settings.stack.state_dir / "stack.mode"
+        secure = mode.read_text().strip() == "secure" if mode.exists() else settings.stack.secure
+    return Stack(settings.stack.model_copy(update={"secure": secure}), settings.kafka.topic_prefix)
 
 
 @stack.command("up")
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="The secured stack: Kafka over SASL_SSL (SCRAM-SHA-512) with an ACL per service principal, the "
+    "registry over TLS, on certificates and passwords it generates under <state dir>/secure. Without it, the "
+    "plain stack (the default, for the demo).",
+)
 @click.pass_context
 @guarded
-def stack_up(ctx: click.Context) -> None:
+def stack_up(ctx: click.Context, secure: bool) -> None:
     """Install what is missing (cached), start every service and wait until each answers. Idempotent."""
-    results = _stack(ctx).up(report=lambda line: click.echo(line, err=True))
+    results = _stack(ctx, secure).up(report=lambda line: click.echo(line, err=True))
     started = [name for name, did in results if did]
     click.echo(f"stack up: {', '.join(started) + ' started' if started else 'already running'}")
 
@@ -133,14 +145,21 @@ def stack_timescaledb(ctx: click.Context) -> None:
 
 
 @stack.command("env")
+@click.option(
+    "--role",
+    default=None,
+    help="Secured stack: the settings of one principal (ingest, streams, execute, sink, analyst); default the "
+    "operator (admin).",
+)
 @click.pass_context
 @guarded
-def stack_env(ctx: click.Context) -> None:
-    """Print `export` lines for the local stack (use: eval "$(scalp stack env)")."""
+def stack_env(ctx: click.Context, role: str | None) -> None:
+    """Print `export` lines for the local stack (use: eval "$(scalp stack env)"); for the secured stack,
+    everything its clients need, passwords included (never logged)."""
     for handler in logging.getLogger().handlers:  # stdout is for the export lines: log lines go to stderr
         if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
             handler.setStream(sys.stderr)
-    for name, value in _stack(ctx).env().items():
+    for name, value in _stack(ctx).env(role).items():
         click.echo(f"export {name}={value}")
 
 

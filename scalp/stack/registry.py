@@ -14,6 +14,7 @@ import requests
 
 from .base import ProcessService, ServiceStatus, require_tool
 from .procs import ensure_port_free, spawn, wait_until
+from .secure import SecureFiles
 from .settings import StackSettings
 
 ARTIFACT = "io.apicurio:apicurio-registry-app:{version}:tar.gz:all"
@@ -30,7 +31,17 @@ class Registry(ProcessService):
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.registry_port}"
+        scheme = "https" if self.settings.secure else "http"
+        return f"{scheme}://{self.settings.host}:{self.settings.registry_port}"
+
+    @property
+    def mode_file(self) -> Path:
+        return self.home / "service.mode"  # "secure" or "plain": how the running registry was started
+
+    def running_mode(self) -> str | None:
+        if self.pid() is None:
+            return None
+        return self.mode_file.read_text().strip() if self.mode_file.exists() else "plain"
 
     @property
     def ccompat_url(self) -> str:
@@ -76,6 +87,17 @@ class Registry(ProcessService):
             "apicurio.rest.deletion.artifact-version.enabled": "true",
             "quarkus.log.level": "WARN",
         }
+        if self.settings.secure:  # TLS only, on the same port, with the stack's certificate
+            files = SecureFiles(self.settings.state_dir)
+            props.update(
+                {
+                    "quarkus.http.ssl-port": str(self.settings.registry_port),
+                    "quarkus.http.port": "0",
+                    "quarkus.http.insecure-requests": "disabled",
+                    "quarkus.http.ssl.certificate.files": str(files.cert),
+                    "quarkus.http.ssl.certificate.key-files": str(files.key),
+                }
+            )
         return [
             "java",
             f"-Xmx{self.settings.registry_heap}",
@@ -93,8 +115,9 @@ class Registry(ProcessService):
         return None
 
     def _answers(self) -> bool:
+        verify: str | bool = str(SecureFiles(self.settings.state_dir).ca) if self.settings.secure else True
         try:
-            resp = requests.get(f"{self.ccompat_url}/subjects", timeout=2)
+            resp = requests.get(f"{self.ccompat_url}/subjects", timeout=2, verify=verify)
             return resp.status_code == 200
         except requests.RequestException:
             return False
@@ -106,6 +129,7 @@ class Registry(ProcessService):
             return False
         ensure_port_free(self.name, self.settings.host, self.settings.registry_port)
         spawn(self._java(), self.log_file, self.pid_file, cwd=self.home)
+        self.mode_file.write_text("secure" if self.settings.secure else "plain")
         wait_until(self.name, self._answers, self.settings.start_timeout_s, self._alive, self.log_file)
         return True
 

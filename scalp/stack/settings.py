@@ -26,6 +26,7 @@ class StackSettings(BaseModel):
     host: str = "127.0.0.1"
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
+    kafka_broker_port: int = 19094  # the secured stack's inter-broker listener (mutual TLS)
     kafka_heap: str = "512m"
     registry_port: int = 18081
     registry_version: str = "3.0.9"
@@ -41,5 +42,8 @@ class StackSettings(BaseModel):
     # the release tarball: a path or URL; empty: ../shared/vendor/timescaledb-<version>.tar.gz next to the
     # checkout when it exists, else Timescale's release archive on GitHub
     timescaledb_tarball: str = ""
+    # the secured stack (`scalp stack up --secure`): Kafka over SASL_SSL with ACLs, the registry over TLS;
+    # `scalp stack up` without it gives back the plain stack
+    secure: bool = False
     start_timeout_s: float = Field(default=180.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)

@@ -277,3 +277,26 @@ def test_the_fast_path_stores_exactly_what_the_row_path_stores(
     assert int(written.group(1)) == count
     assert int(written.group(2)) >= count - len(fast_tables)  # all but each schema's first record
     assert stored() == by_rows
+
+
+def test_order_snapshots_a_nanosecond_apart_are_both_kept(
+    services: AppSettings, fresh_db: str, prefix: str, tmp_path: Path
+) -> None:
+    """The router stamps `pending` 1 ns after `sending` (same event time): one microsecond of timestamptz;
+    the table keeps both (its key has ts_ns), as it keeps every distinct record of the topic."""
+    dsn = migrated(fresh_db)
+    producer, kafka, _ = producer_for(services, prefix)
+    from kafkaio.admin import TopicAdmin
+
+    TopicAdmin(kafka, catalog()).create_all()
+    first = example_record(catalog(), "orders")
+    first.update(id="ord-1", ts=EXAMPLE_TS_NS, status="sending")
+    second = {**first, "ts": EXAMPLE_TS_NS + 1, "status": "pending"}
+    for record in (first, second, second):  # the repeat is a duplicate: one row
+        producer.produce("orders", record)
+    producer.flush()
+    proc = run_sink(sink_config(tmp_path), dsn, prefix, "--until-idle", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT status, ts_ns FROM orders WHERE id = 'ord-1' ORDER BY ts_ns").fetchall()
+    assert rows == [("sending", EXAMPLE_TS_NS), ("pending", EXAMPLE_TS_NS + 1)]
