@@ -31,7 +31,8 @@ class Research:
     """What the research steps need: where the data is, the serde, and the settings a replay runs with."""
 
     kafka: KafkaSettings
-    database: DatabaseSettings
+    database: DatabaseSettings  # reads (the analyst's role)
+    labels_database: DatabaseSettings  # label writes (the writer's role)
     serde: AvroSerde
     policy_file: Path
     conditions_file: Path
@@ -177,7 +178,7 @@ def label_signals(
     else:
         book = [q for _, q in read_market(env, source, first, last, (MARKET_QUOTES,)).records]
     rows = label_all(signals, book, policy.risk, run_id, ticks)
-    upsert_labels(env.database, rows)
+    upsert_labels(env.labels_database, rows)
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def stack_env(ctx: click.Context, role: str | None) -> None:
         if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
             handler.setStream(sys.stderr)
     for name, value in _stack(ctx).env(role).items():
-        click.echo(f"export {name}={value}")
+        click.echo(f"export {name}={shlex.quote(value)}")
 
 
 # --- db ----------------------------------------------------------------------------------------

@@ -100,11 +100,12 @@ def execute(ctx: click.Context, broker: str, preview: bool, live: bool, until_id
             )
         TopicAdmin(settings.kafka, context.catalog).create_all()
         ex = settings.execution
-        lease = AccountLease(settings.database.dsn, lease_name(settings.kafka.topic_prefix, broker, account),
+        router_db = settings.database.role("router")
+        lease = AccountLease(router_db.dsn, lease_name(settings.kafka.topic_prefix, broker, account),
                              ex.lease_keepalive_s)  # fmt: skip
         lease.acquire()  # one router per account (exit 2 naming the holder)
         spill = (settings.logging.dir or settings.stack.state_dir) / ex.audit_spill_file
-        audit = AuditWriter.open(settings.database, spill, broker, max_queue=ex.audit_queue)
+        audit = AuditWriter.open(settings.database.role("router"), spill, broker, max_queue=ex.audit_queue)
         beat = Heartbeat(account)
         server = beat.serve(ex.http_host, ex.http_port) if ex.http_port else None
         try:
@@ -215,7 +216,7 @@ def show_status(context: Context, broker: str, account: str) -> None:
             click.echo(f"  {p['symbol']} {p['qty']} cost {p['cost_basis']}")
     else:
         click.echo("positions: no account_snapshot recorded")
-    lease = AccountLease(settings.database.dsn, lease_name(settings.kafka.topic_prefix, broker, account))
+    lease = AccountLease(settings.database.role("router").dsn, lease_name(settings.kafka.topic_prefix, broker, account))
     try:
         lease.acquire()
         click.echo("router: none running (the lease is free)")

@@ -56,7 +56,13 @@ def _run(context: Context, topics: list[str], until_idle: float | None) -> None:
 
     settings = context.settings
     state = run_sink(
-        settings.kafka, settings.database, settings.sink, context.serde, context.catalog, topics, until_idle
+        settings.kafka,
+        settings.database.role("sink"),
+        settings.sink,
+        context.serde,
+        context.catalog,
+        topics,
+        until_idle,
     )
     elapsed = (state.last_commit - state.first_message) if state.first_message and state.last_commit else 0.0
     click.echo(
@@ -70,7 +76,7 @@ def _status(context: Context, topics: list[str]) -> None:
 
     settings = context.settings
     table = Table("topic", "partition", "stored next offset", "end offset", "lag", "last write")
-    rows = lag(settings.kafka, settings.database, settings.sink.group_id, topics)
+    rows = lag(settings.kafka, settings.database.role("analyst"), settings.sink.group_id, topics)
     for row in rows:
         updated = row.updated.isoformat(timespec="seconds") if row.updated else "-"
         table.add_row(row.topic, str(row.partition), str(row.stored), str(row.end), str(row.lag), updated)

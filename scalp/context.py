@@ -29,7 +29,8 @@ class Context:
         s = self.settings
         return Research(
             s.kafka,
-            s.database,
+            s.database.role("analyst"),
+            s.database.role("sink"),
             self.serde,
             s.streams.policy_file,
             s.streams.conditions_file,
@@ -50,7 +51,7 @@ class Context:
             secret_or_none(s.kafka.ssl_key_password),
             secret_or_none(s.registry.basic_auth_password),
         ]
-        for url in (s.database.dsn, s.registry.url):
+        for url in (*s.database.urls(), s.registry.url):
             try:
                 password = urlsplit(url).password
             except ValueError:

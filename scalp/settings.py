@@ -123,13 +123,18 @@ def plaintext_problem(settings: AppSettings) -> str | None:
         parts = urlsplit(url) if url else None
         if parts is not None and parts.scheme == plain and not _loopback(parts.hostname):
             return f"{name}: {parts.hostname} is reached over {plain}://"
-    try:
-        params = conninfo_to_dict(settings.database.dsn)
-    except psycopg.ProgrammingError:
-        return None  # reported when connecting
-    hosts = str(params.get("host") or "").split(",")
-    if not all(_loopback(h) for h in hosts) and params.get("sslmode") not in ("require", "verify-ca", "verify-full"):
-        return f"database.url: {','.join(hosts)} is reached without sslmode=require (or verify-ca, verify-full)"
+    for url in settings.database.urls():
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            continue  # reported when connecting
+        hosts = str(params.get("host") or "").split(",")
+        if not all(_loopback(h) for h in hosts) and params.get("sslmode") not in (
+            "require",
+            "verify-ca",
+            "verify-full",
+        ):
+            return f"database.url: {','.join(hosts)} is reached without sslmode=require (or verify-ca, verify-full)"
     return None
 
 
@@ -160,6 +165,9 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD": ("registry", "basic_auth_password"),
     "SCHEMA_REGISTRY_CA_LOCATION": ("registry", "ssl_ca_location"),
     "DATABASE_URL": ("database", "url"),
+    "SINK_DATABASE_URL": ("database", "sink_url"),
+    "ROUTER_DATABASE_URL": ("database", "router_url"),
+    "ANALYST_DATABASE_URL": ("database", "analyst_url"),
     "MASSIVE_API_KEY": ("polygon", "api_key"),
     "POLYGON_API_KEY": ("polygon", "api_key"),  # after its alias: POLYGON_API_KEY wins when both are set
     "POLYGON_WS_URL": ("polygon", "ws_url"),

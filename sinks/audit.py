@@ -56,14 +56,16 @@ class AuditWriter:
 
     @classmethod
     def open(cls, database: DatabaseSettings, spill_path: Path, broker: str, *, max_queue: int) -> AuditWriter:
-        """A writer into ``execution_audit`` (migrated first); when the database cannot be reached now, every
-        event goes to the spill file."""
+        """A writer into ``execution_audit``; when the database cannot be reached now, every event goes to the
+        spill file. A database without the migrations is a ConfigError: the router never migrates (that is the
+        owner's `scalp db migrate`), and it may not."""
         from .db import connect
-        from .migrate import migrate_database
+        from .migrate import require_migrated
 
         writer: Callable[[], psycopg.Connection] | None = None
         try:
-            migrate_database(database)
+            with connect(database) as conn:
+                require_migrated(conn)
             writer = functools.partial(connect, database)
         except RetryableError as exc:
             log.warning("execution audit: %s; audit events go to the spill file", exc)

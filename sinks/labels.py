@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .db import connect
-from .migrate import migrate
+from .migrate import require_migrated
 from .settings import DatabaseSettings
 
 LABEL_COLUMNS = (
@@ -27,6 +27,6 @@ def upsert_labels(database: DatabaseSettings, rows: list[dict[str, Any]]) -> Non
     if not rows:
         return
     with connect(database, autocommit=True) as conn:
-        migrate(conn)
+        require_migrated(conn)  # migrations are the owner's: `scalp db migrate`
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany(LABEL_UPSERT, [tuple(r[c] for c in LABEL_COLUMNS) for r in rows])

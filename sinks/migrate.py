@@ -178,6 +178,17 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> Migra
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
+def require_migrated(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> None:
+    """ConfigError unless every migration is applied (for processes that never migrate: they may not)."""
+    done: set[str] = set()
+    row = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    if row is not None and row[0] is not None:
+        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    missing = [m.version for m in discover(detect_flavour(conn), directory) if m.version not in done]
+    if missing:
+        raise ConfigError(f"the database lacks migrations {', '.join(missing)}: run `scalp db migrate` (as its owner)")
+
+
 def migrate_database(database: DatabaseSettings) -> MigrateResult:
     """:func:`migrate` on a connection of its own."""
     from .db import connect

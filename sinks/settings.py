@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from kafkaio.redact import redact_url
 
+DbRole = Literal["owner", "sink", "router", "analyst"]
+
 
 class DatabaseSettings(BaseModel):
-    """PostgreSQL / TimescaleDB connection. The URL is a secret: it may carry a password."""
+    """PostgreSQL / TimescaleDB connections, one per role (least privilege). URLs are secrets: they may carry
+    passwords. ``url`` is the owner's (migrations, maintenance); each other role's URL falls back to it:
+
+    - ``sink_url`` (SINK_DATABASE_URL): the sink worker and label writes, a member of ``scalp_writer``;
+    - ``router_url`` (ROUTER_DATABASE_URL): ``scalp execute`` (audit trail, account lease), ``scalp_router``;
+    - ``analyst_url`` (ANALYST_DATABASE_URL): research reads and status reports, ``scalp_reader``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: SecretStr = SecretStr("postgresql://scalp@127.0.0.1:15432/scalp")
+    sink_url: SecretStr | None = None
+    router_url: SecretStr | None = None
+    analyst_url: SecretStr | None = None
     connect_timeout_s: int = Field(default=10, gt=0)
+
+    def role(self, role: DbRole) -> DatabaseSettings:
+        """These settings connecting as ``role`` (its URL, else the owner's)."""
+        url = None if role == "owner" else getattr(self, f"{role}_url")
+        return self if url is None else self.model_copy(update={"url": url})
+
+    def urls(self) -> list[str]:
+        """Every URL set (for checks and masking)."""
+        found = [self.url, self.sink_url, self.router_url, self.analyst_url]
+        return [u.get_secret_value() for u in found if u is not None]
 
     @property
     def dsn(self) -> str:

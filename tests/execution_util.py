@@ -112,6 +112,9 @@ def start_execute(
     env_extra: dict[str, str] | None = None,
     **execution: Any,
 ) -> subprocess.Popen[str]:
+    from tests.sink_util import migrated
+
+    migrated(dsn)  # the router never migrates: the owner does, before it starts
     env = {**os.environ, "SCALP_TOPIC_PREFIX": prefix, "DATABASE_URL": dsn, "SCALP_LOG_DIR": str(tmp / "logs")}
     env.update(env_extra or {})
     if server is not None:

@@ -11,7 +11,7 @@ from .base import Service, ServiceStatus
 from .kafka import Kafka
 from .postgres import Postgres
 from .registry import Registry
-from .secure import PRINCIPALS, ROLES, SecureFiles
+from .secure import DB_ROLE_OF, PRINCIPALS, ROLES, SecureFiles
 from .settings import StackSettings
 
 
@@ -24,16 +24,23 @@ class Stack:
         self.postgres = Postgres(settings)
         self.kafka = Kafka(settings)
         jdbc = f"jdbc:postgresql://{settings.host}:{settings.postgres_port}/apicurio"
-        self.registry = Registry(settings, jdbc, settings.postgres_user)
+        if settings.secure:  # its own role on its own database, over TLS
+            files = SecureFiles(settings.state_dir)
+            files.ensure()
+            jdbc += f"?sslmode=verify-full&sslrootcert={files.ca}"
+            self.registry = Registry(settings, jdbc, "apicurio", files.db_password("apicurio"))
+        else:
+            self.registry = Registry(settings, jdbc, settings.postgres_user)
         self.services: list[Service] = [self.postgres, self.kafka, self.registry]
 
     def up(self, report: Callable[[str], None] = lambda _: None) -> list[tuple[str, bool]]:
         """Start what is not running; returns (service, started) pairs. Idempotent. Services running in the
         other mode (plain or secured) are stopped first: both use the same ports."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        other = Kafka(self.settings.model_copy(update={"secure": not self.settings.secure}))
-        if other.stop():
-            report(f"kafka: the {'plain' if self.settings.secure else 'secured'} broker stopped")
+        other_mode = "plain" if self.settings.secure else "secured"
+        for other in self._other_mode():
+            if other.stop():
+                report(f"{other.name}: the {other_mode} {other.name} stopped")
         wanted = "secure" if self.settings.secure else "plain"
         if self.registry.running_mode() not in (None, wanted):
             self.registry.stop()
@@ -50,14 +57,18 @@ class Stack:
             self.kafka.authorize(self.topic_prefix)
         return results
 
+    def _other_mode(self) -> list[Service]:
+        """The services of the other mode that keep data of their own (PostgreSQL and Kafka)."""
+        other = self.settings.model_copy(update={"secure": not self.settings.secure})
+        return [Postgres(other), Kafka(other)]
+
     @property
     def mode_file(self) -> Path:
         return self.settings.state_dir / "stack.mode"
 
     def down(self, report: Callable[[str], None] = lambda _: None) -> list[tuple[str, bool]]:
         results = []
-        other = Kafka(self.settings.model_copy(update={"secure": not self.settings.secure}))
-        for service in reversed([*self.services, other]):
+        for service in reversed([*self.services, *self._other_mode()]):
             stopped = service.stop()
             report(f"{service.name}: {'stopped' if stopped else 'not running'}")
             results.append((service.name, stopped))
@@ -84,6 +95,13 @@ class Stack:
             principal = role or "admin"
             if principal not in PRINCIPALS:
                 raise ConfigError(f"--role: one of {', '.join(ROLES)} (got {principal!r})")
+            del out["DATABASE_URL"]
+            if principal == "admin":  # the operator: the schema owner, and every role's URL
+                out["DATABASE_URL"] = self.postgres.dsn(role=DB_ROLE_OF["admin"])
+                for name, role in (("SINK", "sink"), ("ROUTER", "execute"), ("ANALYST", "analyst")):
+                    out[f"{name}_DATABASE_URL"] = self.postgres.dsn(role=DB_ROLE_OF[role])
+            elif principal in DB_ROLE_OF:
+                out["DATABASE_URL"] = self.postgres.dsn(role=DB_ROLE_OF[principal])
             out.update(
                 {
                     "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",

@@ -14,11 +14,14 @@ import os
 import pwd
 import subprocess
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg
+from psycopg import sql
 
 from .base import ProcessService, ServiceStatus
 from .procs import ensure_port_free, is_process_of, wait_until
+from .secure import DB_ROLES, SecureFiles
 from .settings import StackSettings
 from .timescaledb import installed_version, library_installed
 
@@ -36,6 +39,21 @@ max_wal_size = 2GB
 log_min_messages = warning
 include_if_exists = 'scalp-flavour.conf'
 """
+# the secured cluster: TLS with the stack's certificate, scram-sha-256 for everyone (no trust anywhere), its
+# socket for the server's own user only
+_SECURE_CONF = """
+# written by scalp stack (secured)
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+password_encryption = 'scram-sha-256'
+unix_socket_permissions = 0700
+"""
+_SECURE_HBA = """# written by scalp stack (secured): passwords (scram-sha-256) only, and TCP only over TLS
+local   all all                scram-sha-256
+hostssl all all 127.0.0.1/32   scram-sha-256
+hostssl all all ::1/128        scram-sha-256
+"""
 _FLAVOUR_CONF = {
     "timescale": "# written by scalp stack at every start\nshared_preload_libraries = 'timescaledb'\n"
     "timescaledb.telemetry_level = off\nmax_worker_processes = 24\ntimescaledb.max_background_workers = 8\n"
@@ -48,7 +66,8 @@ class Postgres(ProcessService):
     name = "postgres"
 
     def __init__(self, settings: StackSettings) -> None:
-        super().__init__(settings, "postgres")
+        super().__init__(settings, "postgres-secure" if settings.secure else "postgres")
+        self.files = SecureFiles(settings.state_dir)
         self.data = self.home / "data"
         self.sockets = self.home / "run"
         self.pid_file = self.data / "postmaster.pid"  # the server's own pid file (first line: pid)
@@ -57,9 +76,17 @@ class Postgres(ProcessService):
     def bindir(self) -> Path:
         return Path(f"/usr/lib/postgresql/{self.settings.postgres_major}/bin")
 
-    def dsn(self, db: str | None = None) -> str:
+    def dsn(self, db: str | None = None, role: str | None = None) -> str:
+        """The URL of ``db`` (default the pipeline's) as ``role`` (default the cluster's superuser). Secured:
+        with the role's password, over TLS verified against the stack's CA."""
         s = self.settings
-        return f"postgresql://{s.postgres_user}@{s.host}:{s.postgres_port}/{db or s.postgres_db}"
+        db = db or s.postgres_db
+        if not s.secure:
+            return f"postgresql://{role or s.postgres_user}@{s.host}:{s.postgres_port}/{db}"
+        role = role or s.postgres_user
+        password = quote(self.files.db_password(role), safe="")
+        query = urlencode({"sslmode": "verify-full", "sslrootcert": str(self.files.ca)})
+        return f"postgresql://{role}:{password}@{s.host}:{s.postgres_port}/{db}?{query}"
 
     def _as_server_user(self, argv: list[str]) -> list[str]:
         if os.geteuid() != 0:
@@ -93,21 +120,46 @@ class Postgres(ProcessService):
             return
         self.data.mkdir(parents=True, exist_ok=True)
         self._chown()
-        self._run(
-            [
-                str(self.bindir / "initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                self.settings.postgres_user,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ]
-        )
+        auth = ["--auth=trust"]
+        pwfile = self.home / "initdb.pw"
+        if self.settings.secure:
+            self.files.ensure()
+            self._private_copy(self.files.db_password(self.settings.postgres_user).encode(), pwfile)
+            auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            self._run(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.settings.postgres_user,
+                    *auth,
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write(_CONF.format(host=self.settings.host, port=self.settings.postgres_port, sockets=self.sockets))
+            if self.settings.secure:
+                conf.write(_SECURE_CONF)
+        if self.settings.secure:
+            (self.data / "pg_hba.conf").write_text(_SECURE_HBA, encoding="utf-8")
+            self._private_copy(self.files.cert.read_bytes(), self.data / "server.crt")
+            self._private_copy(self.files.key.read_bytes(), self.data / "server.key")
+
+    def _private_copy(self, data: bytes, path: Path) -> None:
+        """``data`` in a file only the server's user may read (it refuses a key others can read)."""
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(_RUN_AS)
+            os.chown(path, user.pw_uid, user.pw_gid)
 
     def _chown(self) -> None:
         if os.geteuid() != 0:
@@ -182,11 +234,42 @@ class Postgres(ProcessService):
         return True
 
     def _ensure_databases(self) -> None:
+        owners: dict[str, str | None] = {self.settings.postgres_db: None, "apicurio": None}
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
-            for db in (self.settings.postgres_db, "apicurio"):
+            if self.settings.secure:
+                self._ensure_roles(conn)
+                owners = {self.settings.postgres_db: "scalp_owner", "apicurio": "apicurio"}
+            for db, owner in owners.items():
                 exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
                 if not exists:
-                    conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(db)))
+                    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db))
+                    if owner is not None:
+                        statement += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+                    conn.execute(statement)
+        if self.settings.secure:  # extensions need a superuser: made here, so the owner's migrations find them
+            extension = "timescaledb" if self.flavour == "timescale" else "pg_partman"
+            with psycopg.connect(self.dsn(), autocommit=True) as conn:
+                if extension == "pg_partman":
+                    conn.execute("CREATE SCHEMA IF NOT EXISTS partman AUTHORIZATION scalp_owner")
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman")
+                else:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+    def _ensure_roles(self, conn: psycopg.Connection) -> None:
+        """The secured cluster's login roles with their generated passwords (the owner may create the group
+        roles of migration 0012 and grant them)."""
+        for role in DB_ROLES:
+            if role == self.settings.postgres_user:
+                continue
+            password = self.files.db_password(role)
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            extra = " CREATEROLE" if role == "scalp_owner" else ""
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN" + extra + " PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
 
     def stop(self) -> bool:
         if self.pid() is None:

@@ -6,6 +6,7 @@ Storage is persistent, so schema ids survive restarts. Clients use the Confluent
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -23,11 +24,12 @@ ARTIFACT = "io.apicurio:apicurio-registry-app:{version}:tar.gz:all"
 class Registry(ProcessService):
     name = "registry"
 
-    def __init__(self, settings: StackSettings, jdbc_url: str, db_user: str) -> None:
+    def __init__(self, settings: StackSettings, jdbc_url: str, db_user: str, db_password: str = "") -> None:
         super().__init__(settings, "registry")
         self.dist = self.home / f"dist-{settings.registry_version}"
         self.jdbc_url = jdbc_url
         self.db_user = db_user
+        self.db_password = db_password  # passed in the environment, never on the command line
 
     @property
     def base_url(self) -> str:
@@ -79,7 +81,6 @@ class Registry(ProcessService):
             "apicurio.storage.sql.kind": "postgresql",
             "apicurio.datasource.url": self.jdbc_url,
             "apicurio.datasource.username": self.db_user,
-            "apicurio.datasource.password": "",
             "apicurio.datasource.jdbc.initial-size": "2",
             "apicurio.datasource.jdbc.min-size": "2",
             "apicurio.datasource.jdbc.max-size": "10",
@@ -128,7 +129,8 @@ class Registry(ProcessService):
             wait_until(self.name, self._answers, self.settings.start_timeout_s, self._alive, self.log_file)
             return False
         ensure_port_free(self.name, self.settings.host, self.settings.registry_port)
-        spawn(self._java(), self.log_file, self.pid_file, cwd=self.home)
+        env = {**os.environ, "APICURIO_DATASOURCE_PASSWORD": self.db_password}
+        spawn(self._java(), self.log_file, self.pid_file, cwd=self.home, env=env)
         self.mode_file.write_text("secure" if self.settings.secure else "plain")
         wait_until(self.name, self._answers, self.settings.start_timeout_s, self._alive, self.log_file)
         return True

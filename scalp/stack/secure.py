@@ -30,6 +30,11 @@ from schemas import topics as t
 
 PRINCIPALS = ("admin", "ingest", "streams", "execute", "sink", "analyst")
 ROLES = PRINCIPALS[1:]
+# PostgreSQL login roles: the cluster's superuser (the stack's own), the schema owner (migrations), one per
+# process that connects (members of the group roles migration 0012 creates), and the registry's own
+DB_ROLES = ("scalp", "scalp_owner", "scalp_sink", "scalp_execute", "scalp_analyst", "apicurio")
+# principal -> the database role its commands connect as (ingest and streams use no database)
+DB_ROLE_OF = {"admin": "scalp_owner", "sink": "scalp_sink", "execute": "scalp_execute", "analyst": "scalp_analyst"}
 BROKER = "broker"  # the certificate's CN: the broker's own principal on its TLS-only listeners
 MARKET = (t.MARKET_TRADES, t.MARKET_QUOTES, t.BARS_1M, t.OPTIONS_CHAIN, t.INGEST_GAPS)
 STREAMS_IN = (t.MARKET_TRADES, t.MARKET_QUOTES, t.TRADE_LEDGER, t.ORDERS)
@@ -103,14 +108,24 @@ class SecureFiles:
     def ensure(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        if not self.secrets_file.exists():
-            body = {"kafka": {p: secrets.token_urlsafe(24) for p in PRINCIPALS}}
+        body = json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
+        wanted = {"kafka": PRINCIPALS, "db": DB_ROLES}
+        if any(name not in body.get(section, {}) for section, names in wanted.items() for name in names):
+            for section, names in wanted.items():
+                got = body.setdefault(section, {})
+                for name in names:
+                    got.setdefault(name, secrets.token_urlsafe(24))
             _write_private(self.secrets_file, json.dumps(body, indent=1).encode())
         if not (self.ca.exists() and self.cert.exists() and self.key.exists() and self.bundle.exists()):
             self._certificates()
 
     def password(self, principal: str) -> str:
+        """The Kafka principal's SCRAM password."""
         return str(json.loads(self.secrets_file.read_text())["kafka"][principal])
+
+    def db_password(self, role: str) -> str:
+        """The PostgreSQL login role's password."""
+        return str(json.loads(self.secrets_file.read_text())["db"][role])
 
     def all_secrets(self) -> list[str]:
         """Every generated secret (for scans that none leaked)."""

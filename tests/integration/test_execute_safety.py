@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from kafkaio.admin import TopicAdmin
 from kafkaio.reader import RangeReader, read_topic
 from scalp.settings import AppSettings
@@ -277,3 +279,13 @@ def test_a_failed_delivery_halts_entries_in_the_loop(services: AppSettings, pref
     assert len(halts) == 1  # published once, however many failures follow
     router.on_intent(make_intent("sig-d2", now + 1), now + 1)
     assert router.trades["oi-sig-d2"].bracket.status == "refused"
+
+
+def test_the_router_never_migrates_and_refuses_an_unmigrated_database(
+    services: AppSettings, prefix: str, fresh_db: str, tmp_path: Path
+) -> None:
+    proc = scalp(tmp_path, prefix, fresh_db, "execute", "--broker", "paper", "--until-idle", "1")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "run `scalp db migrate`" in proc.stderr
+    with psycopg.connect(fresh_db) as conn:  # nothing was created behind the owner's back
+        assert conn.execute("SELECT to_regclass('execution_audit')").fetchone() == (None,)

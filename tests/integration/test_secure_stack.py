@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,8 +60,8 @@ class Secured:
     def exports(self, role: str | None = None) -> dict[str, str]:
         proc = self.run("stack", "env", *(["--role", role] if role else []), role="none")
         assert proc.returncode == 0, proc.stderr
-        lines = [line.removeprefix("export ").split("=", 1) for line in proc.stdout.splitlines()]
-        return {k: v for k, v in lines}
+        words = [shlex.split(line.removeprefix("export "))[0] for line in proc.stdout.splitlines()]
+        return dict(word.split("=", 1) for word in words)  # as `eval "$(scalp stack env)"` sets them
 
     def secrets(self) -> list[str]:
         body = json.loads((self.state / "secure" / "secrets.json").read_text())
@@ -92,7 +93,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         # `scalp stack up` without --secure gives back the plain stack, PLAINTEXT and without ACLs
         plain = s.run("stack", "up", role="none")
         assert plain.returncode == 0, plain.stdout + plain.stderr
-        assert "kafka: the secured broker stopped" in plain.stderr
+        assert "kafka: the secured kafka stopped" in plain.stderr
         assert s.exports()["SCHEMA_REGISTRY_URL"].startswith("http://")
         assert "KAFKA_SECURITY_PROTOCOL" not in s.exports()
         metadata = _producer({"bootstrap.servers": f"127.0.0.1:{PORTS['kafka_port']}"}).list_topics(timeout=20)
@@ -135,6 +136,26 @@ def test_each_principal_is_refused_what_it_may_not_do(secured: Secured) -> None:
     assert requests.get(f"{url}/subjects", timeout=5, verify=secured.exports()["SCHEMA_REGISTRY_CA_LOCATION"]).ok
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(url.replace("https://", "http://") + "/subjects", timeout=5)
+    # PostgreSQL: TLS and a password for everyone (no trust anywhere), its socket for its own user only
+    port = PORTS["postgres_port"]
+    for dsn in (
+        f"postgresql://scalp@127.0.0.1:{port}/scalp?sslmode=disable",
+        f"postgresql://scalp@127.0.0.1:{port}/scalp",
+    ):
+        with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry|no password supplied"):
+            psycopg.connect(dsn, connect_timeout=5)
+    socket = next((secured.state / "postgres-secure" / "run").glob(".s.PGSQL.*[0-9]"))
+    assert socket.stat().st_mode & 0o777 == 0o700
+    # the analyst's database role reads and may not write; the sink's may not change the schema
+    with psycopg.connect(secured.exports("analyst")["DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM features").fetchone() is not None
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO config_snapshots (digest, kind, body) VALUES ('x', 'x', '{}')")
+    with (
+        psycopg.connect(secured.exports("sink")["DATABASE_URL"]) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("DROP TABLE features")
     # the generated files are the owner's alone (the CA certificate is public)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (secured.state / "secure").iterdir()}
     assert modes.pop("ca.pem") == 0o644
