@@ -28,9 +28,19 @@ class SchemaRegistry:
                 ) from None
             if exc.http_status_code in (400, 422):
                 raise SerializationError(subject, None, f"schema rejected: {exc.error_message}") from None
+            self._refused(exc)
             raise RetryableError(f"registry {self.settings.url}: {exc}") from exc
         except Exception as exc:  # connection errors from httpx
             raise RetryableError(f"registry {self.settings.url} unreachable: {exc}") from exc
+
+    def _refused(self, exc: SchemaRegistryError) -> None:
+        """401/403: the login is wrong or lacks the right; retrying cannot help (exit 2, naming the settings)."""
+        if exc.http_status_code in (401, 403):
+            who = f"as {self.settings.basic_auth_user}" if self.settings.basic_auth_user else "without a login"
+            raise ConfigError(
+                f"registry {self.settings.url} refused the request {who} (HTTP {exc.http_status_code}): check "
+                f"SCHEMA_REGISTRY_BASIC_AUTH_USER and SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD"
+            ) from None
 
     def set_compatibility(self, subject: str, level: str | None = None) -> None:
         level = (level or self.settings.compatibility).upper()
@@ -58,6 +68,7 @@ class SchemaRegistry:
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 raise SerializationError("registry", None, f"unknown schema id {schema_id}") from None
+            self._refused(exc)
             raise RetryableError(f"registry {self.settings.url}: {exc}") from exc
         except Exception as exc:  # connection errors from the HTTP client
             raise RetryableError(f"registry {self.settings.url} unreachable: {type(exc).__name__}: {exc}") from exc

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from kafkaio.producer import AvroProducer
 from kafkaio.registry import SchemaRegistry
 from kafkaio.settings import KafkaSettings
+from scalp.settings import AppSettings
 from schemas.catalog import catalog
 from schemas.serde import AvroSerde
 from tests.avro_strategies import from_schema
@@ -102,3 +103,37 @@ def test_failed_deliveries_are_surfaced(way: str, serde: AvroSerde, test_kafka: 
         producer.flush(30)
     producer.check()  # reported once
     assert AvroProducer(kafka, serde, track=True).raw_produce() is None  # per-message reports need send()
+
+
+def test_a_registry_behind_basic_auth_is_reached_with_its_login_and_refused_without(
+    services: AppSettings, prefix: str
+) -> None:
+    """A registry that wants HTTP basic auth (a separate process in front of the real one): the pipeline's
+    commands register and read schemas with SCHEMA_REGISTRY_BASIC_AUTH_*; a wrong password or none is a
+    configuration error (exit 2, naming the settings), and the password appears nowhere in the output."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    from connectors.process import ready_server
+    from tests.cli_util import scalp
+
+    upstream = urlsplit(services.registry.url)
+    password = f"gw-{uuid.uuid4().hex}"
+    args = ["--upstream", f"{upstream.scheme}://{upstream.netloc}", "--user", "pipeline", "--password", password]
+    with ready_server("tests.servers.registry_gateway", args) as (_, (base,)):
+        env = {
+            "SCALP_TOPIC_PREFIX": prefix,
+            "SCHEMA_REGISTRY_URL": f"{base}/apis/ccompat/v7",
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER": "pipeline",
+        }
+        good = scalp("topics", "create", env={**env, "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD": password})
+        assert good.returncode == 0, good.stderr[-2000:]
+        assert "15 schemas registered" in good.stdout
+        wrong = f"wrong-{uuid.uuid4().hex}"
+        bad = scalp("topics", "create", env={**env, "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD": wrong})
+        assert bad.returncode == 2, bad.stderr[-2000:]
+        assert "refused the request as pipeline (HTTP 401)" in bad.stderr
+        assert wrong not in bad.stdout + bad.stderr
+        anonymous = scalp("topics", "create", env=env | {"SCHEMA_REGISTRY_BASIC_AUTH_USER": ""})
+        assert anonymous.returncode == 2
+        assert "without a login (HTTP 401)" in anonymous.stderr
