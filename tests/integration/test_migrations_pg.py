@@ -129,3 +129,23 @@ def test_a_corrected_comment_is_accepted_and_a_whole_text_checksum_is_brought_up
         path.write_text("-- what it really is\nCREATE TABLE t (x bigint);\n")
         with pytest.raises(ConfigError, match="changed after it was applied"):
             migrate(conn, tmp_path)
+
+
+def test_a_migration_that_meets_a_concurrent_catalog_change_is_tried_again(fresh_db: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The error TimescaleDB's background workers caused in CI ("tuple concurrently deleted") rolls the
+    migration back whole; it is tried again and applied once. Other errors are not retried."""
+    (tmp_path / "0001_flaky.sql").write_text(
+        "CREATE TABLE once (x int);\n"
+        "DO $$ BEGIN IF nextval('attempts') < 3 THEN\n"  # sequences do not roll back: the third try passes
+        "  RAISE EXCEPTION USING ERRCODE = 'XX000', MESSAGE = 'tuple concurrently deleted';\n"
+        "END IF; END $$;\n"
+    )
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE attempts")  # outside the migration's transaction: it counts every try
+        result = migrate(conn, tmp_path)
+        assert result.applied == ["0001"]
+        assert conn.execute("SELECT last_value FROM attempts").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'once'").fetchone() == (1,)
+    (tmp_path / "0002_broken.sql").write_text("CREATE TABLE once (x int);\n")
+    with psycopg.connect(fresh_db, autocommit=True) as conn, pytest.raises(psycopg.errors.DuplicateTable):
+        migrate(conn, tmp_path)
