@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from kafkaio.errors import ConfigError, FatalError
 from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 
 from .settings import DatabaseSettings
+from .transient import retry_transient
 
 log = logging.getLogger(__name__)
 TICK_TABLES = (MARKET_TRADES, MARKET_QUOTES)
@@ -105,13 +106,21 @@ def maintain(
         report.rolled_up_bars = int(row[0]) if row else 0
         conn.rollback()
         return report
-    with conn.transaction():
-        report.rolled_up_bars = conn.execute(_ROLLUP, params).rowcount
+
+    def rollup() -> int:
+        with conn.transaction():
+            return conn.execute(_ROLLUP, params).rowcount
+
+    report.rolled_up_bars = retry_transient(conn, "minute-bar rollup", rollup)
     if archive_dir is not None:
         for table in TICK_TABLES:
             report.archived.update(archive(conn, table, cutoff, archive_dir))
     for table in TICK_TABLES:
-        report.dropped[table] = drop_older(conn, table, cutoff, retention_days, report)
+        # TimescaleDB's jobs (compression, aggregate refresh) lock the same chunks now and then: a deadlock
+        # rolls the drop back whole and it is tried again
+        report.dropped[table] = retry_transient(
+            conn, f"dropping old {table}", partial(drop_older, conn, table, cutoff, retention_days, report)
+        )
     if report.flavour == "timescale":
         report.compressed = compress(conn)
     else:
@@ -168,9 +177,10 @@ def drop_older(
 ) -> int:
     """Remove rows older than the cutoff: whole partitions/chunks where possible, then the remainder."""
     dropped = 0
+    partitions: list[str] = []
     if report.flavour == "timescale":
         chunks = conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s)", (table, cutoff)).fetchall()
-        report.partitions += [str(c[0]) for c in chunks]
+        partitions += [str(c[0]) for c in chunks]
     else:
         children = conn.execute(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
@@ -183,7 +193,7 @@ def drop_older(
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
                 dropped += int(row[0]) if row else 0
                 conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
-                report.partitions.append(name)
+                partitions.append(name)
         conn.execute(
             "UPDATE partman.part_config SET retention = %s, retention_keep_table = false WHERE parent_table = %s",
             (f"{retention_days} days", f"public.{table}"),
@@ -191,6 +201,7 @@ def drop_older(
     cur = conn.execute(sql.SQL("DELETE FROM {} WHERE ts < %s").format(sql.Identifier(table)), (cutoff,))
     dropped += max(cur.rowcount, 0)
     conn.commit()
+    report.partitions += partitions  # only once the drop is committed
     return dropped
 
 

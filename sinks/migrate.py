@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,6 +25,7 @@ import psycopg
 from kafkaio.errors import ConfigError
 
 from .settings import DatabaseSettings
+from .transient import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +125,6 @@ def create_extension(conn: psycopg.Connection) -> None:
         raise ConfigError(f"CREATE EXTENSION timescaledb failed: {text.strip().splitlines()[0]}") from None
 
 
-TRANSIENT_ATTEMPTS = 4
-
-
-def _transient(exc: psycopg.Error) -> bool:
-    """A failure that another try of the same transaction can get past (a concurrent catalog change, a
-    deadlock or a serialization failure)."""
-    if isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure):
-        return True
-    return isinstance(exc, psycopg.errors.InternalError_) and "concurrently" in str(exc)
-
-
 @dataclass(frozen=True)
 class MigrateResult:
     flavour: Flavour
@@ -178,22 +167,18 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> Migra
                 skipped.append(migration.version)
                 continue
             log.info("applying migration %s (%s)", migration.path.name, flavour)
-            for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-                try:
-                    with conn.transaction():
-                        conn.execute(migration.sql(flavour).encode())
-                        conn.execute(
-                            "INSERT INTO schema_migrations (version, name, flavour, checksum) VALUES (%s, %s, %s, %s)",
-                            (migration.version, migration.name, flavour, checksum),
-                        )
-                    break
-                except psycopg.Error as exc:
-                    if attempt == TRANSIENT_ATTEMPTS or not _transient(exc):
-                        raise
-                    # rolled back whole: TimescaleDB's background workers starting on a new database touch the
-                    # catalog rows a migration changes ("tuple concurrently deleted", seen in CI)
-                    log.warning("migration %s: %s; trying again", migration.path.name, str(exc).strip())
-                    time.sleep(0.5 * attempt)
+
+            def apply(migration: Migration = migration, checksum: str = checksum) -> None:
+                with conn.transaction():
+                    conn.execute(migration.sql(flavour).encode())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, flavour, checksum) VALUES (%s, %s, %s, %s)",
+                        (migration.version, migration.name, flavour, checksum),
+                    )
+
+            # TimescaleDB's background workers starting on a new database touch the catalog rows a
+            # migration changes ("tuple concurrently deleted", seen in CI): the file is tried again whole
+            retry_transient(conn, f"migration {migration.path.name}", apply)
             applied.append(migration.version)
         return MigrateResult(flavour, applied, skipped)
     finally:

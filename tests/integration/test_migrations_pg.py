@@ -149,3 +149,48 @@ def test_a_migration_that_meets_a_concurrent_catalog_change_is_tried_again(fresh
     (tmp_path / "0002_broken.sql").write_text("CREATE TABLE once (x int);\n")
     with psycopg.connect(fresh_db, autocommit=True) as conn, pytest.raises(psycopg.errors.DuplicateTable):
         migrate(conn, tmp_path)
+
+
+def test_work_that_meets_a_real_deadlock_is_rolled_back_and_run_again(fresh_db: str) -> None:
+    """What `db maintain` met in CI: its chunk drop deadlocked with TimescaleDB's own jobs. Here a real
+    deadlock with another session: the work loses (it waits first, and its deadlock check comes first), is
+    rolled back whole and run again once the other session committed; both changes land."""
+    import threading
+
+    from sinks.transient import retry_transient
+
+    with psycopg.connect(fresh_db, autocommit=True) as setup:
+        setup.execute("CREATE TABLE acct (id int PRIMARY KEY, n int NOT NULL)")
+        setup.execute("INSERT INTO acct VALUES (1, 0), (2, 0)")
+    holds_two = threading.Event()
+    first_waits = threading.Event()
+    tries: list[int] = []
+
+    def other() -> None:
+        with psycopg.connect(fresh_db) as conn:
+            conn.execute("SET deadlock_timeout = '10s'")
+            conn.execute("UPDATE acct SET n = n + 10 WHERE id = 2")
+            holds_two.set()
+            first_waits.wait(10)
+            conn.execute("UPDATE acct SET n = n + 10 WHERE id = 1")  # closes the cycle
+            conn.commit()
+
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("SET deadlock_timeout = '1s'")
+        conn.commit()
+        thread = threading.Thread(target=other)
+        thread.start()
+        holds_two.wait(10)
+
+        def work() -> None:
+            tries.append(1)
+            conn.execute("UPDATE acct SET n = n + 1 WHERE id = 1")
+            if len(tries) == 1:
+                threading.Timer(0.2, first_waits.set).start()
+            conn.execute("UPDATE acct SET n = n + 1 WHERE id = 2")  # waits for the other session
+            conn.commit()
+
+        retry_transient(conn, "test work", work, pause_s=0.1)
+        thread.join(10)
+        assert len(tries) == 2
+        assert conn.execute("SELECT id, n FROM acct ORDER BY id").fetchall() == [(1, 11), (2, 11)]
