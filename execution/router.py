@@ -63,6 +63,9 @@ class RouterStats:
     time_stops: int = 0
     unknown_events: int = 0
     outputs: dict[str, int] = field(default_factory=dict)
+    # (stage, seconds): signal venue time to the broker's acknowledgement ("ack") or a fill ("fill"); the
+    # metrics set it
+    observe: Callable[[str, float], None] | None = None
 
 
 class Router:
@@ -99,6 +102,8 @@ class Router:
             self.stats.outputs[topic] = self.stats.outputs.get(topic, 0) + 1
             if topic == FILLS:
                 self.stats.fills += 1
+                if self.stats.observe is not None:
+                    self.stats.observe("fill", record["latency_ms"] / 1e3)
             elif topic == TRADE_LEDGER:
                 self.stats.closed += 1
             self._emit(topic, record)
@@ -223,6 +228,8 @@ class Router:
         self._bind(trade, order, submitted)
         order.sent_ns = submitted.sent_ns if submitted.sent_ns is not None else ts
         order.acked_ns = submitted.acked_ns if submitted.acked_ns is not None else submitted.ts
+        if entry and self.stats.observe is not None:
+            self.stats.observe("ack", (order.acked_ns - trade.intent["ts"]) / 1e9)
         status = "previewed" if self.preview else submitted.status
         self.emit(self.accountant.status(trade, order, status, max(ts, submitted.ts), None))
 

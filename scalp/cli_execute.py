@@ -9,13 +9,14 @@ import click
 
 from kafkaio.errors import ConfigError
 
-from .cliutil import guarded
+from .cliutil import guarded, metrics_port_option
 from .context import Context
 
 log = logging.getLogger("scalp.execute")
 
 
 @click.command()
+@metrics_port_option("execution", 9466)
 @click.option("--broker", type=click.Choice(["paper", "tradier"]), required=True, help="Where orders go.")
 @click.option(
     "--preview",
@@ -159,11 +160,14 @@ class Heartbeat:
         self.account = account
         self.result: Any = None
         self.last = time.monotonic()
+        self.observe: Any = None
 
     def __call__(self, result: Any) -> None:
         import time
 
         self.result, self.last = result, time.monotonic()
+        if self.observe is not None and result.router.stats.observe is None:
+            result.router.stats.observe = self.observe  # the delays, from the loop's first pass
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         import time
@@ -178,11 +182,11 @@ class Heartbeat:
         return age < 15.0, detail
 
     def serve(self, host: str, port: int) -> Any:
-        from prometheus_client import CollectorRegistry
+        from connectors.execution.metrics import ExecuteMetrics
 
-        from kafkaio.metrics import serve
-
-        return serve(CollectorRegistry(), self.health, host, port, "execute")
+        metrics = ExecuteMetrics(self)
+        self.observe = metrics.observe
+        return metrics.serve(self.health, host, port)
 
 
 def show_status(context: Context, broker: str, account: str) -> None:

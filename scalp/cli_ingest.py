@@ -15,7 +15,7 @@ from connectors.polygon.settings import PolygonSettings
 from kafkaio.errors import ConfigError
 from schemas.topics import BARS_1M, MARKET_QUOTES, MARKET_TRADES
 
-from .cliutil import guarded, parse_time
+from .cliutil import guarded, metrics_port_option, parse_time
 from .context import Context
 
 log = logging.getLogger("scalp.ingest")
@@ -83,6 +83,7 @@ def ingest() -> None:
 
 
 @ingest.command("polygon")
+@metrics_port_option("polygon", 9467)
 @click.option("--symbols", default="SPY,QQQ", show_default=True, help="Comma-separated tickers.")
 @click.option("--options", "with_options", is_flag=True, help="Also poll options chain snapshots.")
 @click.pass_context
@@ -101,6 +102,7 @@ def ingest_polygon(ctx: click.Context, symbols: str, with_options: bool) -> None
 
 
 @ingest.command("synthetic")
+@metrics_port_option("polygon", 9467)
 @click.option("--date", "day", required=True, help="Session date (YYYY-MM-DD); must be an NYSE trading day.")
 @click.option("--symbols", default="SPY,QQQ", show_default=True)
 @click.option("--speed", type=float, default=None, help="Times real time (e.g. 60 = a minute per second).")

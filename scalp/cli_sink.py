@@ -10,13 +10,14 @@ from rich.table import Table
 
 from kafkaio.errors import ConfigError
 
-from .cliutil import guarded
+from .cliutil import guarded, metrics_port_option
 from .context import Context
 
 log = logging.getLogger("scalp.sink")
 
 
 @click.command()
+@metrics_port_option("sink", 9464)
 @click.option("--topics", "topic_spec", default="all", show_default=True, help="'all' or a comma-separated list.")
 @click.option("--status", is_flag=True, help="Print stored offsets, end offsets and lag per partition, then exit.")
 @click.option("--dlq-report", is_flag=True, help="Summarise the dead-letter topics, then exit.")
@@ -32,7 +33,7 @@ def sink(ctx: click.Context, topic_spec: str, status: bool, dlq_report: bool, un
     """Write topics into their tables exactly once (offsets stored with the rows in PostgreSQL).
 
     Runs until SIGTERM/SIGINT, which flush the current batch. /metrics and /healthz are served on
-    sink.http_port (default 9464; 0 disables).
+    sink.http_port (default 9464; --metrics-port overrides it; 0 disables).
     """
 
     def run() -> None:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 
-from .cliutil import guarded
+from .cliutil import guarded, metrics_port_option
 from .context import Context
 
 log = logging.getLogger("scalp.streams")
 
 
 @click.command()
+@metrics_port_option("streams", 9465)
 @click.option(
     "--policy",
     "policy_path",
@@ -37,7 +38,8 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
     Consumes market_trades and market_quotes (keyed by symbol: run more workers to share partitions) and
     trade_ledger; produces features, signals, risk_decisions, order_intents and risk_day. State is kept in
     Faust tables with changelog topics, so a restarted worker resumes with the same state. SIGTERM or
-    SIGINT stop it cleanly. /metrics and /healthz on streams.http_port (default 9465; 0 disables).
+    SIGINT stop it cleanly. /metrics and /healthz on streams.http_port (default 9465;
+    --metrics-port overrides it; 0 disables).
     """
 
     def run() -> None:

@@ -42,6 +42,28 @@ def guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def metrics_port_option(section: str, default: int) -> Callable[[F], F]:
+    """``--metrics-port N`` for a long-running command: /metrics and /healthz on port N (0: off), in place of
+    the ``<section>.http_port`` setting, on the address ``SCALP_HTTP_HOST`` gives (default 127.0.0.1)."""
+
+    def apply(ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+        if value is None or ctx.obj is None:
+            return
+        settings = ctx.obj.settings
+        part = getattr(settings, section).model_copy(update={"http_port": value})
+        ctx.obj.settings = settings.model_copy(update={section: part})
+
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        expose_value=False,
+        callback=apply,
+        metavar="N",
+        help=f"Serve /metrics and /healthz on this port; 0: off. [default: {section}.http_port, {default}]",
+    )
+
+
 # event times are int64 nanoseconds since 1970 (Kafka timestamps cannot be negative)
 LATEST_NS = (1 << 63) - 1
 

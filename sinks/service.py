@@ -8,7 +8,6 @@ from typing import Any
 
 from kafkaio.admin import TopicAdmin
 from kafkaio.lifecycle import stop_on_signals
-from kafkaio.metrics import serve
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -43,11 +42,7 @@ def run_sink(
         }
         return not state.paused, detail
 
-    server = (
-        serve(worker.metrics.registry, health, settings.http_host, settings.http_port, "sink")
-        if settings.http_port
-        else None
-    )
+    server = worker.metrics.serve(health, settings.http_host, settings.http_port)
     try:
         with stop_on_signals(worker.stop, "flushing and leaving the group"):
             worker.run(idle_exit_s=until_idle)

@@ -324,6 +324,7 @@ class SinkWorker:
                 self.metrics.duplicates.inc(result.duplicates)
             self.state.fast_rows += result.fast
             self.metrics.fast_rows.inc(result.fast)
+            self.metrics.last_write.set_to_current_time()
             self._commit_informational()
             self.state.last_error = None
             self.state.last_flush = self.state.last_commit = time.monotonic()
@@ -401,8 +402,7 @@ class SinkWorker:
 
     def _update_lag(self) -> None:
         try:
-            for (topic, partition), lag in self.lag().items():
-                self.metrics.lag.labels(topic, str(partition)).set(lag)
+            self.metrics.set_lag((topic, partition, lag) for (topic, partition), lag in self.lag().items())
         except Exception as exc:  # monitoring must never stop the worker
             log.debug("lag update failed: %s", exc)
 

@@ -342,6 +342,20 @@ class MarketInput:
                 return False
         return True
 
+    def lags(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records not taken yet) of each assigned market partition fetched so far (read
+        from the metrics thread: a copy of the assignment, nothing awaited)."""
+        consumer = getattr(self.app, "_consumer", None)  # not made here before the worker makes it
+        if consumer is None:
+            return []
+        out = []
+        for tp in list(consumer.assignment()):
+            high = consumer.highwater(tp) if self.is_market(tp) else None
+            taken = self.sequencer.consumed.get((tp.topic, tp.partition))
+            if high is not None and taken is not None:
+                out.append((tp.topic, tp.partition, high - taken - 1))
+        return out
+
     def stall_report(self) -> str:
         """What the merge waits for: held events per symbol and each market partition's position."""
         consumer = self.app.consumer

@@ -4,6 +4,7 @@ risk_day), risk inputs on the internal single-partition topic, and dead letters.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -27,11 +28,15 @@ class Outputs:
         self.app: Any = None  # the Faust app, and its topics below (set when it is built)
         self.risk_topic: Any = None
         self.dlq: dict[str, Any] = {}  # catalog topic -> its dead-letter topic
+        self.on_output: Callable[[str, dict[str, Any]], None] | None = None  # the metrics, when served
 
     async def send(self, out: list[Output]) -> None:
         counts = self.stats.outputs
         producer = self.app.producer
+        on_output = self.on_output
         for topic, record in out:
+            if on_output is not None:
+                on_output(topic, record)
             if topic == RISK_INPUT:
                 await self.send_risk(record)
             else:

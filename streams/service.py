@@ -11,7 +11,6 @@ from pathlib import Path
 import faust
 
 from kafkaio.admin import TopicAdmin
-from kafkaio.metrics import serve
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -48,7 +47,9 @@ def run_worker(
         def health() -> tuple[bool, dict[str, object]]:
             return True, {"status": "ok", "events": app.stats.events, "held": app.stage.held()}
 
-        server = serve(StreamsMetrics(app).registry, health, settings.http_host, settings.http_port, "streams")
+        metrics = StreamsMetrics(app)
+        app.outputs.on_output = metrics.on_output
+        server = metrics.serve(health, settings.http_host, settings.http_port)
     worker = faust.Worker(app.app, loglevel=log_level, override_logging=False, quiet=True)
     try:
         worker.execute_from_commandline()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from kafkaio.admin import TopicAdmin
 from kafkaio.lifecycle import run_service
@@ -70,23 +69,9 @@ def run_ingest(
     pipeline.tune_gc()
     server = None
     if polygon.http_port:
-        from prometheus_client import CollectorRegistry
+        from .metrics import IngestMetrics, health
 
-        from kafkaio.metrics import serve
-
-        def health() -> tuple[bool, dict[str, Any]]:
-            stats = pipeline.stats
-            detail = {
-                "status": "ok" if stats.connections else "connecting",
-                "connections": stats.connections,
-                "events": stats.events,
-                "gaps": stats.gaps,
-                "unrepaired": stats.unrepaired,
-                "dead_letters": stats.dead_letters,
-            }
-            return stats.connections > 0, detail
-
-        server = serve(CollectorRegistry(), health, polygon.http_host, polygon.http_port, "ingest")
+        server = IngestMetrics(pipeline).serve(lambda: health(pipeline), polygon.http_host, polygon.http_port)
     try:
         return run_service(pipeline, "draining the queue and flushing the producer")
     finally:
