@@ -125,6 +125,12 @@ def counter_family(name: str, doc: str, value: float | None = None, labels: Sequ
     return CounterMetricFamily(name, doc, value=value, labels=list(labels) if labels else None)
 
 
+def counter_families(rows: Iterable[tuple[str, str, float]]) -> Iterator[CounterMetricFamily]:
+    """One unlabelled counter per (name, help, value)."""
+    for name, doc, value in rows:
+        yield counter_family(name, doc, value)
+
+
 def gauge_family(name: str, doc: str, value: float | None = None, labels: Sequence[str] = ()) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value, labels=list(labels) if labels else None)
 

@@ -83,7 +83,13 @@ def _stack(ctx: click.Context, secure: bool | None = None) -> Any:
     if secure is None:
         mode = settings.stack.state_dir / "stack.mode"
         secure = mode.read_text().strip() == "secure" if mode.exists() else settings.stack.secure
-    return Stack(settings.stack.model_copy(update={"secure": secure}), settings.kafka.topic_prefix)
+    ports = {
+        "ingest": settings.polygon.http_port,
+        "streams": settings.streams.http_port,
+        "sink": settings.sink.http_port,
+        "execute": settings.execution.http_port,
+    }
+    return Stack(settings.stack.model_copy(update={"secure": secure}), settings.kafka.topic_prefix, ports)
 
 
 @stack.command("up")
@@ -94,11 +100,17 @@ def _stack(ctx: click.Context, secure: bool | None = None) -> Any:
     "registry over TLS, on certificates and passwords it generates under <state dir>/secure. Without it, the "
     "plain stack (the default, for the demo).",
 )
+@click.option(
+    "--monitoring",
+    is_flag=True,
+    help="Also Prometheus (Debian's package), on 127.0.0.1:19090: it scrapes the pipeline's processes on "
+    "this machine (their metrics ports) and evaluates the alert rules.",
+)
 @click.pass_context
 @guarded
-def stack_up(ctx: click.Context, secure: bool) -> None:
+def stack_up(ctx: click.Context, secure: bool, monitoring: bool) -> None:
     """Install what is missing (cached), start every service and wait until each answers. Idempotent."""
-    results = _stack(ctx, secure).up(report=lambda line: click.echo(line, err=True))
+    results = _stack(ctx, secure).up(report=lambda line: click.echo(line, err=True), monitoring=monitoring)
     started = [name for name, did in results if did]
     click.echo(f"stack up: {', '.join(started) + ' started' if started else 'already running'}")
 

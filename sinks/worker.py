@@ -75,6 +75,9 @@ class SinkWorker:
         self.physical = {kafka.topic(t): t for t in topics}
         self.writer = PgWriter(db, settings.group_id, catalog)
         self.metrics = metrics or SinkMetrics()
+        for topic in topics:  # every table's series exists from the start (at 0), so a rate over it works
+            self.metrics.dlq.labels(topic)
+            self.metrics.rows.labels(topic)
         self.state = WorkerState()
         self.batch = Batch()
         self.batch_started = time.monotonic()

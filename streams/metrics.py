@@ -13,6 +13,7 @@ from kafkaio.metrics import ProcessMetrics, counter_family, gauge_family
 from schemas.topics import FEATURES, ORDER_INTENTS, RISK_DAY, RISK_DECISIONS, SIGNALS
 
 DELAYED = (FEATURES, SIGNALS, RISK_DECISIONS, ORDER_INTENTS)
+LIMITS = ("daily_loss", "max_drawdown", "max_trades")  # the risk engine's breach flags
 
 
 class StreamsMetrics(ProcessMetrics):
@@ -79,7 +80,8 @@ def _risk_day(day: dict[str, Any]) -> Iterator[Metric]:
     yield gauge_family("scalp_risk_day_realized_r", "Realised R today", day["r_realized"])
     yield gauge_family("scalp_risk_day_max_drawdown_r", "Largest drop of realised R today", day["max_drawdown"])
     breached = gauge_family("scalp_risk_day_limit_breached", "1 when today's limit is breached", labels=["limit"])
-    for flag in sorted(day.get("breach_flags") or []):
-        breached.add_metric([flag], 1)
+    flags = set(day.get("breach_flags") or [])
+    for flag in sorted(flags | set(LIMITS)):
+        breached.add_metric([flag], 1 if flag in flags else 0)
     yield breached
     yield gauge_family("scalp_risk_day_timestamp_seconds", "Venue time of the last risk_day update", day["ts"] / 1e9)

@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from execution.guard import TradingState
-from kafkaio.metrics import ProcessMetrics, counter_family, gauge_family
+from kafkaio.metrics import ProcessMetrics, counter_families, counter_family, gauge_family
 
 
 class ExecuteMetrics(ProcessMetrics):
@@ -42,18 +42,22 @@ class ExecuteMetrics(ProcessMetrics):
             return
         router = result.router
         s = router.stats
-        yield counter_family("scalp_execute_intents", "Order intents taken", s.intents)
-        yield counter_family("scalp_execute_orders_sent", "Orders sent to the broker", s.sent)
+        yield from counter_families(
+            (
+                ("scalp_execute_intents", "Order intents taken", s.intents),
+                ("scalp_execute_orders_sent", "Orders sent to the broker", s.sent),
+                ("scalp_execute_fills", "Fills received", s.fills),
+                ("scalp_execute_trades_closed", "Trades closed (ledger rows)", s.closed),
+                ("scalp_execute_time_stops", "Trades closed by their time stop", s.time_stops),
+                ("scalp_execute_unknown_events", "Broker events of orders not ours", s.unknown_events),
+                ("scalp_execute_dead_letters", "Inputs sent to the dead-letter queue", result.dead_letters),
+            )
+        )
         refused = counter_family("scalp_execute_orders_refused", "Orders not sent or refused, by who", labels=["by"])
         refused.add_metric(["limits"], s.refused)
         refused.add_metric(["invalid"], s.invalid)
         refused.add_metric(["broker"], s.rejected)
         yield refused
-        yield counter_family("scalp_execute_fills", "Fills received", s.fills)
-        yield counter_family("scalp_execute_trades_closed", "Trades closed (ledger rows)", s.closed)
-        yield counter_family("scalp_execute_time_stops", "Trades closed by their time stop", s.time_stops)
-        yield counter_family("scalp_execute_unknown_events", "Broker events of orders not ours", s.unknown_events)
-        yield counter_family("scalp_execute_dead_letters", "Inputs sent to the dead-letter queue", result.dead_letters)
         state = gauge_family("scalp_execute_trading_state", "1 for the router's trading state", labels=["state"])
         current = router.guard.state if router.guard is not None else TradingState.ACTIVE
         for candidate in TradingState:

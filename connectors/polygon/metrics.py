@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from kafkaio.metrics import ProcessMetrics, counter_family, gauge_family
+from kafkaio.metrics import ProcessMetrics, counter_families, counter_family, gauge_family
 from streams.core.sessions import Calendar
 
 from .ingest import IngestPipeline
@@ -31,20 +31,24 @@ class IngestMetrics(ProcessMetrics):
     def _families(self) -> Iterator[Metric]:
         p = self.pipeline
         s = p.stats
-        yield counter_family("scalp_ingest_frames", "WebSocket frames received", s.frames)
-        yield counter_family("scalp_ingest_events", "Market events received (trades, quotes, bars)", s.events)
+        yield from counter_families(
+            (
+                ("scalp_ingest_frames", "WebSocket frames received", s.frames),
+                ("scalp_ingest_events", "Market events received (trades, quotes, bars)", s.events),
+                ("scalp_ingest_duplicates", "Events dropped as already published", s.duplicates),
+                ("scalp_ingest_dead_letters", "Events sent to the dead-letter queue", s.dead_letters),
+                ("scalp_ingest_gaps", "Gaps detected (a reconnect or a silence)", s.gaps),
+                ("scalp_ingest_gaps_unrepaired", "Gaps the REST backfill could not fill", s.unrepaired),
+                ("scalp_ingest_events_recovered", "Events recovered by gap repair", s.repaired),
+                ("scalp_ingest_option_rows", "Options chain rows published", s.options),
+                ("scalp_ingest_ignored", "Events of no subscribed kind or symbol", s.ignored),
+                ("scalp_ingest_connections", "WebSocket connections made", p.stream.connections),
+            )
+        )
         published = counter_family("scalp_ingest_published", "Records published, per topic", labels=["topic"])
         for topic, count in sorted(s.published.items()):
             published.add_metric([topic], count)
         yield published
-        yield counter_family("scalp_ingest_duplicates", "Events dropped as already published", s.duplicates)
-        yield counter_family("scalp_ingest_dead_letters", "Events sent to the dead-letter queue", s.dead_letters)
-        yield counter_family("scalp_ingest_gaps", "Gaps detected (a reconnect or a silence)", s.gaps)
-        yield counter_family("scalp_ingest_gaps_unrepaired", "Gaps the REST backfill could not fill", s.unrepaired)
-        yield counter_family("scalp_ingest_events_recovered", "Events recovered by gap repair", s.repaired)
-        yield counter_family("scalp_ingest_option_rows", "Options chain rows published", s.options)
-        yield counter_family("scalp_ingest_ignored", "Events of no subscribed kind or symbol", s.ignored)
-        yield counter_family("scalp_ingest_connections", "WebSocket connections made", p.stream.connections)
         yield gauge_family("scalp_ingest_queue_frames", "Frames received and not yet processed", p.queue.qsize())
         venue = p.venue.venue_ns
         if venue is not None:

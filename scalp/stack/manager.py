@@ -10,6 +10,7 @@ from kafkaio.errors import ConfigError
 from .base import Service, ServiceStatus
 from .kafka import Kafka
 from .postgres import Postgres
+from .prometheus import Prometheus
 from .registry import Registry
 from .secure import DB_ROLE_OF, PRINCIPALS, ROLES, SecureFiles
 from .settings import StackSettings
@@ -18,7 +19,9 @@ from .settings import StackSettings
 class Stack:
     """PostgreSQL first (the registry stores its schemas there), then Kafka, then the registry."""
 
-    def __init__(self, settings: StackSettings, topic_prefix: str = "") -> None:
+    def __init__(
+        self, settings: StackSettings, topic_prefix: str = "", metrics_ports: dict[str, int] | None = None
+    ) -> None:
         self.settings = settings
         self.topic_prefix = topic_prefix  # the secured stack's ACLs are for topics of this prefix
         self.postgres = Postgres(settings)
@@ -32,10 +35,13 @@ class Stack:
         else:
             self.registry = Registry(settings, jdbc, settings.postgres_user)
         self.services: list[Service] = [self.postgres, self.kafka, self.registry]
+        # optional (`up --monitoring`): stopped by `down`, reported by `status` while it runs
+        self.prometheus = Prometheus(settings, metrics_ports or {})
 
-    def up(self, report: Callable[[str], None] = lambda _: None) -> list[tuple[str, bool]]:
+    def up(self, report: Callable[[str], None] = lambda _: None, monitoring: bool = False) -> list[tuple[str, bool]]:
         """Start what is not running; returns (service, started) pairs. Idempotent. Services running in the
-        other mode (plain or secured) are stopped first: both use the same ports."""
+        other mode (plain or secured) are stopped first: both use the same ports. ``monitoring``: Prometheus
+        too."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         other_mode = "plain" if self.settings.secure else "secured"
         for other in self._other_mode():
@@ -47,7 +53,7 @@ class Stack:
             report(f"registry: stopped, to start again {wanted}")
         self.mode_file.write_text(wanted)
         results = []
-        for service in self.services:
+        for service in [*self.services, *([self.prometheus] if monitoring else [])]:
             report(f"{service.name}: preparing")
             service.prepare()
             started = service.start()
@@ -68,14 +74,15 @@ class Stack:
 
     def down(self, report: Callable[[str], None] = lambda _: None) -> list[tuple[str, bool]]:
         results = []
-        for service in reversed([*self.services, *self._other_mode()]):
+        for service in reversed([*self.services, *self._other_mode(), self.prometheus]):
             stopped = service.stop()
             report(f"{service.name}: {'stopped' if stopped else 'not running'}")
             results.append((service.name, stopped))
         return results
 
     def status(self) -> list[ServiceStatus]:
-        return [service.status() for service in self.services]
+        extra = [self.prometheus] if self.prometheus.pid() is not None else []
+        return [service.status() for service in [*self.services, *extra]]
 
     def env(self, role: str | None = None) -> dict[str, str]:
         """What a client of the stack needs, as environment variables. Secured stack: the settings of the

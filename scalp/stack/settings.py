@@ -45,5 +45,9 @@ class StackSettings(BaseModel):
     # the secured stack (`scalp stack up --secure`): Kafka over SASL_SSL with ACLs, the registry over TLS;
     # `scalp stack up` without it gives back the plain stack
     secure: bool = False
+    # `scalp stack up --monitoring`: Prometheus (Debian's) scraping the pipeline's processes on this machine
+    prometheus_port: int = 19090
+    scrape_interval_s: float = Field(default=5.0, gt=0)
+    metrics_retention: str = "15d"
     start_timeout_s: float = Field(default=180.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)

@@ -22,6 +22,7 @@ from kafkaio.registry import SchemaRegistry
 from scalp.settings import DEFAULT_CONFIG, AppSettings
 from schemas.catalog import catalog
 from schemas.serde import AvroSerde
+from tests.metrics_util import Scraper, free_ports, queried
 from tests.sink_util import migrated
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +33,20 @@ def _scalp(config: Path, *args: str, env: dict[str, str]) -> subprocess.Complete
         [sys.executable, "-m", "scalp.cli", "--config", str(config), *args],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False,
     )  # fmt: skip
+
+
+def _every_queried_series_was_exported(scraper: Scraper) -> None:
+    """Each process answered /metrics and /healthz with its own series and the process collectors, and
+    every series the Grafana dashboard and the alert rules query was exported by one of them."""
+    for name, seen in scraper.seen.items():
+        assert any(series.startswith(f"scalp_{name}_") for series in seen), (name, sorted(seen))
+        assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "scalp_build_info"} <= seen, name
+        assert scraper.health.get(name) == 200, (name, scraper.health)
+    exported = set().union(*scraper.seen.values())
+    missing = sorted(queried() - exported)
+    assert missing == [], f"queried by the dashboard or the rules, exported by no process: {missing}"
+    assert "scalp_consumer_lag_messages" in scraper.seen["sink"]
+    assert "scalp_consumer_lag_messages" in scraper.seen["streams"]
 
 
 def _distinct(records: list[dict[str, Any]]) -> int:
@@ -45,8 +60,11 @@ def test_supervised_pipeline_recovers_from_sigkills_and_every_table_equals_its_t
     kafka = services.kafka.model_copy(update={"topic_prefix": prefix})
     TopicAdmin(kafka, catalog()).create_all()
     data = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    data.setdefault("streams", {})["http_port"] = 0
-    data.setdefault("sink", {}).update(http_port=0, group_id=f"sink-{prefix}")
+    ports = dict(zip(("ingest", "streams", "sink", "execute"), free_ports(4), strict=True))
+    data.setdefault("polygon", {})["http_port"] = ports["ingest"]
+    data.setdefault("streams", {})["http_port"] = ports["streams"]
+    data.setdefault("execution", {})["http_port"] = ports["execute"]
+    data.setdefault("sink", {}).update(http_port=ports["sink"], group_id=f"sink-{prefix}")
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(data))
     env = {**os.environ, "SCALP_TOPIC_PREFIX": prefix, "DATABASE_URL": dsn, "SCALP_LOG_DIR": str(tmp_path / "logs")}
@@ -58,6 +76,7 @@ def test_supervised_pipeline_recovers_from_sigkills_and_every_table_equals_its_t
     assert written.returncode == 0, written.stdout + written.stderr
     started = _scalp(config, "deploy", "start", "--dir", deploy, env=env)
     assert started.returncode == 0, started.stdout + started.stderr
+    scraper = Scraper(ports).__enter__()  # every process's /metrics, all along the session
     try:
 
         def states() -> dict[str, list[str]]:
@@ -110,6 +129,9 @@ def test_supervised_pipeline_recovers_from_sigkills_and_every_table_equals_its_t
         assert final["sink"][0] == "RUNNING"
         logs = sorted(p.name for p in (Path(deploy) / "logs").iterdir() if p.suffix == ".log")
         assert logs == ["execute.log", "ingest.log", "sink.log", "streams.log"]
+        scraper.__exit__()
+        _every_queried_series_was_exported(scraper)
     finally:
+        scraper.__exit__()
         stopped = _scalp(config, "deploy", "stop", "--dir", deploy, env=env)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr

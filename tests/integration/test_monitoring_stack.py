@@ -1,0 +1,56 @@
+"""`scalp stack up --monitoring`'s Prometheus (Debian's binary) scrapes a process through the one metrics
+interface and evaluates the alert rules: a worker that stops answering raises ScalpWorkerDown."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import requests
+
+from kafkaio.metrics import ProcessMetrics
+from scalp.stack.prometheus import Prometheus
+from scalp.stack.settings import StackSettings
+from tests.metrics_util import free_ports
+
+
+def _query(url: str, expr: str) -> list[dict]:  # type: ignore[type-arg]
+    resp = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5)
+    resp.raise_for_status()
+    return resp.json()["data"]["result"]  # type: ignore[no-any-return]
+
+
+def _wait(probe, timeout_s: float = 60):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+def test_local_prometheus_scrapes_the_pipeline_and_alerts_when_a_worker_goes(tmp_path: Path) -> None:
+    prom_port, sink_port = free_ports(2)
+    settings = StackSettings(state_dir=tmp_path, prometheus_port=prom_port, scrape_interval_s=1)
+    metrics = ProcessMetrics("sink")
+    metrics.set_lag([("market_quotes", 0, 42)])
+    server = metrics.serve(lambda: (True, {}), "127.0.0.1", sink_port)
+    assert server is not None
+    prometheus = Prometheus(settings, {"sink": sink_port})
+    prometheus.prepare()
+    assert prometheus.start()
+    try:
+        assert prometheus.status().healthy
+        lag = _wait(lambda: _query(prometheus.url, 'scalp_consumer_lag_messages{job="scalp-sink"}'))
+        assert lag[0]["metric"]["topic"] == "market_quotes"
+        assert lag[0]["value"][1] == "42"
+        rules = requests.get(f"{prometheus.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        assert {r["health"] for g in rules for r in g["rules"]} == {"ok"}
+        assert not prometheus.start()  # running: reloaded, not started twice
+        server.shutdown()
+        down = _wait(lambda: _query(prometheus.url, 'ALERTS{alertname="ScalpWorkerDown"}'), timeout_s=30)
+        assert down[0]["metric"]["job"] == "scalp-sink"  # pending (it fires after a minute down)
+    finally:
+        prometheus.stop()
+    assert prometheus.pid() is None
