@@ -387,6 +387,7 @@ from .cli_ingest import backfill, ingest  # noqa: E402
 from .cli_research import drift, export, labels, replay  # noqa: E402
 from .cli_sink import sink  # noqa: E402
 from .cli_streams import streams  # noqa: E402
+from .cli_top import top  # noqa: E402
 from .cli_tune import tune  # noqa: E402
 
 main.add_command(ingest)
@@ -407,6 +408,7 @@ main.add_command(export)
 main.add_command(tune)
 main.add_command(backtest)
 main.add_command(report)
+main.add_command(top)
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,19 @@ def _scalp(config: Path, *args: str, env: dict[str, str]) -> subprocess.Complete
     )  # fmt: skip
 
 
+def _top_shows_every_process_up(config: Path, env: dict[str, str]) -> None:
+    """`scalp top --once` sees all four processes up, mid-session, and the symbols' last ticks."""
+    deadline = time.monotonic() + 30
+    while True:
+        view = _scalp(config, "top", "--once", "--interval", "1", env={**env, "COLUMNS": "200"})
+        assert view.returncode == 0, view.stdout + view.stderr
+        lines = view.stdout.splitlines()
+        up = {x.split()[1] for x in lines if x.startswith("│ ") and "│ up " in x}
+        if up == {"ingest", "streams", "sink", "execute"} and any(x.startswith("│ SPY ") for x in lines):
+            return
+        assert time.monotonic() < deadline, view.stdout
+
+
 def _every_queried_series_was_exported(scraper: Scraper) -> None:
     """Each process answered /metrics and /healthz with its own series and the process collectors, and
     every series the Grafana dashboard and the alert rules query was exported by one of them."""
@@ -91,7 +104,8 @@ def test_supervised_pipeline_recovers_from_sigkills_and_every_table_equals_its_t
             time.sleep(0.5)
         else:
             raise AssertionError(f"programs did not start: {states()}")
-        time.sleep(12)  # mid-session: ingest is publishing, the worker and the sink are busy
+        _top_shows_every_process_up(config, env)
+        time.sleep(6)  # mid-session: ingest is publishing, the worker and the sink are busy
         before = {p: int(states()[p][1]) for p in ("streams", "sink")}
         for pid in before.values():
             os.kill(pid, signal.SIGKILL)
