@@ -54,7 +54,16 @@ class SchemaRegistry:
             "NONE",
         }:
             raise ConfigError(f"registry.compatibility: unknown level '{level}'")
-        self._client.set_compatibility(subject_name=subject, level=level)
+        for attempt in (1, 2):
+            try:
+                self._client.set_compatibility(subject_name=subject, level=level)
+                return
+            except SchemaRegistryError as exc:
+                # Apicurio answers 409 ("a rule named 'COMPATIBILITY' already exists") when another process
+                # created the subject's rule between its check and its write (workers starting together): the
+                # rule exists now, so the second PUT updates it
+                if exc.http_status_code != 409 or attempt == 2:
+                    raise
 
     def get_compatibility(self, subject: str) -> str:
         return str(self._client.get_compatibility(subject_name=subject))

@@ -111,6 +111,13 @@ def ingest_polygon(ctx: click.Context, symbols: str, with_options: bool) -> None
 @click.option("--start", default=None, help="Window start HH:MM US/Eastern (default 04:00).")
 @click.option("--end", default=None, help="Window end HH:MM US/Eastern (default the end of extended hours).")
 @click.option("--options", "with_options", is_flag=True, help="Also poll options chain snapshots.")
+@click.option(
+    "--bursts",
+    type=click.IntRange(0, 1000),
+    default=0,
+    show_default=True,
+    help="Minutes of the window (seeded, in regular hours first) with ten times the market's activity.",
+)
 @click.pass_context
 def ingest_synthetic(
     ctx: click.Context,
@@ -122,6 +129,7 @@ def ingest_synthetic(
     start: str | None,
     end: str | None,
     with_options: bool,
+    bursts: int,
 ) -> None:
     """A deterministic synthetic session, served by a local Polygon-protocol server (separate process)
     and ingested through the same path as `ingest polygon`. The same seed gives identical topics.
@@ -152,7 +160,7 @@ def ingest_synthetic(
             "--api-key",
             key,
         ]
-        for flag, value in (("--start", start), ("--end", end), ("--speed", speed)):
+        for flag, value in (("--start", start), ("--end", end), ("--speed", speed), ("--bursts", bursts or None)):
             if value is not None:
                 args += [flag, str(value)]
         context: Context = ctx.obj

@@ -38,6 +38,7 @@ QUOTE_EXCHANGES = (8, 10, 11, 12, 15, 17, 19, 21)
 TRADE_EXCHANGES = (4, 4, 4, 10, 11, 12, 12, 15, 19, 21)
 QUOTES_PER_MIN = 720  # at activity 1.0
 TRADES_PER_MIN = 180
+BURST = 10.0  # activity multiple of a burst minute
 
 
 @cache
@@ -106,12 +107,21 @@ class Session:
     """One synthetic session for ``symbols`` on ``day``; everything derives from ``seed``."""
 
     def __init__(
-        self, day: dt.date, symbols: list[str], seed: int, start: str | None = None, end: str | None = None
+        self,
+        day: dt.date,
+        symbols: list[str],
+        seed: int,
+        start: str | None = None,
+        end: str | None = None,
+        bursts: int = 0,
     ) -> None:
+        """``bursts``: minutes of the window (drawn from the seed, regular hours first) in which the whole
+        market trades ten times as actively (news); 0 leaves the session as it always was."""
         self.times = session_times(day, start, end)
         self.symbols = sorted(s.upper() for s in symbols)
         self.seed = seed
         self.minutes = (self.times.post_close_ns - self.times.pre_open_ns) // MINUTE_NS
+        self.bursts = self._burst_minutes(bursts)
         self.plans = {s: self._plan(s) for s in self.symbols}
         self._cache: OrderedDict[tuple[str, int], list[dict[str, Any]]] = OrderedDict()
 
@@ -120,7 +130,20 @@ class Session:
     def _rng(self, *parts: object) -> random.Random:
         return random.Random("|".join(str(p) for p in (self.seed, self.times.date, *parts)))
 
+    def _burst_minutes(self, count: int) -> frozenset[int]:
+        if count <= 0:
+            return frozenset()
+        window = list(self.minute_range(self.times.start_ns, self.times.end_ns))
+        regular = [m for m in window if self.times.phase(self.times.pre_open_ns + m * MINUTE_NS) == "rth"]
+        pool = regular if len(regular) >= count else window
+        return frozenset(self._rng("bursts").sample(pool, min(count, len(pool))))
+
     def _activity(self, minute: int) -> float:
+        if minute in self.bursts:
+            return BURST * self._base_activity(minute)
+        return self._base_activity(minute)
+
+    def _base_activity(self, minute: int) -> float:
         t = self.times.pre_open_ns + minute * MINUTE_NS
         if t < self.times.open_ns:
             return 0.06

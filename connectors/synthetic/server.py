@@ -397,6 +397,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--speed", type=float, default=None, help="times real time (default: as fast as read)")
+    p.add_argument("--bursts", type=int, default=0, help="minutes of ten times the activity (seeded)")
     p.add_argument("--disconnect-after", default="", help="comma-separated event counts")
     p.add_argument("--drop-events", type=int, default=0)
     p.add_argument("--duplicate-every", type=int, default=0)
@@ -412,7 +413,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    session = Session(args.date, args.symbols.split(","), args.seed, args.start, args.end)
+    session = Session(args.date, args.symbols.split(","), args.seed, args.start, args.end, args.bursts)
     faults = Faults(
         [int(x) for x in args.disconnect_after.split(",") if x],
         args.drop_events,

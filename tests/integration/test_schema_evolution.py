@@ -71,3 +71,37 @@ def test_old_records_decode_with_the_evolved_reader(
     reader = AvroSerde(SchemaRegistry(registry.settings), test_kafka, new_catalog)
     decoded = reader.decode(msg.value(), "market_trades")
     assert decoded == {**record, "venue_note": None}
+
+
+def test_workers_starting_together_set_a_subject_s_compatibility_without_a_conflict(
+    registry: SchemaRegistry, serde: AvroSerde
+) -> None:
+    """Two streams workers started at once failed with Apicurio's 409 ("a rule named 'COMPATIBILITY' already
+    exists"): each saw no rule and created it. Many clients at once on fresh subjects all succeed."""
+    import threading
+
+    from kafkaio.registry import SchemaRegistry as Client
+
+    schema = json.dumps(serde.catalog["market_trades"].schema)
+    subjects = [fresh_subject() for _ in range(6)]
+    for subject in subjects:
+        registry.register(subject, schema)
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        client = Client(registry.settings)  # a client of its own, as each worker process has
+        start.wait()
+        for subject in subjects:
+            try:
+                client.set_compatibility(subject, "BACKWARD")
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert {registry.get_compatibility(s) for s in subjects} == {"BACKWARD"}

@@ -121,3 +121,26 @@ def test_option_chain_prices_and_missing_greeks() -> None:
     put = black_scholes(600, 600, 30 / 365, 0.2, False)
     assert 0.5 < call["delta"] < 0.6
     assert call["price"] - put["price"] == pytest.approx(600 - 600 * pow(2.718281828, -0.04 * 30 / 365), abs=1e-3)
+
+
+def test_burst_minutes_trade_ten_times_as_much_and_change_nothing_when_off() -> None:
+    from collections import Counter
+
+    from connectors.synthetic.generator import MINUTE_NS
+
+    plain = Session(DAY, ["SPY", "QQQ"], 4, "10:00", "10:20")
+    same = Session(DAY, ["SPY", "QQQ"], 4, "10:00", "10:20", bursts=0)
+    assert list(plain.stream()) == list(same.stream())
+    bursty = Session(DAY, ["SPY", "QQQ"], 4, "10:00", "10:20", bursts=3)
+    assert len(bursty.bursts) == 3
+    assert bursty.bursts == Session(DAY, ["SPY", "QQQ"], 4, "10:00", "10:20", bursts=3).bursts  # seeded
+
+    def per_minute(session: Session) -> Counter[int]:
+        start = session.times.pre_open_ns
+        return Counter((e["t"] * 1_000_000 - start) // MINUTE_NS for e in session.stream() if e["ev"] in ("T", "Q"))
+
+    calm, busy = per_minute(plain), per_minute(bursty)
+    for minute in bursty.bursts:
+        assert 7 * calm[minute] < busy[minute] < 13 * calm[minute]
+    quiet = [m for m in calm if m not in bursty.bursts]
+    assert sum(busy[m] for m in quiet) < 1.3 * sum(calm[m] for m in quiet)
