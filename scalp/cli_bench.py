@@ -149,3 +149,53 @@ def bench_replay(events: int, no_write: bool) -> None:
         publish("replay", replay_bench.markdown(replay_bench.run(events)), no_write)
 
     guarded(run)()
+
+
+@bench.command("scaleout")
+@click.option("--symbols", "n_symbols", type=click.IntRange(1, 5000), default=700, show_default=True,
+              help="Symbols in the session (700 trade about 10k events/s on average over regular hours).")  # fmt: skip
+@click.option("--date", "day", default="2026-11-20", show_default=True, help="Session date (a trading day).")
+@click.option("--start", default="09:30", show_default=True, help="Window start HH:MM ET.")
+@click.option("--end", default="10:30", show_default=True, help="Window end HH:MM ET (an hour by default).")
+@click.option("--bursts", type=int, default=6, show_default=True, help="Burst minutes (ten times the activity).")
+@click.option("--speed", type=float, default=None, help="Times real time (default: as fast as ingest publishes).")
+@click.option("--workers", default="1,2,3", show_default=True, help="The N to run, comma-separated.")
+@click.option("--no-write", is_flag=True, help="Print only; do not update BENCHMARKS.md.")
+@click.pass_context
+def bench_scaleout(
+    ctx: click.Context, n_symbols: int, day: str, start: str, end: str, bursts: int, speed: float | None,
+    workers: str, no_write: bool,
+) -> None:  # fmt: skip
+    """A whole-market synthetic session through ingest, N streams workers and N sinks for each N: events/s,
+    tick-to-feature latency, CPU per process and lag, and whether every output topic is byte-identical
+    whatever N is and every table equals its topic."""
+
+    def run() -> None:
+        from benchmarks import scaleout_bench
+        from benchmarks.ingest_bench import machine
+        from kafkaio.errors import ConfigError
+        from kafkaio.registry import SchemaRegistry
+        from schemas.serde import AvroSerde
+
+        context: Context = ctx.obj
+        settings = context.settings
+        try:
+            ns = [int(x) for x in workers.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--workers: comma-separated numbers (got {workers!r})") from None
+        if not ns or min(ns) < 1:
+            raise ConfigError("--workers: at least one N of 1 or more")
+        shape = scaleout_bench.Shape(day, scaleout_bench.Shape.market(n_symbols), start, end, bursts, speed)
+        results = scaleout_bench.run(
+            settings.kafka,
+            lambda kafka: AvroSerde(SchemaRegistry(settings.registry), kafka, context.catalog),
+            context.catalog,
+            settings.database.dsn,
+            shape,
+            ns,
+            settings.stack.state_dir / "bench-scaleout",
+            report=lambda line: click.echo(line, err=True),
+        )
+        publish("scaleout", scaleout_bench.markdown(shape, results, machine()), no_write)
+
+    guarded(run)()

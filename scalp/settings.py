@@ -86,16 +86,32 @@ class AppSettings(BaseModel):
     def digest(self) -> str:
         """sha256 over the non-secret settings that shape outputs (secrets appear only as set / unset).
 
-        Where things live is left out: the local stack's section (ports, directories), logging, and the
-        policy file's path (its content is the session policy digest). The trade-condition table counts by
-        its content, not its path. The same configuration run from the checkout or from the installed
-        package, in any directory, stamps the same env hash."""
-        kept = self.model_dump(
-            mode="json", exclude={"stack": True, "logging": True, "security": True, "streams": {"policy_file"}}
-        )
+        Where things live and how they are reached is left out (:data:`WHERE`): brokers, topic prefix, registry,
+        database URLs, consumer groups, ports and addresses, the local stack's section, logging, and the
+        policy file's path (its content is the session policy digest). The trade-condition table counts by its
+        content, not its path. So every worker of a deployment, the same configuration run from the checkout
+        or the installed package in any directory, and the same session through other topics all stamp the
+        same env hash."""
+        kept = self.model_dump(mode="json", exclude=WHERE)
         kept["streams"]["conditions_file"] = _content_digest(self.streams.conditions_file)
         body = json.dumps(kept, sort_keys=True, default=str)
         return hashlib.sha256(body.encode()).hexdigest()
+
+
+# what AppSettings.digest leaves out: where things live and how they are reached
+WHERE: dict[str, Any] = {
+    "stack": True,
+    "logging": True,
+    "security": True,
+    "kafka": True,
+    "registry": True,
+    "database": True,
+    "polygon": {"ws_url", "rest_url", "http_port", "http_host"},
+    "tradier": {"base_url", "stream_url"},
+    "sink": {"group_id", "instance_id", "http_port", "http_host"},
+    "streams": {"app_id", "policy_file", "web_port", "http_port", "http_host"},
+    "execution": {"audit_spill_file", "http_port", "http_host"},
+}
 
 
 def _loopback(host: str | None) -> bool:

@@ -48,6 +48,7 @@ import faust
 
 from kafkaio import clients
 from kafkaio.collector import CollectorTuning
+from kafkaio.errors import ConfigError
 from kafkaio.settings import KafkaSettings
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
@@ -105,7 +106,14 @@ class Streams:
         parts.calendar.load()  # at start: loading it on the first event would stall the event loop 1-2 s
         self.stage = SymbolStage(parts)
         legacy = settings.legacy_state == "migrate"
-        self.risk = RiskState(RiskEngine(parts.policy.risk, parts.calendar, parts.digests), legacy=legacy)
+        partitions = catalog[MARKET_TRADES].partitions
+        if catalog[MARKET_QUOTES].partitions != partitions:  # a symbol's trades and quotes meet in one worker
+            raise ConfigError(
+                f"{MARKET_TRADES} and {MARKET_QUOTES} need the same partition count (the catalog has "
+                f"{partitions} and {catalog[MARKET_QUOTES].partitions})"
+            )
+        engine = RiskEngine(parts.policy.risk, parts.calendar, parts.digests)
+        self.risk = RiskState(engine, partitions, legacy=legacy)
         self.stats = Stats()
         self.logical = {kafka.topic(t): t for t in INPUT_TOPICS}  # physical -> catalog name
         self.membership = Membership()
@@ -247,6 +255,10 @@ class Streams:
             if not self.membership.stable() or self.restart_reason is not None:
                 return
         await market.release_quiet(now)
+        quiet_for = self.settings.idle_release_ms / 1000 or 1.0
+        if not market.taking and now - self.stats.last_activity >= quiet_for and await market.read_to_end():
+            # nothing left to read: the risk inputs this worker's partitions hold back may be applied
+            await market.send_progress(idle=True)
         if market.acks.dirty and now - market.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
             await market.checkpoint()
         self.collector.maybe_collect()
@@ -321,9 +333,9 @@ class Streams:
                     )  # fmt: skip
                     for _offset, _key, value in missing:
                         self.stats.risk_refetched += 1
-                        out.extend(risk.apply(value))
+                        out.extend(risk.take(value))
                 risk.offset = msg.offset
-                out.extend(risk.apply(event.value))
+                out.extend(risk.take(event.value))
             await self.outputs.send(out)
             # saved even if a rebalance began meanwhile: these inputs are acknowledged by Faust's own
             # stream (not by us), so the state that holds them must reach the changelog

@@ -29,6 +29,7 @@ from .core.statecodec import StateError
 from .membership import Membership
 from .offsets import OffsetsClient
 from .outputs import Outputs
+from .riskorder import END, progress_marker
 from .sequencer import Action, PartitionSequencer, TPKey
 from .settings import StreamsSettings
 from .state import SymbolStore
@@ -76,6 +77,8 @@ class MarketInput:
         self.last_push: dict[str, float] = {}  # symbol -> wall time of its last input
         self.last_checkpoint = time.monotonic()
         self.taking = False  # a fetch of market records is being taken (its handler is waiting on a send)
+        self.last_ts: dict[TPKey, int] = {}  # newest event time read from each market partition
+        self.progress_sent: dict[int, int] = {}  # market partition -> the progress last sent for it
 
     def revoked(self) -> None:
         """Unsaved progress is dropped: its inputs were not acknowledged, so whoever owns the partitions now
@@ -85,6 +88,8 @@ class MarketInput:
         self.symbols.forget()
         self.acks.reset()
         self.sequencer.reset()
+        self.last_ts.clear()
+        self.progress_sent.clear()
 
     # --- one fetch -----------------------------------------------------------------------------------
 
@@ -101,6 +106,7 @@ class MarketInput:
                 await self._take((tp.topic, tp.partition), records, now)
         finally:
             self.taking = False
+        await self.send_progress()
         now = time.monotonic()
         self.stats.last_activity = now
         if now - self.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
@@ -157,6 +163,7 @@ class MarketInput:
         stage, waiting, symbols, membership = self.stage, self.acks.waiting, self.symbols, self.membership
         loaded, partition_of = symbols.loaded, symbols.partition_of
         decode_known, partition = self.serde.decode_known, tp[1]
+        last_ts = self.last_ts
         touched: set[str] = set()
         try:
             for index, rec in enumerate(records):
@@ -172,6 +179,8 @@ class MarketInput:
                             self.stats.stale += len(records) - index
                             return False
                     symbol = record["symbol"]
+                    if record["ts"] > last_ts.get(tp, -1):
+                        last_ts[tp] = record["ts"]
                     if symbol not in loaded:
                         symbols.load(symbol)
                     if stage.offsets.get(symbol, {}).get(tp, -1) >= offset:
@@ -341,6 +350,49 @@ class MarketInput:
             if start < high:
                 return False
         return True
+
+    # --- progress (streams.riskorder) ----------------------------------------------------------------
+
+    def progress(self, idle: bool = False) -> dict[int, int]:
+        """Per market partition this worker owns: the event time below which it will send no more signals
+        from it (the oldest event its merge holds, the newest read from each of the partition's topics; a
+        topic read to its end with nothing read yet: the newest event time read anywhere). ``idle``: quiet,
+        read to the end and nothing held: the end of time. A partition it cannot bound yet is left out."""
+        consumer = self.app.consumer
+        owned: dict[int, list[Any]] = {}
+        for tp in consumer.assignment():
+            if self.is_market(tp):
+                owned.setdefault(tp.partition, []).append(tp)
+        held: dict[int, int] = {}
+        for symbol, merger in self.stage.mergers.items():
+            oldest = merger.oldest()
+            partition = self.symbols.partition_of.get(symbol)
+            if oldest is not None and partition is not None:
+                held[partition] = min(held.get(partition, END), oldest)
+        newest = max(self.last_ts.values(), default=None)
+        out: dict[int, int] = {}
+        for partition, tps in owned.items():
+            bound: int | None = held.get(partition, END)
+            for tp in tps:
+                key = (tp.topic, tp.partition)
+                last = self.last_ts.get(key)
+                at_end = self.sequencer.read_to(key, consumer.highwater(tp))
+                if idle and at_end and partition not in held:
+                    continue
+                last = last if last is not None else (newest if at_end else None)
+                bound = None if last is None or bound is None else min(bound, last)
+            if bound is not None:
+                out[partition] = bound
+        return out
+
+    async def send_progress(self, idle: bool = False) -> None:
+        """Progress markers for the partitions whose progress moved (after the outputs that preceded it)."""
+        if not self.membership.stable():
+            return
+        for partition, ts in sorted(self.progress(idle).items()):
+            if self.progress_sent.get(partition) != ts:
+                await self.outputs.send_risk(progress_marker(partition, ts))
+                self.progress_sent[partition] = ts
 
     def lags(self) -> list[tuple[str, int, int]]:
         """(topic, partition, records not taken yet) of each assigned market partition fetched so far (read

@@ -12,9 +12,11 @@ import orjson
 from .core.pipeline import Output, SymbolStage
 from .core.risk import Market, RiskEngine
 from .core.statecodec import StateError
+from .riskorder import RiskOrder
 
 log = logging.getLogger(__name__)
 ACCOUNT_KEY = b"account"
+ORDER_KEY = b"account/order"  # the risk inputs held until their turn
 
 
 def put(table: Any, key: bytes, value: bytes, partition: int) -> None:
@@ -70,10 +72,12 @@ class SymbolStore:
 
 
 class RiskState:
-    """The risk engine, its table and the offset of the last risk input its state includes (-1: none)."""
+    """The risk engine, its table, the offset of the last risk input its state includes (-1: none) and the
+    inputs held until their turn (streams.riskorder), under a key of their own."""
 
-    def __init__(self, engine: RiskEngine, legacy: bool = False) -> None:
+    def __init__(self, engine: RiskEngine, partitions: int, legacy: bool = False) -> None:
         self.engine = engine
+        self.order = RiskOrder(partitions)
         self.legacy = legacy
         self.failure: str | None = None
         self.table: Any = None  # the Faust table (set when the app is built)
@@ -95,10 +99,28 @@ class RiskState:
             self.offset = int.from_bytes(state[:8], "big", signed=True)
         else:
             self.offset = -1
+        self.order = RiskOrder(self.order.partitions)
+        held = self.table.get(ORDER_KEY)
+        if held is not None:
+            try:
+                self.order.restore(held)
+            except StateError as exc:
+                self.failure = f"risk state refused: {exc}"
+                log.error("%s; the worker stops", self.failure)
+                raise
         self.loaded = True
 
     def save(self) -> None:
+        put(self.table, ORDER_KEY, self.order.export(), 0)
         put(self.table, ACCOUNT_KEY, self.offset.to_bytes(8, "big", signed=True) + self.engine.export_state(), 0)
+
+    def take(self, value: bytes) -> list[Output]:
+        """One record of the risk input partition: held in order; what its turn has come for is applied."""
+        self.order.take(value)
+        out: list[Output] = []
+        for ready in self.order.release():
+            out.extend(self.apply(ready))
+        return out
 
     def apply(self, value: bytes) -> list[Output]:
         """One risk input (a signal with its market, a closed trade, or a refused order)."""

@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import urllib.request
 from pathlib import Path
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.scaleout_bench import Background
+from scalp.stack.procs import free_ports
+
+__all__ = ["free_ports"]
+
 MONITORING = Path(__file__).resolve().parents[1] / "infra" / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "scalp-pipeline.json"
 RULES = MONITORING / "alerts.yml"
 _NAME = re.compile(r"\b((?:scalp|process)_[a-z0-9_]+)\b")
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free now on 127.0.0.1."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def dashboard_exprs() -> list[str]:
@@ -48,25 +39,16 @@ def sample_names(text: str) -> set[str]:
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-class Scraper:
+class Scraper(Background):
     """Scrapes /metrics of each (name, port) every ``every_s`` in a thread; keeps every name seen."""
 
     def __init__(self, ports: dict[str, int], every_s: float = 1.0) -> None:
+        super().__init__()
         self.ports = ports
         self.every_s = every_s
         self.seen: dict[str, set[str]] = {name: set() for name in ports}
         self.texts: dict[str, str] = {}
         self.health: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Scraper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

@@ -48,6 +48,10 @@ class Merger:
             out.append((QUOTE if item[2] == "0" else TRADE, item[4]))
         return out
 
+    def oldest(self) -> int | None:
+        """Event time of the oldest event held (None: nothing held)."""
+        return self._heap[0][0] if self._heap else None
+
     def lagging(self) -> str:
         """The stream the merge is waiting for (the one with the older newest event)."""
         return TRADE if self.high[TRADE] <= self.high[QUOTE] else QUOTE

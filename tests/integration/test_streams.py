@@ -270,10 +270,12 @@ def test_risk_inputs_past_a_hole_are_read_directly_and_applied_in_order(
     ledger("a", 1.0, 0)
     out = _finish(start_streams(policy, prefix, "--until-idle", "4"))
     assert "'risk_day': 1" in out, out[-2000:]
-    for k, (intent, r) in enumerate([("b", -0.5), ("c", 0.25), ("d", 2.0)], start=1):
-        ledger(intent, r, k)  # offsets 1, 2, 3
     mover = Consumer({**kafka.client_config(), "group.id": group, "enable.auto.commit": False})
-    mover.commit(offsets=[TopicPartition(risk_topic, 0, 3)], asynchronous=False)  # 1 and 2 never handed out
+    _, first = mover.get_watermark_offsets(TopicPartition(risk_topic, 0), timeout=30)  # after the workers' markers
+    for k, (intent, r) in enumerate([("b", -0.5), ("c", 0.25), ("d", 2.0)], start=1):
+        ledger(intent, r, k)  # offsets first .. first + 2
+    # the first two never handed out
+    mover.commit(offsets=[TopicPartition(risk_topic, 0, first + 2)], asynchronous=False)
     mover.close()
 
     out = _finish(start_streams(policy, prefix, "--until-idle", "4"))

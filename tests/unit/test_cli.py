@@ -72,7 +72,22 @@ def test_the_settings_digest_ignores_where_things_live(tmp_path) -> None:  # typ
     here = load_settings(env={})
     elsewhere = load_settings(env={"SCALP_STATE_DIR": str(tmp_path), "SCALP_LOG_DIR": str(tmp_path / "logs")})
     assert here.digest() == elsewhere.digest()
-    assert here.digest() != load_settings(env={"SCALP_TOPIC_PREFIX": "other_"}).digest()  # what shapes outputs counts
+    # another worker of the same deployment, or the same session through other topics and another database
+    elsewhere_env = {
+        "SCALP_TOPIC_PREFIX": "other_",
+        "KAFKA_BOOTSTRAP_SERVERS": "10.0.0.1:9092",
+        "SCALP_HTTP_HOST": "10.0.0.4",
+        "DATABASE_URL": "postgresql://u@10.0.0.2/x",
+        "SCHEMA_REGISTRY_URL": "http://10.0.0.3:8081",
+        "SCALP_ALLOW_PLAINTEXT": "true",
+    }
+    deployed = load_settings(env=elsewhere_env)
+    assert here.digest() == deployed.digest()
+    ports = here.model_copy(update={"streams": here.streams.model_copy(update={"http_port": 9999})})
+    assert here.digest() == ports.digest()
+    # what shapes outputs counts
+    tuned = here.model_copy(update={"streams": here.streams.model_copy(update={"idle_release_ms": 5})})
+    assert here.digest() != tuned.digest()
 
 
 def test_policy_and_condition_files_next_to_scalp_config_take_precedence(tmp_path) -> None:  # type: ignore[no-untyped-def]

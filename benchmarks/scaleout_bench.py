@@ -1,0 +1,371 @@
+"""`scalp bench scaleout`: a synthetic session shaped like a whole market (hundreds of symbols, bursts of ten
+times the activity) through `scalp ingest synthetic`, N `scalp streams` workers and N `scalp sink` workers,
+for each N asked, each run on topics and a database of its own.
+
+Measured per N: market events and the wall time from the first event published to the last row written
+(events/s), tick-to-feature latency (the wall time the bench saw a feature in Kafka minus when it saw the
+tick behind it; the ticks and features of one partition are watched), CPU per process (cores, from
+``process_cpu_seconds_total``), the consumer lag of the workers (largest, and at the end). Checked per N:
+every output topic holds the same records whatever N is (sha256 of the sorted values), and every table
+holds exactly the distinct records of its topic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import yaml
+from confluent_kafka import TopicPartition
+
+from kafkaio import clients
+from kafkaio.admin import TopicAdmin
+from kafkaio.reader import RangeReader, read_topic
+from kafkaio.settings import KafkaSettings
+from scalp.stack.procs import free_ports
+from schemas.catalog import Catalog
+from schemas.serde import AvroSerde
+from schemas.topics import FEATURES, MARKET_QUOTES, MARKET_TRADES, ORDER_INTENTS, RISK_DAY, RISK_DECISIONS, SIGNALS
+
+from .sink_bench import fresh_database
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T", bound="Background")
+OUTPUTS = (FEATURES, SIGNALS, RISK_DECISIONS, ORDER_INTENTS, RISK_DAY)
+
+
+@dataclass(frozen=True)
+class Shape:
+    date: str
+    symbols: list[str]
+    start: str
+    end: str
+    bursts: int
+    speed: float | None  # None: as fast as ingest takes it
+    seed: int = 1
+
+    @staticmethod
+    def market(count: int) -> list[str]:
+        """``count`` tickers (the synthetic venue makes up each one's price and activity)."""
+        return [f"S{i:03d}" for i in range(count)]
+
+
+@dataclass
+class RunResult:
+    n: int
+    events: int = 0
+    seconds: float = 0.0
+    latency_ms: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # process kind -> cores (summed over its instances)
+    max_lag: dict[str, float] = field(default_factory=dict)
+    end_lag: dict[str, float] = field(default_factory=dict)
+    digests: dict[str, tuple[int, str]] = field(default_factory=dict)  # output topic -> (records, sha256)
+    differences: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic -> (distinct records, rows)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def p(self, q: float) -> float | None:
+        if not self.latency_ms:
+            return None
+        ordered = sorted(self.latency_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Background:
+    """A daemon thread running ``_run`` while the ``with`` block lasts; ``_stop`` is set at its end."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self: T) -> T:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Sampler(Background):
+    """Scrapes every process's /metrics each second: CPU seconds, lag, ingest's published events."""
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        super().__init__()
+        self.ports = ports  # instance name ("streams-0") -> port
+        self.cpu: dict[str, float] = {}
+        self.lag: dict[str, float] = {}
+        self.max_lag: dict[str, float] = {}
+        self.events: dict[str, float] = {}  # streams instance -> market inputs taken
+        self.first_event: float | None = None
+
+    def poll(self) -> None:
+        from scalp.top import scrape, total
+
+        for name, port in self.ports.items():
+            with contextlib.suppress(OSError, ValueError):
+                samples = scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=5)
+                self.cpu[name] = total(samples, "process_cpu_seconds_total") or self.cpu.get(name, 0.0)
+                lag = total(samples, "scalp_consumer_lag_messages") or 0.0  # no series: no partition read yet
+                self.lag[name] = lag
+                self.max_lag[name] = max(self.max_lag.get(name, 0.0), lag)
+                self.events[name] = total(samples, "scalp_streams_events_total") or 0.0
+                if name == "ingest" and self.first_event is None and (total(samples, "scalp_ingest_events_total") or 0):
+                    self.first_event = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.poll()
+
+
+class LatencyWatch(Background):
+    """Consumes partition 0 of the market topics and of features; pairs each feature with the first tick of the
+    same symbol and event-time millisecond, and keeps (seen feature - seen tick) in ms."""
+
+    def __init__(self, kafka: KafkaSettings, serde: AvroSerde) -> None:
+        super().__init__()
+        self.kafka = kafka
+        self.serde = serde
+        self.latency_ms: list[float] = []
+        self._seen: dict[tuple[bytes, int], float] = {}
+
+    def _run(self) -> None:
+        consumer = clients.consumer(self.kafka, f"bench-latency-{uuid.uuid4().hex[:6]}", quiet=True)
+        market = {self.kafka.topic(MARKET_TRADES), self.kafka.topic(MARKET_QUOTES)}
+        features = self.kafka.topic(FEATURES)
+        consumer.assign([TopicPartition(t, 0, 0) for t in [*market, features]])
+        try:
+            while not self._stop.is_set():
+                for msg in consumer.consume(2000, timeout=0.2):
+                    key, value = msg.key() or b"", msg.value()
+                    if msg.error() is not None or value is None:
+                        continue
+                    now = time.monotonic()
+                    if msg.topic() in market:  # the Kafka timestamp is the tick's event time (ms): not decoded
+                        self._seen.setdefault((key, msg.timestamp()[1]), now)
+                    else:
+                        record = self.serde.decode(value, FEATURES)
+                        tick = self._seen.pop((key, record["ts"] // 1_000_000), None)
+                        if tick is not None:
+                            self.latency_ms.append((now - tick) * 1e3)
+        finally:
+            consumer.close()
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = open(log, "ab")  # noqa: SIM115 (the process owns it until it exits)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scalp.cli", *args], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+    )
+
+
+def _digests(kafka: KafkaSettings) -> dict[str, tuple[int, str]]:
+    out = {}
+    with RangeReader(kafka, f"bench-digest-{uuid.uuid4().hex[:6]}") as reader:
+        for topic in OUTPUTS:
+            physical = kafka.topic(topic)
+            values = sorted(r.value or b"" for r in reader.read(physical, reader.bounds(physical)))
+            out[topic] = (
+                len(values),
+                hashlib.sha256(b"".join(len(v).to_bytes(4, "big") + v for v in values)).hexdigest(),
+            )
+    return out
+
+
+def _tables_equal_topics(
+    kafka: KafkaSettings, serde: AvroSerde, catalog: Catalog, url: str
+) -> dict[str, tuple[int, int]]:
+    differences = {}
+    with psycopg.connect(url) as conn:
+        for spec in catalog:
+            rows = conn.execute(f"SELECT count(*) FROM {spec.name}").fetchone()[0]  # type: ignore[index]  # noqa: S608
+            distinct = len({json.dumps(r, sort_keys=True, default=str) for r in read_topic(kafka, serde, spec.name)})
+            if rows != distinct:
+                differences[spec.name] = (distinct, rows)
+    return differences
+
+
+def run_one(
+    kafka: KafkaSettings, serde_for: Any, catalog: Catalog, dsn: str, shape: Shape, n: int, work: Path
+) -> RunResult:
+    """One run with ``n`` streams workers and ``n`` sinks on topics and a database of its own."""
+    prefix = f"scale{uuid.uuid4().hex[:6]}n{n}_"
+    kafka = kafka.model_copy(update={"topic_prefix": prefix})
+    serde = serde_for(kafka)
+    TopicAdmin(kafka, catalog).create_all()
+    result = RunResult(n)
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / f"pipeline-{prefix}.yaml"
+    config.write_text(yaml.safe_dump({"sink": {"group_id": f"sink-{prefix}"}}))
+    with fresh_database(dsn) as url:
+        base = {**os.environ, "SCALP_TOPIC_PREFIX": prefix, "DATABASE_URL": url, "SCALP_MIN_RETENTION_MS": "-1",
+                "SCALP_LOG_DIR": str(work / "logs")}  # fmt: skip
+        ports = dict(zip([f"streams-{i}" for i in range(n)] + [f"sink-{i}" for i in range(n)] + ["ingest"],
+                         free_ports(2 * n + 1), strict=True))  # fmt: skip
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        common = ["--config", str(config), "--log-level", "WARNING"]
+        try:
+            for i in range(n):
+                env = {**base, "SCALP_STATE_DIR": str(work / f"{prefix}state-{i}")}
+                procs[f"streams-{i}"] = _spawn([*common, "streams", "--metrics-port", str(ports[f"streams-{i}"])],
+                                               env, work / f"{prefix}streams-{i}.log")  # fmt: skip
+                procs[f"sink-{i}"] = _spawn([*common, "sink", "--metrics-port", str(ports[f"sink-{i}"])],
+                                            env, work / f"{prefix}sink-{i}.log")  # fmt: skip
+            time.sleep(8)  # the workers join their groups before the session starts
+            pace = ["--speed", str(shape.speed)] if shape.speed else ["--max"]
+            ingest = _spawn([*common, "ingest", "synthetic", "--date", shape.date, "--symbols", ",".join(shape.symbols),
+                             "--start", shape.start, "--end", shape.end, "--bursts", str(shape.bursts),
+                             "--seed", str(shape.seed), "--metrics-port", str(ports["ingest"]), *pace],
+                            base, work / f"{prefix}ingest.log")  # fmt: skip
+            with Sampler(ports) as sampler, LatencyWatch(kafka, serde) as watch:
+                code = ingest.wait()
+                if code != 0:
+                    raise RuntimeError(f"ingest exited {code}; see {work / f'{prefix}ingest.log'}")
+                total_events = _market_records(kafka)
+                done = _wait_drained(sampler, procs, n, total_events)
+            result.events = total_events
+            result.seconds = done - (sampler.first_event or done)
+            result.latency_ms = watch.latency_ms
+            for name, cores_s in sampler.cpu.items():
+                kind = name.split("-")[0]
+                result.cpu[kind] = result.cpu.get(kind, 0.0) + cores_s
+            for name, lag in sampler.max_lag.items():
+                kind = name.split("-")[0]
+                result.max_lag[kind] = max(result.max_lag.get(kind, 0.0), lag)
+            result.end_lag = {k.split("-")[0]: v for k, v in sampler.lag.items()}
+        finally:
+            for proc in procs.values():
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        wall = result.seconds or 1.0
+        result.cpu = {kind: seconds / wall for kind, seconds in result.cpu.items()}
+        result.digests = _digests(kafka)
+        result.differences = _tables_equal_topics(kafka, serde, catalog, url)
+    return result
+
+
+def _market_records(kafka: KafkaSettings) -> int:
+    total = 0
+    with RangeReader(kafka, "bench-count") as reader:
+        for topic in (MARKET_TRADES, MARKET_QUOTES):
+            physical = kafka.topic(topic)
+            total += sum(
+                high - low for low, high in (reader.watermarks(physical, p) for p in reader.partitions(physical))
+            )
+    return total
+
+
+def _wait_drained(
+    sampler: Sampler, procs: dict[str, subprocess.Popen[bytes]], n: int, events: int, quiet_s: float = 6.0
+) -> float:
+    """Until the streams workers took every market record and every worker reports no lag for ``quiet_s``;
+    returns the time that state began."""
+    since: float | None = None
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited {proc.returncode} before the session was drained")
+        sampler.poll()
+        lags = [sampler.lag.get(f"{kind}-{i}") for kind in ("streams", "sink") for i in range(n)]
+        taken = sum(v for k, v in sampler.events.items() if k.startswith("streams-"))
+        if taken >= events and all(lag == 0 for lag in lags):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= quiet_s:
+                return since
+        else:
+            since = None
+        time.sleep(0.5)
+    raise RuntimeError("the workers did not drain the session within an hour")
+
+
+def run(
+    kafka: KafkaSettings,
+    serde_for: Any,
+    catalog: Catalog,
+    dsn: str,
+    shape: Shape,
+    workers: list[int],
+    work: Path,
+    report: Any = print,
+) -> list[RunResult]:
+    results = []
+    for n in workers:
+        report(f"scale-out: {n} streams worker(s) and {n} sink(s), {len(shape.symbols)} symbols ...")
+        result = run_one(kafka, serde_for, catalog, dsn, shape, n, work)
+        report(f"  {result.events:,} events in {result.seconds:.1f} s: {result.rate:,.0f} events/s")
+        results.append(result)
+    return results
+
+
+def identical(results: list[RunResult]) -> dict[str, list[str]]:
+    """Output topics whose records differ between the runs: topic -> one line per run."""
+    out = {}
+    for topic in OUTPUTS:
+        seen = {r.digests[topic] for r in results}
+        if len(seen) > 1:
+            out[topic] = [f"N={r.n}: {r.digests[topic][0]} records, sha256 {r.digests[topic][1][:16]}" for r in results]
+    return out
+
+
+def markdown(shape: Shape, results: list[RunResult], machine: str) -> str:
+    pace = f"{shape.speed:g}x real time" if shape.speed else "as fast as ingest publishes"
+    lines = [
+        "## Scale-out: one synthetic market session through N streams workers and N sinks (`scalp bench scaleout`)",
+        "",
+        f"Machine: {machine}. Every process of every run shares its 2 cores with Kafka, PostgreSQL (TimescaleDB) "
+        "and the registry, so N workers on this machine compete for the same cores: the table shows what a "
+        "second and third worker cost and whether the outputs stay the same, not the speed-up N machines give.",
+        "",
+        f"Session: {shape.date} {shape.start}-{shape.end} ET, {len(shape.symbols)} symbols, {shape.bursts} burst "
+        f"minutes (ten times the activity), seed {shape.seed}, fed {pace}. Market topics have "
+        "3 partitions (the catalog's default), so up to 3 workers of each kind share the load.",
+        "",
+        "| N | market events | seconds | events/s | tick to feature p50 / p99 ms | CPU cores: ingest / streams / sink "
+        "| largest lag streams / sink | lag at the end |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        p50, p99 = r.p(0.5), r.p(0.99)
+        latency = "-" if p50 is None or p99 is None else f"{p50:,.0f} / {p99:,.0f}"
+        cpu = " / ".join(f"{r.cpu.get(k, 0.0):.2f}" for k in ("ingest", "streams", "sink"))
+        lag = f"{r.max_lag.get('streams', 0):,.0f} / {r.max_lag.get('sink', 0):,.0f}"
+        end = f"{r.end_lag.get('streams', 0):,.0f} / {r.end_lag.get('sink', 0):,.0f}"
+        lines.append(f"| {r.n} | {r.events:,} | {r.seconds:,.1f} | {r.rate:,.0f} | {latency} | {cpu} | {lag} | {end} |")
+    lines.append("")
+    differing = identical(results)
+    if differing:
+        lines.append("Outputs: NOT identical across N:")
+        lines += [f"- {topic}: {'; '.join(rows)}" for topic, rows in differing.items()]
+    else:
+        counts = ", ".join(f"{t} {results[0].digests[t][0]:,}" for t in OUTPUTS)
+        lines.append(f"Outputs: byte-identical for every N ({counts}; sha256 of the sorted values per topic).")
+    bad = {r.n: r.differences for r in results if r.differences}
+    lines.append(
+        "Tables: every table holds exactly the distinct records of its topic, for every N."
+        if not bad
+        else f"Tables: rows differ from records: {bad}"
+    )
+    return "\n".join(lines)
