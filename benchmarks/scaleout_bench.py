@@ -70,6 +70,7 @@ class RunResult:
     latency_ms: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # process kind -> cores (summed over its instances)
     max_lag: dict[str, float] = field(default_factory=dict)
+    behind_s: float = 0.0  # longest stretch the streams workers were over 1,000 records behind
     end_lag: dict[str, float] = field(default_factory=dict)
     digests: dict[str, tuple[int, str]] = field(default_factory=dict)  # output topic -> (records, sha256)
     differences: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic -> (distinct records, rows)
@@ -115,6 +116,7 @@ class Sampler(Background):
         self.max_lag: dict[str, float] = {}
         self.events: dict[str, float] = {}  # streams instance -> market inputs taken
         self.first_event: float | None = None
+        self.series: list[tuple[float, float]] = []  # (monotonic time, lag summed over the streams workers)
 
     def poll(self) -> None:
         from scalp.top import scrape, total
@@ -129,6 +131,19 @@ class Sampler(Background):
                 self.events[name] = total(samples, "scalp_streams_events_total") or 0.0
                 if name == "ingest" and self.first_event is None and (total(samples, "scalp_ingest_events_total") or 0):
                     self.first_event = time.monotonic()
+        self.series.append((time.monotonic(), sum(v for k, v in self.lag.items() if k.startswith("streams-"))))
+
+    def longest_behind(self, threshold: float = 1000.0) -> float:
+        """The longest stretch (s) the streams workers were more than ``threshold`` records behind: how long
+        the worst burst took to work off."""
+        longest, since = 0.0, None
+        for when, lag in self.series:
+            if lag > threshold:
+                since = when if since is None else since
+                longest = max(longest, when - since)
+            else:
+                since = None
+        return longest
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -250,6 +265,7 @@ def run_one(
                 kind = name.split("-")[0]
                 result.max_lag[kind] = max(result.max_lag.get(kind, 0.0), lag)
             result.end_lag = {k.split("-")[0]: v for k, v in sampler.lag.items()}
+            result.behind_s = sampler.longest_behind()
         finally:
             for proc in procs.values():
                 with contextlib.suppress(ProcessLookupError):
@@ -344,8 +360,8 @@ def markdown(shape: Shape, results: list[RunResult], machine: str) -> str:
         "3 partitions (the catalog's default), so up to 3 workers of each kind share the load.",
         "",
         "| N | market events | seconds | events/s | tick to feature p50 / p99 ms | CPU cores: ingest / streams / sink "
-        "| largest lag streams / sink | lag at the end |",
-        "|---|---|---|---|---|---|---|---|",
+        "| largest lag streams / sink | longest over 1,000 behind (s) | lag at the end |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         p50, p99 = r.p(0.5), r.p(0.99)
@@ -353,7 +369,10 @@ def markdown(shape: Shape, results: list[RunResult], machine: str) -> str:
         cpu = " / ".join(f"{r.cpu.get(k, 0.0):.2f}" for k in ("ingest", "streams", "sink"))
         lag = f"{r.max_lag.get('streams', 0):,.0f} / {r.max_lag.get('sink', 0):,.0f}"
         end = f"{r.end_lag.get('streams', 0):,.0f} / {r.end_lag.get('sink', 0):,.0f}"
-        lines.append(f"| {r.n} | {r.events:,} | {r.seconds:,.1f} | {r.rate:,.0f} | {latency} | {cpu} | {lag} | {end} |")
+        lines.append(
+            f"| {r.n} | {r.events:,} | {r.seconds:,.1f} | {r.rate:,.0f} | {latency} | {cpu} | {lag} "
+            f"| {r.behind_s:,.0f} | {end} |"
+        )
     lines.append("")
     differing = identical(results)
     if differing:
