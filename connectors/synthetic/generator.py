@@ -29,9 +29,10 @@ from scalp_config import default
 
 from kafkaio.errors import ConfigError
 
+from .wire import MS, to_rest, to_ws
+
 ET = ZoneInfo("America/New_York")
 MINUTE_NS = 60_000_000_000
-MS = 1_000_000
 CONDITIONS_FILE = default("trade_conditions.yaml")  # packaged with scalp (scalp_config)
 BASE = {"SPY": (600.0, 2), "QQQ": (520.0, 3), "IWM": (230.0, 2), "DIA": (440.0, 2)}
 QUOTE_EXCHANGES = (8, 10, 11, 12, 15, 17, 19, 21)
@@ -410,61 +411,3 @@ class Session:
         pos = min(max(pos, 0.0), float(self.minutes))
         i = min(int(pos), self.minutes - 1)
         return plan.mid[i] + (plan.mid[i + 1] - plan.mid[i]) * (pos - i)
-
-
-def to_ws(ev: dict[str, Any]) -> dict[str, Any]:
-    if ev["kind"] == "T":
-        return {
-            "ev": "T",
-            "sym": ev["sym"],
-            "i": ev["i"],
-            "x": ev["x"],
-            "p": ev["p"],
-            "s": ev["s"],
-            "c": ev["c"],
-            "t": ev["ns"] // MS,
-            "q": ev["q"],
-            "z": ev["z"],
-        }
-    return {
-        "ev": "Q",
-        "sym": ev["sym"],
-        "bx": ev["bx"],
-        "bp": ev["bp"],
-        "bs": ev["bs"],
-        "ax": ev["ax"],
-        "ap": ev["ap"],
-        "as": ev["as"],
-        "c": ev["c"],
-        "t": ev["ns"] // MS,
-        "q": ev["q"],
-        "z": ev["z"],
-    }
-
-
-def to_rest(ev: dict[str, Any]) -> dict[str, Any]:
-    if ev["kind"] == "T":
-        return {
-            "conditions": ev["c"],
-            "exchange": ev["x"],
-            "id": ev["i"],
-            "participant_timestamp": ev["pns"],
-            "price": ev["p"],
-            "sequence_number": ev["q"],
-            "sip_timestamp": ev["ns"],
-            "size": ev["s"],
-            "tape": ev["z"],
-        }
-    return {
-        "ask_exchange": ev["ax"],
-        "ask_price": ev["ap"],
-        "ask_size": ev["as"],
-        "bid_exchange": ev["bx"],
-        "bid_price": ev["bp"],
-        "bid_size": ev["bs"],
-        "conditions": ev["c"],
-        "participant_timestamp": ev["ns"] - 100_000,
-        "sequence_number": ev["q"],
-        "sip_timestamp": ev["ns"],
-        "tape": ev["z"],
-    }

@@ -37,8 +37,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .faults import Faults, Stats, apply_faults
-from .generator import MS, Session
+from .generator import Session
 from .options import chain
+from .wire import MS
 
 log = logging.getLogger("synthetic.server")
 

@@ -199,7 +199,7 @@ def test_health_and_metrics_endpoints(services: AppSettings, fresh_db: str, pref
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'scalp_sink_rows_written_total{table="market_quotes"} 1000.0' in metrics
         assert "scalp_sink_batch_seconds_bucket" in metrics
-        lag_line = rf'scalp_sink_consumer_lag{{partition="\d",topic="{prefix}market_quotes"}} 0\.0'
+        lag_line = rf'scalp_consumer_lag_messages{{partition="\d",topic="{prefix}market_quotes"}} 0\.0'
         deadline = time.monotonic() + 30  # the lag gauge is refreshed every 10 s
         while not re.search(lag_line, metrics) and time.monotonic() < deadline:
             time.sleep(1)
