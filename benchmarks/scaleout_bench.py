@@ -12,6 +12,7 @@ holds exactly the distinct records of its topic.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import json
@@ -86,7 +87,7 @@ class RunResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class Background:
+class Background(abc.ABC):
     """A daemon thread running ``_run`` while the ``with`` block lasts; ``_stop`` is set at its end."""
 
     def __init__(self) -> None:
@@ -101,8 +102,8 @@ class Background:
         self._stop.set()
         self._thread.join(10)
 
-    def _run(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _run(self) -> None: ...
 
 
 class Sampler(Background):

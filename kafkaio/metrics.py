@@ -80,6 +80,7 @@ class ProcessMetrics:
             "Records of a partition not yet taken (high water mark minus the next offset)",
             ["topic", "partition"],
         )
+        self._lag_keys: set[tuple[str, str]] = set()
 
     def counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
         return Counter(name, doc, list(labels), registry=self.registry)
@@ -104,15 +105,9 @@ class ProcessMetrics:
             key = (topic, str(partition))
             seen.add(key)
             self.lag.labels(*key).set(max(lag, 0))
-        for labels in [k for k in self._lag_labels() if k not in seen]:
+        for labels in self._lag_keys - seen:
             self.lag.remove(*labels)
-
-    def _lag_labels(self) -> list[tuple[str, str]]:
-        return [
-            (sample.labels["topic"], sample.labels["partition"])
-            for family in self.lag.collect()
-            for sample in family.samples
-        ]
+        self._lag_keys = seen
 
     def serve(self, health: Health, host: str, port: int) -> MetricsServer | None:
         """/metrics and /healthz on host:port from a daemon thread (None when ``port`` is 0)."""

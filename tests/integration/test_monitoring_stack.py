@@ -3,7 +3,6 @@ interface and evaluates the alert rules: a worker that stops answering raises Sc
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import requests
@@ -11,6 +10,7 @@ import requests
 from kafkaio.metrics import ProcessMetrics
 from scalp.stack.prometheus import Prometheus
 from scalp.stack.settings import StackSettings
+from tests.execution_util import wait_for
 from tests.metrics_util import free_ports
 
 
@@ -18,16 +18,6 @@ def _query(url: str, expr: str) -> list[dict]:  # type: ignore[type-arg]
     resp = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5)
     resp.raise_for_status()
     return resp.json()["data"]["result"]  # type: ignore[no-any-return]
-
-
-def _wait(probe, timeout_s: float = 60):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError("timed out")
 
 
 def test_local_prometheus_scrapes_the_pipeline_and_alerts_when_a_worker_goes(tmp_path: Path) -> None:
@@ -42,14 +32,14 @@ def test_local_prometheus_scrapes_the_pipeline_and_alerts_when_a_worker_goes(tmp
     assert prometheus.start()
     try:
         assert prometheus.status().healthy
-        lag = _wait(lambda: _query(prometheus.url, 'scalp_consumer_lag_messages{job="scalp-sink"}'))
+        lag = wait_for("the lag", lambda: _query(prometheus.url, 'scalp_consumer_lag_messages{job="scalp-sink"}'))
         assert lag[0]["metric"]["topic"] == "market_quotes"
         assert lag[0]["value"][1] == "42"
         rules = requests.get(f"{prometheus.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
         assert {r["health"] for g in rules for r in g["rules"]} == {"ok"}
         assert not prometheus.start()  # running: reloaded, not started twice
         server.shutdown()
-        down = _wait(lambda: _query(prometheus.url, 'ALERTS{alertname="ScalpWorkerDown"}'), timeout_s=30)
+        down = wait_for("the alert", lambda: _query(prometheus.url, 'ALERTS{alertname="ScalpWorkerDown"}'), 30)
         assert down[0]["metric"]["job"] == "scalp-sink"  # pending (it fires after a minute down)
     finally:
         prometheus.stop()
