@@ -4,6 +4,7 @@ rate limits; and what the server sent, dropped and changed."""
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,36 @@ class Faults:
     future_every: int = 0  # stamp every K-th trade ten years ahead (a venue clock outlier)
     garbage_after: int = 0  # once this many events are sent, send one frame that is not JSON...
     garbage_bytes: int = 1_000_000  # ...of this many bytes
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--disconnect-after", default="", help="comma-separated event counts")
+        p.add_argument("--drop-events", type=int, default=0)
+        p.add_argument("--duplicate-every", type=int, default=0)
+        p.add_argument("--reorder-every", type=int, default=0)
+        p.add_argument("--malformed-every", type=int, default=0)
+        p.add_argument("--unknown-every", type=int, default=0)
+        p.add_argument("--rest-fail", type=int, default=0)
+        p.add_argument("--rest-429", type=int, default=0)
+        p.add_argument("--future-every", type=int, default=0, help="stamp every K-th trade ten years ahead")
+        p.add_argument("--garbage-after", type=int, default=0, help="send one frame that is not JSON after N events")
+        p.add_argument("--garbage-bytes", type=int, default=1_000_000)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Faults:
+        return cls(
+            [int(x) for x in args.disconnect_after.split(",") if x],
+            args.drop_events,
+            args.duplicate_every,
+            args.reorder_every,
+            args.malformed_every,
+            args.unknown_every,
+            args.rest_fail,
+            args.rest_429,
+            args.future_every,
+            args.garbage_after,
+            args.garbage_bytes,
+        )
 
 
 @dataclass

@@ -399,35 +399,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--speed", type=float, default=None, help="times real time (default: as fast as read)")
     p.add_argument("--bursts", type=int, default=0, help="minutes of ten times the activity (seeded)")
-    p.add_argument("--disconnect-after", default="", help="comma-separated event counts")
-    p.add_argument("--drop-events", type=int, default=0)
-    p.add_argument("--duplicate-every", type=int, default=0)
-    p.add_argument("--reorder-every", type=int, default=0)
-    p.add_argument("--malformed-every", type=int, default=0)
-    p.add_argument("--unknown-every", type=int, default=0)
-    p.add_argument("--rest-fail", type=int, default=0)
-    p.add_argument("--rest-429", type=int, default=0)
-    p.add_argument("--future-every", type=int, default=0, help="stamp every K-th trade ten years ahead")
-    p.add_argument("--garbage-after", type=int, default=0, help="send one frame that is not JSON after N events")
-    p.add_argument("--garbage-bytes", type=int, default=1_000_000)
+    Faults.add_arguments(p)
     return p.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     session = Session(args.date, args.symbols.split(","), args.seed, args.start, args.end, args.bursts)
-    faults = Faults(
-        [int(x) for x in args.disconnect_after.split(",") if x],
-        args.drop_events,
-        args.duplicate_every,
-        args.reorder_every,
-        args.malformed_every,
-        args.unknown_every,
-        args.rest_fail,
-        args.rest_429,
-        args.future_every,
-        args.garbage_after,
-        args.garbage_bytes,
-    )
+    faults = Faults.from_args(args)
     server = PolygonProtocolServer(session, args.api_key, args.speed, faults)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
