@@ -255,6 +255,8 @@ class Streams:
             if not self.membership.stable() or self.restart_reason is not None:
                 return
         await market.release_quiet(now)
+        if market.progress_pending and not market.taking:
+            await market.send_progress()  # what the last fetches held back (at most every progress_interval_ms)
         quiet_for = self.settings.idle_release_ms / 1000 or 1.0
         if not market.taking and now - self.stats.last_activity >= quiet_for and await market.read_to_end():
             # nothing left to read: the risk inputs this worker's partitions hold back may be applied

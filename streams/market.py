@@ -79,6 +79,9 @@ class MarketInput:
         self.taking = False  # a fetch of market records is being taken (its handler is waiting on a send)
         self.last_ts: dict[TPKey, int] = {}  # newest event time read from each market partition
         self.progress_sent: dict[int, int] = {}  # market partition -> the progress last sent for it
+        self.progress_at = 0.0  # wall time of the last progress sent (monotonic)
+        self.risk_marked = 0  # outputs.risk_sent when progress was last sent
+        self.progress_pending = False  # a fetch's progress held back by progress_interval_ms
 
     def revoked(self) -> None:
         """Unsaved progress is dropped: its inputs were not acknowledged, so whoever owns the partitions now
@@ -90,6 +93,7 @@ class MarketInput:
         self.sequencer.reset()
         self.last_ts.clear()
         self.progress_sent.clear()
+        self.progress_pending = False
 
     # --- one fetch -----------------------------------------------------------------------------------
 
@@ -386,13 +390,27 @@ class MarketInput:
         return out
 
     async def send_progress(self, idle: bool = False) -> None:
-        """Progress markers for the partitions whose progress moved (after the outputs that preceded it)."""
+        """Progress markers for the partitions whose progress moved (after the outputs that preceded it): when
+        a risk input went out since the last ones (so the risk agent can apply it without waiting), when idle,
+        and otherwise at most every ``progress_interval_ms``. Fewer markers change when held inputs are
+        applied, never their order."""
         if not self.membership.stable():
             return
+        now = time.monotonic()
+        if (
+            not idle
+            and self.outputs.risk_sent == self.risk_marked
+            and now - self.progress_at < self.settings.progress_interval_ms / 1000
+        ):
+            self.progress_pending = True  # the idle timer sends it once the interval is over
+            return
+        self.progress_pending = False
         for partition, ts in sorted(self.progress(idle).items()):
             if self.progress_sent.get(partition) != ts:
                 await self.outputs.send_risk(progress_marker(partition, ts))
                 self.progress_sent[partition] = ts
+        self.progress_at = now
+        self.risk_marked = self.outputs.risk_sent
 
     def lags(self) -> list[tuple[str, int, int]]:
         """(topic, partition, records not taken yet) of each assigned market partition fetched so far (read

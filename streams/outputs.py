@@ -29,6 +29,7 @@ class Outputs:
         self.risk_topic: Any = None
         self.dlq: dict[str, Any] = {}  # catalog topic -> its dead-letter topic
         self.on_output: Callable[[str, dict[str, Any]], None] | None = None  # the metrics, when served
+        self.risk_sent = 0  # records sent to the risk input (progress markers included)
 
     async def send(self, out: list[Output]) -> None:
         counts = self.stats.outputs
@@ -50,6 +51,7 @@ class Outputs:
 
     async def send_risk(self, body: dict[str, Any]) -> None:
         """A risk input, in order with every other (one partition)."""
+        self.risk_sent += 1
         await self.risk_topic.send(key=ACCOUNT_KEY, value=orjson.dumps(body))
 
     async def dead_letter(

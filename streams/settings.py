@@ -38,6 +38,10 @@ class StreamsSettings(BaseModel):
     # longest a fetch waits on the broker for new data (Faust's fixed 1500 ms held every input up to 1.5 s:
     # streams/transport.py)
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
+    # risk-order progress markers (streams/riskorder.py) go out after a fetch that sent a risk input, when the
+    # worker goes idle, and otherwise at most this often (wall clock, which paces them only: the order they
+    # produce is by event time); 0 sends them after every fetch
+    progress_interval_ms: int = Field(default=50, ge=0)
     # longest fetched records not taken yet (a changelog's, which Faust never takes) hold back the next fetch
     # from their broker (aiokafka's 100 ms stalled every input: streams/transport.py)
     prefetch_backoff_ms: int = Field(default=5, ge=1, le=1000)
