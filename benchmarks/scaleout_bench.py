@@ -12,7 +12,6 @@ holds exactly the distinct records of its topic.
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import hashlib
 import json
@@ -20,30 +19,27 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import yaml
-from confluent_kafka import TopicPartition
 
-from kafkaio import clients
 from kafkaio.admin import TopicAdmin
-from kafkaio.reader import RangeReader, read_topic
+from kafkaio.reader import RangeReader
 from kafkaio.settings import KafkaSettings
 from scalp.stack.procs import free_ports
 from schemas.catalog import Catalog
-from schemas.serde import AvroSerde
 from schemas.topics import FEATURES, MARKET_QUOTES, MARKET_TRADES, ORDER_INTENTS, RISK_DAY, RISK_DECISIONS, SIGNALS
 
+from .probes import LatencyWatch, Sampler
 from .sink_bench import fresh_database
 
 REPO = Path(__file__).resolve().parents[1]
-T = TypeVar("T", bound="Background")
 OUTPUTS = (FEATURES, SIGNALS, RISK_DECISIONS, ORDER_INTENTS, RISK_DAY)
 
 
@@ -56,6 +52,12 @@ class Shape:
     bursts: int
     speed: float | None  # None: as fast as ingest takes it
     seed: int = 1
+
+    def key(self) -> str:
+        """Names the session (runs of another N on the same key are rows of one table)."""
+        pace = f"{self.speed:g}x" if self.speed else "max"
+        symbols = len(self.symbols)
+        return f"{self.date} {self.start}-{self.end} {symbols} symbols {self.bursts} bursts seed {self.seed} {pace}"
 
     @staticmethod
     def market(count: int) -> list[str]:
@@ -87,102 +89,49 @@ class RunResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class Background(abc.ABC):
-    """A daemon thread running ``_run`` while the ``with`` block lasts; ``_stop`` is set at its end."""
+@dataclass(frozen=True)
+class Summary:
+    """What the table shows of a run (kept in the work folder, so each N of a long session can be run apart)."""
 
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    n: int
+    events: int
+    seconds: float
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu: dict[str, float]
+    max_lag: dict[str, float]
+    behind_s: float
+    end_lag: dict[str, float]
+    digests: dict[str, tuple[int, str]]
+    differences: dict[str, tuple[int, int]]
+    recorded: str  # UTC date of the run
 
-    def __enter__(self: T) -> T:
-        self._thread.start()
-        return self
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    @classmethod
+    def of(cls, r: RunResult, recorded: str) -> Summary:
+        return cls(r.n, r.events, r.seconds, r.p(0.5), r.p(0.99), r.cpu, r.max_lag, r.behind_s, r.end_lag,
+                   r.digests, r.differences, recorded)  # fmt: skip
 
-    @abc.abstractmethod
-    def _run(self) -> None: ...
-
-
-class Sampler(Background):
-    """Scrapes every process's /metrics each second: CPU seconds, lag, ingest's published events."""
-
-    def __init__(self, ports: dict[str, int]) -> None:
-        super().__init__()
-        self.ports = ports  # instance name ("streams-0") -> port
-        self.cpu: dict[str, float] = {}
-        self.lag: dict[str, float] = {}
-        self.max_lag: dict[str, float] = {}
-        self.events: dict[str, float] = {}  # streams instance -> market inputs taken
-        self.first_event: float | None = None
-        self.series: list[tuple[float, float]] = []  # (monotonic time, lag summed over the streams workers)
-
-    def poll(self) -> None:
-        from scalp.top import scrape, total
-
-        for name, port in self.ports.items():
-            with contextlib.suppress(OSError, ValueError):
-                samples = scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=5)
-                self.cpu[name] = total(samples, "process_cpu_seconds_total") or self.cpu.get(name, 0.0)
-                lag = total(samples, "scalp_consumer_lag_messages") or 0.0  # no series: no partition read yet
-                self.lag[name] = lag
-                self.max_lag[name] = max(self.max_lag.get(name, 0.0), lag)
-                self.events[name] = total(samples, "scalp_streams_events_total") or 0.0
-                if name == "ingest" and self.first_event is None and (total(samples, "scalp_ingest_events_total") or 0):
-                    self.first_event = time.monotonic()
-        self.series.append((time.monotonic(), sum(v for k, v in self.lag.items() if k.startswith("streams-"))))
-
-    def longest_behind(self, threshold: float = 1000.0) -> float:
-        """The longest stretch (s) the streams workers were more than ``threshold`` records behind: how long
-        the worst burst took to work off."""
-        longest, since = 0.0, None
-        for when, lag in self.series:
-            if lag > threshold:
-                since = when if since is None else since
-                longest = max(longest, when - since)
-            else:
-                since = None
-        return longest
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.poll()
+    @classmethod
+    def load(cls, raw: dict[str, Any]) -> Summary:
+        raw = {**raw, "digests": {t: tuple(v) for t, v in raw["digests"].items()},
+               "differences": {t: tuple(v) for t, v in raw["differences"].items()}}  # fmt: skip
+        return cls(**raw)
 
 
-class LatencyWatch(Background):
-    """Consumes partition 0 of the market topics and of features; pairs each feature with the first tick of the
-    same symbol and event-time millisecond, and keeps (seen feature - seen tick) in ms."""
-
-    def __init__(self, kafka: KafkaSettings, serde: AvroSerde) -> None:
-        super().__init__()
-        self.kafka = kafka
-        self.serde = serde
-        self.latency_ms: list[float] = []
-        self._seen: dict[tuple[bytes, int], float] = {}
-
-    def _run(self) -> None:
-        consumer = clients.consumer(self.kafka, f"bench-latency-{uuid.uuid4().hex[:6]}", quiet=True)
-        market = {self.kafka.topic(MARKET_TRADES), self.kafka.topic(MARKET_QUOTES)}
-        features = self.kafka.topic(FEATURES)
-        consumer.assign([TopicPartition(t, 0, 0) for t in [*market, features]])
-        try:
-            while not self._stop.is_set():
-                for msg in consumer.consume(2000, timeout=0.2):
-                    key, value = msg.key() or b"", msg.value()
-                    if msg.error() is not None or value is None:
-                        continue
-                    now = time.monotonic()
-                    if msg.topic() in market:  # the Kafka timestamp is the tick's event time (ms): not decoded
-                        self._seen.setdefault((key, msg.timestamp()[1]), now)
-                    else:
-                        record = self.serde.decode(value, FEATURES)
-                        tick = self._seen.pop((key, record["ts"] // 1_000_000), None)
-                        if tick is not None:
-                            self.latency_ms.append((now - tick) * 1e3)
-        finally:
-            consumer.close()
+def remember(path: Path, shape: Shape, results: list[RunResult], recorded: str) -> list[Summary]:
+    """This run's summaries with those of earlier runs of the same session and other N (from ``path``, a JSON
+    file updated in place), ordered by N."""
+    stored: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    rows = stored.setdefault(shape.key(), {})
+    for r in results:
+        rows[str(r.n)] = asdict(Summary.of(r, recorded))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stored, indent=1, sort_keys=True))
+    return [Summary.load(rows[n]) for n in sorted(rows, key=int)]
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -205,14 +154,17 @@ def _digests(kafka: KafkaSettings) -> dict[str, tuple[int, str]]:
     return out
 
 
-def _tables_equal_topics(
-    kafka: KafkaSettings, serde: AvroSerde, catalog: Catalog, url: str
-) -> dict[str, tuple[int, int]]:
+def _tables_equal_topics(kafka: KafkaSettings, catalog: Catalog, url: str) -> dict[str, tuple[int, int]]:
+    """Tables whose row count is not the number of distinct records of their topic (a record published twice,
+    after a retry, has the same bytes): topic -> (distinct records, rows). Hashes of the raw values, so an
+    hour-long session of tens of millions of records fits in memory."""
     differences = {}
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url) as conn, RangeReader(kafka, f"bench-tables-{uuid.uuid4().hex[:6]}") as reader:
         for spec in catalog:
             rows = conn.execute(f"SELECT count(*) FROM {spec.name}").fetchone()[0]  # type: ignore[index]  # noqa: S608
-            distinct = len({json.dumps(r, sort_keys=True, default=str) for r in read_topic(kafka, serde, spec.name)})
+            physical = kafka.topic(spec.name)
+            records = reader.read(physical, reader.bounds(physical))
+            distinct = len({hash(r.value) for r in records if r.value is not None})
             if rows != distinct:
                 differences[spec.name] = (distinct, rows)
     return differences
@@ -279,7 +231,7 @@ def run_one(
         wall = result.seconds or 1.0
         result.cpu = {kind: seconds / wall for kind, seconds in result.cpu.items()}
         result.digests = _digests(kafka)
-        result.differences = _tables_equal_topics(kafka, serde, catalog, url)
+        result.differences = _tables_equal_topics(kafka, catalog, url)
     return result
 
 
@@ -337,7 +289,7 @@ def run(
     return results
 
 
-def identical(results: list[RunResult]) -> dict[str, list[str]]:
+def identical(results: Sequence[RunResult | Summary]) -> dict[str, list[str]]:
     """Output topics whose records differ between the runs: topic -> one line per run."""
     out = {}
     for topic in OUTPUTS:
@@ -347,7 +299,7 @@ def identical(results: list[RunResult]) -> dict[str, list[str]]:
     return out
 
 
-def markdown(shape: Shape, results: list[RunResult], machine: str) -> str:
+def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
     pace = f"{shape.speed:g}x real time" if shape.speed else "as fast as ingest publishes"
     lines = [
         "## Scale-out: one synthetic market session through N streams workers and N sinks (`scalp bench scaleout`)",
@@ -360,18 +312,19 @@ def markdown(shape: Shape, results: list[RunResult], machine: str) -> str:
         f"minutes (ten times the activity), seed {shape.seed}, fed {pace}. Market topics have "
         "3 partitions (the catalog's default), so up to 3 workers of each kind share the load.",
         "",
-        "| N | market events | seconds | events/s | tick to feature p50 / p99 ms | CPU cores: ingest / streams / sink "
-        "| largest lag streams / sink | longest over 1,000 behind (s) | lag at the end |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| N | recorded | market events | seconds | events/s | tick to feature p50 / p99 ms "
+        "| CPU cores: ingest / streams / sink | largest lag streams / sink | longest over 1,000 behind (s) "
+        "| lag at the end |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        p50, p99 = r.p(0.5), r.p(0.99)
+        p50, p99 = r.p50_ms, r.p99_ms
         latency = "-" if p50 is None or p99 is None else f"{p50:,.0f} / {p99:,.0f}"
         cpu = " / ".join(f"{r.cpu.get(k, 0.0):.2f}" for k in ("ingest", "streams", "sink"))
         lag = f"{r.max_lag.get('streams', 0):,.0f} / {r.max_lag.get('sink', 0):,.0f}"
         end = f"{r.end_lag.get('streams', 0):,.0f} / {r.end_lag.get('sink', 0):,.0f}"
         lines.append(
-            f"| {r.n} | {r.events:,} | {r.seconds:,.1f} | {r.rate:,.0f} | {latency} | {cpu} | {lag} "
+            f"| {r.n} | {r.recorded} | {r.events:,} | {r.seconds:,.1f} | {r.rate:,.0f} | {latency} | {cpu} | {lag} "
             f"| {r.behind_s:,.0f} | {end} |"
         )
     lines.append("")

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.scaleout_bench import Background
+from benchmarks.probes import Background
 from scalp.stack.procs import free_ports
 
 __all__ = ["free_ports"]

@@ -1,0 +1,39 @@
+"""The scale-out table keeps the rows of each N recorded apart for the same session, and only for it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.scaleout_bench import RunResult, Shape, identical, markdown, remember
+
+
+def _result(n: int, digest: str = "abc") -> RunResult:
+    result = RunResult(n, events=1000 * n, seconds=10.0, latency_ms=[float(i) for i in range(1, 101)])
+    result.cpu = {"ingest": 0.2, "streams": 0.4 * n, "sink": 0.1}
+    result.max_lag = {"streams": 50.0, "sink": 20.0}
+    result.end_lag = {"streams": 0.0, "sink": 0.0}
+    result.digests = {t: (5, digest) for t in ("features", "signals", "risk_decisions", "order_intents", "risk_day")}
+    return result
+
+
+def test_runs_of_other_n_for_the_same_session_are_kept_and_a_rerun_replaces_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    hour = Shape("2026-11-20", Shape.market(300), "10:00", "11:00", bursts=4, speed=1.0)
+    other = Shape("2026-11-20", Shape.market(60), "10:00", "10:03", bursts=1, speed=None)
+    remember(path, hour, [_result(1)], "2026-12-04")
+    remember(path, other, [_result(1, "zzz"), _result(2, "zzz")], "2026-12-04")
+    rows = remember(path, hour, [_result(3), _result(2)], "2026-12-05")
+    assert [(r.n, r.recorded) for r in rows] == [(1, "2026-12-04"), (2, "2026-12-05"), (3, "2026-12-05")]
+    assert rows[0].p50_ms == 51.0
+    assert rows[0].p99_ms == 100.0
+    assert identical(rows) == {}
+    rows = remember(path, hour, [_result(2, "def")], "2026-12-06")  # a re-run replaces its N's row
+    assert [(r.n, r.recorded) for r in rows] == [(1, "2026-12-04"), (2, "2026-12-06"), (3, "2026-12-05")]
+    assert set(identical(rows)) == {"features", "signals", "risk_decisions", "order_intents", "risk_day"}
+    table = markdown(hour, rows, "test machine")
+    assert "300 symbols" in table
+    assert "fed 1x real time" in table
+    assert "NOT identical" in table
+    assert table.count("| 2026-12-0") == 3
+    assert len(json.loads(path.read_text())) == 2  # one entry per session
