@@ -149,27 +149,29 @@ def run_dir(out: Path, run_id: str, overwrite: bool) -> Path:
 
 
 def write_run(path: Path, result: Replay, meta: dict[str, Any]) -> dict[str, Any]:
-    import pyarrow as pa
+    """``<topic>.parquet`` per output, typed from the topic's Avro schema (schemas/arrow.py: event times as
+    timestamp[ns, UTC], money as decimal128), and run.json."""
     import pyarrow.parquet as pq
 
+    from schemas.arrow import arrow_schema, to_table
+    from schemas.catalog import catalog
+
+    topics = catalog()
     outputs: dict[str, Any] = {}
     for topic, records in result.outputs.items():
         if records:
-            table = pa.Table.from_pylist([_arrow(r) for r in records])
-            pq.write_table(table, path / f"{topic}.parquet")
+            pq.write_table(to_table(records, arrow_schema(topics[topic].schema)), path / f"{topic}.parquet")
         outputs[topic] = {"rows": len(records), "sha256": digest(records)}
     meta = {**meta, "inputs": result.inputs, "outputs": outputs}
     (path / "run.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     return meta
 
 
-def _arrow(record: dict[str, Any]) -> dict[str, Any]:
-    """Decimals as strings of fixed scale (Arrow infers mixed precisions badly), dates as ISO strings."""
-    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in record.items()}
-
-
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """A run's meta and outputs, the records as the replay made them (event times in int ns)."""
     import pyarrow.parquet as pq
+
+    from schemas.arrow import to_records
 
     meta_file = path / "run.json"
     if not meta_file.exists():
@@ -178,5 +180,5 @@ def read_run(path: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]
     outputs: dict[str, list[dict[str, Any]]] = {}
     for topic in meta["outputs"]:
         file = path / f"{topic}.parquet"
-        outputs[topic] = pq.read_table(file).to_pylist() if file.exists() else []
+        outputs[topic] = to_records(pq.read_table(file)) if file.exists() else []
     return meta, outputs

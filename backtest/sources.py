@@ -1,15 +1,18 @@
-"""Market records for replays: from Kafka by time range (offsets_for_times) or whole, or from the tables.
+"""Market records for replays: from Kafka by time range (offsets_for_times) or whole, from the tables, or
+from the Parquet archive that `scalp db maintain --archive-dir` writes (sinks/archive.py).
 
-Records come back in one deterministic order: event time, then trades before quotes, then their place
-in the source (partition and offset, or the table's natural key), so the same inputs always replay the
-same way. Kafka reads stop at the end offsets seen when the read starts; what was read is recorded per
-partition (first and last offset) for the run's metadata.
+Records come back in one deterministic order whatever the source: event time, then trades before quotes,
+then symbol and sequence number (then the place in the source), so the same inputs always replay the same
+way and a day replays identically from Kafka, the tables or the archive. Kafka reads stop at the end
+offsets seen when the read starts; what was read is recorded per partition (first and last offset) for the
+run's metadata.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kafkaio.errors import ScalpError
@@ -26,11 +29,25 @@ class RetentionGap(ScalpError):
     """The range starts before the oldest offset Kafka still holds."""
 
 
+class OffsetsError(ScalpError):
+    """Offsets asked for that are no range of a market partition's log."""
+
+
+class ArchiveMissing(ScalpError):
+    """The archive directory asked for does not exist."""
+
+
 @dataclass
 class Read:
     records: list[tuple[str, dict[str, Any]]]
     offsets: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)  # topic -> p -> (first, last)
     source: str = "kafka"
+    days: dict[str, str] = field(default_factory=dict)  # New York date -> its source (--source auto)
+
+
+def order_key(topic: str, record: dict[str, Any], *place: int) -> tuple[Any, ...]:
+    """The one replay order: event time, trades before quotes, symbol, sequence number, place in the source."""
+    return (record["ts"], RANK.get(topic, 9), record.get("symbol") or "", record.get("seq") or 0, *place)
 
 
 def _order(items: list[tuple[tuple[Any, ...], str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -66,20 +83,70 @@ def from_kafka(
                         )
                 if start < high:
                     bounds[p] = (start, high)
-            for msg in reader.read(physical, bounds, 5000):
-                if msg.value is None:
-                    continue
-                record = serde.decode(msg.value, topic)
-                ts = record["ts"]
-                if (start_ns is not None and ts < start_ns) or (end_ns is not None and ts >= end_ns):
-                    continue
-                p, offset = msg.partition, msg.offset
-                first, _ = offsets.setdefault(topic, {}).get(p, (offset, offset))
-                offsets[topic][p] = (first, offset)
-                items.append(((ts, RANK.get(topic, 9), p, offset), topic, record))
-                if progress is not None and len(items) % 50_000 == 0:
-                    progress(len(items))
+            _take(reader, serde, topic, physical, bounds, (start_ns, end_ns), items, offsets, progress)
     return Read(_order(items), offsets, "kafka")
+
+
+def from_offsets(
+    kafka: KafkaSettings,
+    serde: AvroSerde,
+    ranges: dict[str, dict[int, tuple[int, int]]],
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Read:
+    """Exactly the records at ``ranges`` (topic -> partition -> first and last offset, inclusive: what a run
+    recorded in run.json), kept within ``[start_ns, end_ns)`` as that run kept them."""
+    items: list[tuple[tuple[Any, ...], str, dict[str, Any]]] = []
+    offsets: dict[str, dict[int, tuple[int, int]]] = {}
+    with RangeReader(kafka, "scalp-replay") as reader:
+        for topic, parts in ranges.items():
+            if topic not in MARKET:
+                raise OffsetsError(f"{topic}: offsets are replayed of the market topics only ({', '.join(MARKET)})")
+            physical = kafka.topic(topic)
+            bounds: dict[int, tuple[int, int]] = {}
+            for p, (first, last) in sorted(parts.items()):
+                low, high = reader.watermarks(physical, p)
+                if not 0 <= first <= last:
+                    raise OffsetsError(f"{topic}[{p}]: {first}-{last} is not a range of offsets")
+                if first < low:
+                    raise RetentionGap(
+                        f"{topic}[{p}]: offsets before {low} were deleted by retention; {first}-{last} is gone from "
+                        "Kafka (replay the range by time from the tables or the archive)"
+                    )
+                if last >= high:
+                    raise OffsetsError(f"{topic}[{p}]: offset {last} is past the end of the partition ({high - 1})")
+                bounds[p] = (first, last + 1)
+            _take(reader, serde, topic, physical, bounds, (start_ns, end_ns), items, offsets, progress)
+    return Read(_order(items), offsets, "kafka")
+
+
+def _take(
+    reader: RangeReader,
+    serde: AvroSerde,
+    topic: str,
+    physical: str,
+    bounds: dict[int, tuple[int, int]],
+    window: tuple[int | None, int | None],
+    items: list[tuple[tuple[Any, ...], str, dict[str, Any]]],
+    offsets: dict[str, dict[int, tuple[int, int]]],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Decode the records of ``bounds`` within the time window into ``items``, recording the offsets read."""
+    start_ns, end_ns = window
+    for msg in reader.read(physical, bounds, 5000):
+        if msg.value is None:
+            continue
+        record = serde.decode(msg.value, topic)
+        ts = record["ts"]
+        if (start_ns is not None and ts < start_ns) or (end_ns is not None and ts >= end_ns):
+            continue
+        p, offset = msg.partition, msg.offset
+        first, _ = offsets.setdefault(topic, {}).get(p, (offset, offset))
+        offsets[topic][p] = (first, offset)
+        items.append((order_key(topic, record, p, offset), topic, record))
+        if progress is not None and len(items) % 50_000 == 0:
+            progress(len(items))
 
 
 def _earliest_ts(reader: RangeReader, physical: str, partition: int, low: int) -> int:
@@ -102,5 +169,35 @@ def from_tables(conn: Any, start_ns: int | None, end_ns: int | None, topics: tup
         for n, row in enumerate(cur):
             record = dict(zip(names, row, strict=True))
             record["ts"] = record.pop("ts_ns")
-            items.append(((record["ts"], RANK.get(topic, 9), 0, n), topic, record))
+            items.append((order_key(topic, record, 0, n), topic, record))
     return Read(_order(items), {}, "tables")
+
+
+def from_archive(root: Path, start_ns: int | None, end_ns: int | None, topics: tuple[str, ...] = MARKET) -> Read:
+    """Records of the archive at ``root`` with ``start_ns <= ts < end_ns``: only the date partitions the range
+    touches are opened (a New York date holds its whole session)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from schemas.arrow import UTC_NS, to_records
+    from sinks.archive import session_date
+
+    if not root.is_dir():
+        raise ArchiveMissing(f"no archive at {root} (the directory `scalp db maintain --archive-dir` writes)")
+    partitioning = ds.partitioning(pa.schema([("symbol", pa.string()), ("date", pa.date32())]), flavor="hive")
+    items: list[tuple[tuple[Any, ...], str, dict[str, Any]]] = []
+    for topic in topics:
+        base = root / topic
+        if not base.is_dir():
+            continue
+        dataset = ds.dataset(base, format="parquet", partitioning=partitioning, exclude_invalid_files=False)
+        where = None
+        if start_ns is not None:
+            where = (ds.field("date") >= session_date(start_ns)) & (ds.field("ts") >= pa.scalar(start_ns, UTC_NS))
+        if end_ns is not None:
+            upper = (ds.field("date") <= session_date(end_ns - 1)) & (ds.field("ts") < pa.scalar(end_ns, UTC_NS))
+            where = upper if where is None else where & upper
+        table = dataset.to_table(filter=where)
+        for n, record in enumerate(to_records(table.drop_columns(["date"]))):
+            items.append((order_key(topic, record, 0, n), topic, record))
+    return Read(_order(items), {}, "archive")

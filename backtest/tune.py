@@ -400,4 +400,6 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 
     if not path.exists():
         raise TuneError(f"no dataset at {path} (run `scalp export --run R` or `scalp backtest` first)")
-    return list(pq.read_table(path).to_pylist())
+    from schemas.arrow import to_records
+
+    return to_records(pq.read_table(path))

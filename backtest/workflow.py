@@ -39,6 +39,7 @@ class Research:
     paper: PaperSettings
     fees: FeeSettings
     settings_digest: str
+    archive_dir: Path | None = None  # the Parquet archive `scalp db maintain --archive-dir` writes
 
 
 def iso(ns: int | None) -> str | None:
@@ -63,19 +64,44 @@ def read_market(
     topics: tuple[str, ...] | None = None,
     progress: Progress | None = None,
 ) -> Any:
-    """A :class:`backtest.sources.Read` of the market topics (or ``topics``) from Kafka or the tables."""
-    from .sources import MARKET, RetentionGap, from_kafka, from_tables
-
-    wanted = topics or MARKET
-    if source == "kafka":
-        try:
-            return from_kafka(env.kafka, env.serde, start, end, wanted, progress)
-        except RetentionGap as exc:
-            raise ConfigError(str(exc)) from None
+    """A :class:`backtest.sources.Read` of the market topics (or ``topics``) from Kafka, the tables, the
+    archive, or each day from the first of those that holds it (``auto``: backtest/days.py)."""
     from sinks.db import connect
 
+    from .days import read_auto
+    from .sources import MARKET, ArchiveMissing, RetentionGap, from_archive, from_kafka, from_tables
+
+    wanted = topics or MARKET
+    try:
+        if source == "kafka":
+            return from_kafka(env.kafka, env.serde, start, end, wanted, progress)
+        if source == "archive":
+            if env.archive_dir is None:
+                raise ConfigError("--source archive needs the archive's directory (--archive-dir or SCALP_ARCHIVE_DIR)")
+            return from_archive(env.archive_dir, start, end, wanted)
+        if source == "auto":
+            return read_auto(
+                env.kafka, env.serde, lambda: connect(env.database), env.archive_dir, start, end, wanted, progress
+            )
+    except (RetentionGap, ArchiveMissing) as exc:
+        raise ConfigError(str(exc)) from None
     with connect(env.database) as conn:
         return from_tables(conn, start, end, wanted)
+
+
+def read_offsets(
+    env: Research,
+    offsets: dict[str, dict[int, tuple[int, int]]],
+    start: int | None,
+    end: int | None,
+    progress: Progress | None = None,
+) -> Any:
+    from .sources import OffsetsError, RetentionGap, from_offsets
+
+    try:
+        return from_offsets(env.kafka, env.serde, offsets, start, end, progress)
+    except (OffsetsError, RetentionGap) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass
@@ -103,7 +129,10 @@ def run_replay(
     out: Path,
     read_progress: Progress | None = None,
     replay_progress: Callable[[int, int], None] | None = None,
+    offsets: dict[str, dict[int, tuple[int, int]]] | None = None,
 ) -> ReplayDone:
+    """A replay run of ``[start, end)`` from ``source``, or of exactly the Kafka ``offsets`` (topic -> partition
+    -> first and last offset) within that window."""
     from execution.tracker import FeeSchedule
     from streams.core.conditions import ConditionTable
     from streams.core.digests import Digests, source_commit
@@ -114,7 +143,10 @@ def run_replay(
     policy = load_policy_file(env, policy_path)
     path = run_dir(out, run_id, overwrite)
     try:
-        read = read_market(env, source, start, end, progress=read_progress)
+        if offsets is not None:
+            read = read_offsets(env, offsets, start, end, read_progress)
+        else:
+            read = read_market(env, source, start, end, progress=read_progress)
     except BaseException:
         path.rmdir()
         raise
@@ -135,6 +167,7 @@ def run_replay(
         {
             "run_id": run_id,
             "source": read.source,
+            "days": read.days,
             "from": iso(start),
             "to": iso(end),
             "from_ns": start,
@@ -183,11 +216,12 @@ def label_signals(
 
 
 def write_labels(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from schemas.arrow import typed_rows
+
     if rows:
-        pq.write_table(pa.Table.from_pylist(rows), path / "signal_labels.parquet")
+        pq.write_table(typed_rows(rows), path / "signal_labels.parquet")
 
 
 def label_summary(rows: list[dict[str, Any]], signals: int) -> str:
@@ -211,11 +245,13 @@ def export_run(path: Path, also_csv: bool) -> Exported | None:
     """dataset.parquet (+ .csv) and dataset.meta.json of the run at ``path``; None without rows."""
     import pyarrow.parquet as pq
 
+    from schemas.arrow import to_records
+
     from .replay import read_run
 
     meta, outputs = read_run(path)
     labels_file = path / "signal_labels.parquet"
-    labels = pq.read_table(labels_file).to_pylist() if labels_file.exists() else []
+    labels = to_records(pq.read_table(labels_file)) if labels_file.exists() else []
     keys = ("run_id", "source", "from", "to", "offsets", "session_policy_digest", "env_hash", "source_commit")
     return write_dataset(
         path, outputs.get(SIGNALS, []), outputs.get(FEATURES, []), labels, {k: meta.get(k) for k in keys}, also_csv
@@ -259,16 +295,17 @@ def write_dataset(
     meta: dict[str, Any],
     also_csv: bool,
 ) -> Exported | None:
-    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
+
+    from schemas.arrow import typed_rows
 
     from .export import point_in_time
 
     rows, check = point_in_time(signals, features, labels)
     if not rows:
         return None
-    table = pa.Table.from_pylist(rows)
+    table = typed_rows(rows)
     files = [path / "dataset.parquet"]
     pq.write_table(table, files[0])
     if also_csv:
@@ -337,10 +374,13 @@ def backtest_steps(
     else:
         say("drift: no live decisions in the range; nothing to compare")
     if live[FILLS]:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(live[FILLS]), done.path / "live_fills.parquet")
+        from schemas.arrow import arrow_schema, to_table
+        from schemas.catalog import catalog
+
+        schema = arrow_schema(catalog()[FILLS].schema)
+        pq.write_table(to_table(live[FILLS], schema), done.path / "live_fills.parquet")
     return write_report(done.path, done.meta, done.outputs, labels, drift, live[FILLS])
 
 
@@ -348,12 +388,14 @@ def rebuild_report(path: Path) -> Path:
     """The report of the run at ``path`` again, from its files (no services needed)."""
     import pyarrow.parquet as pq
 
+    from schemas.arrow import to_records
+
     from .replay import read_run
     from .report import write_report
 
     def table(name: str) -> list[dict[str, Any]]:
         file = path / name
-        return list(pq.read_table(file).to_pylist()) if file.exists() else []
+        return to_records(pq.read_table(file)) if file.exists() else []
 
     meta, outputs = read_run(path)
     drift_file = path / "drift.json"

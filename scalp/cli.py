@@ -205,7 +205,8 @@ def db_migrate(ctx: click.Context) -> None:
     "--archive-dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write the ticks about to be dropped to Parquet here first (verified before dropping).",
+    help="Write the ticks about to be dropped to Parquet here first (verified before dropping; default: "
+    "$SCALP_ARCHIVE_DIR).",
 )
 @click.option("--dry-run", is_flag=True, help="Print what would happen; change nothing.")
 @click.pass_context
@@ -215,19 +216,21 @@ def db_maintain(ctx: click.Context, retention_days: int, archive_dir: Path | Non
     PostgreSQL, compression on TimescaleDB. Schedule it daily (docs/operations.md)."""
     import datetime as dt
 
+    from sinks.archive import NEW_YORK
     from sinks.maintain import excluded_codes, maintain_database
 
     if retention_days < 1:
         raise ConfigError("--retention-days must be at least 1")
     settings = ctx.obj.settings
+    archive_dir = archive_dir or settings.database.archive_dir
     now = dt.datetime.now(dt.UTC)
     conditions = settings.streams.conditions_file
     excluded_codes(conditions)  # a broken table: exit 2 before touching the database
     report = maintain_database(settings.database, retention_days, archive_dir, dry_run, now, conditions)
     verb = "would" if dry_run else "did"
-    click.echo(
-        f"maintain ({report.flavour}, cutoff {report.cutoff:%Y-%m-%d} UTC, {'dry run' if dry_run else 'applied'}):"
-    )
+    cutoff = report.cutoff.astimezone(NEW_YORK)
+    mode = "dry run" if dry_run else "applied"
+    click.echo(f"maintain ({report.flavour}, cutoff {cutoff:%Y-%m-%d %H:%M %Z}, {mode}):")
     click.echo(f"  rollup: {verb} write {report.rolled_up_bars} minute bars (aggregated_from=trades_rollup)")
     for table, rows in report.to_drop.items():
         done = report.dropped.get(table)
@@ -238,6 +241,24 @@ def db_maintain(ctx: click.Context, retention_days: int, archive_dir: Path | Non
         click.echo(f"  dropped partitions/chunks: {len(report.partitions)}")
     if report.compressed:
         click.echo(f"  compression jobs run: {report.compressed}")
+
+
+@db.command("archive-migrate")
+@click.option("--archive-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
+@click.option("--dry-run", is_flag=True, help="Print what would be written; change nothing.")
+@guarded
+def db_archive_migrate(archive_dir: Path, dry_run: bool) -> None:
+    """Rewrite an archive of the old layout (<table>/<SYMBOL>/<UTC day>.parquet, untyped) into the Hive layout
+    that `db maintain` writes now (<table>/symbol=S/date=D/part-N.parquet by New York date, typed); each old
+    file goes once its rows are in checked new files."""
+    from sinks.archive import legacy_files, migrate_legacy
+
+    found = legacy_files(archive_dir)
+    written = migrate_legacy(archive_dir, dry_run)
+    old = sum(len(files) for files in found.values())
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"archive-migrate: {old} files of the old layout; {verb} {len(written)} files, "
+               f"{sum(written.values())} rows")  # fmt: skip
 
 
 # --- topics ------------------------------------------------------------------------------------

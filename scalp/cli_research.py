@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,38 @@ from .cliutil import guarded, parse_time, range_options, runs_option, with_optio
 from .context import Context
 
 log = logging.getLogger("scalp.research")
+# (topic -> partition -> first and last offset, inclusive; the window's from_ns and to_ns)
+Offsets = tuple[dict[str, dict[int, tuple[int, int]]], int | None, int | None]
+
+
+def _archive_dir(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    """--archive-dir: the settings' archive directory for this command."""
+    if value is not None:
+        settings = ctx.obj.settings
+        database = settings.database.model_copy(update={"archive_dir": value})
+        ctx.obj.settings = settings.model_copy(update={"database": database})
 
 
 def replay_options(name: str) -> list[Any]:
-    """--source, --run-id, --overwrite, --policy, --feedback: shared by `scalp replay` and `scalp backtest`."""
+    """--source, --archive-dir, --run-id, --overwrite, --policy, --feedback: shared by `scalp replay` and
+    `scalp backtest`."""
     return [
-        click.option("--source", type=click.Choice(["kafka", "tables"]), default="kafka", show_default=True),
+        click.option(
+            "--source",
+            type=click.Choice(["auto", "kafka", "tables", "archive"]),
+            default="auto",
+            show_default=True,
+            help="auto: each day from Kafka if it still holds it, else the tables, else the archive (the source "
+            "of every day is in run.json).",
+        ),
+        click.option(
+            "--archive-dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=None,
+            expose_value=False,
+            callback=_archive_dir,
+            help="The Parquet archive `scalp db maintain --archive-dir` writes (default: $SCALP_ARCHIVE_DIR).",
+        ),
         click.option("--run-id", default=None, help=f"Name of the run (default: {name}-<from>-<to>-<policy digest>)."),
         click.option("--overwrite", is_flag=True, help="Replace a run of the same id."),
         click.option(
@@ -47,6 +74,7 @@ def replay_with_progress(
     policy_path: Path | None,
     feedback: bool,
     out: Path,
+    offsets: Offsets | None = None,
 ) -> Any:
     """The replay step of `scalp replay` and `scalp backtest`: the run id (default
     ``<kind>-<from>-<to>-<policy digest>``), progress bars for the read and the replay, and the line saying
@@ -56,6 +84,9 @@ def replay_with_progress(
     from backtest.workflow import load_policy_file, run_replay
 
     start, end = _bounds(from_, to)
+    if offsets is not None:  # the recorded window, unless --from/--to narrow it
+        start = start if start is not None else offsets[1]
+        end = end if end is not None else offsets[2]
     policy = load_policy_file(context.research(), policy_path)
     rid = run_id or "-".join(
         [kind, (from_ or "all").replace(":", ""), (to or "end").replace(":", ""), policy.digest[:8]]
@@ -81,6 +112,7 @@ def replay_with_progress(
             out=out,
             read_progress=lambda n: progress.update(read_task, completed=n),
             replay_progress=replayed,
+            offsets=offsets[0] if offsets is not None else None,
         )
     if not done.market:
         click.echo(f"{kind}: no market data in {iso(start) or 'the beginning'} .. {iso(end) or 'the end'}")
@@ -95,9 +127,43 @@ def _bounds(from_: str | None, to: str | None) -> tuple[int | None, int | None]:
     return start, end
 
 
+def offset_ranges(out: Path, offsets_from: str | None, spec: str | None) -> Offsets | None:
+    """--offsets-from RUN (the ranges and the time window in that run's run.json) or --offsets
+    ``topic:partition:first-last,...`` (inclusive offsets) as (ranges, from_ns, to_ns)."""
+    if offsets_from and spec:
+        raise ConfigError("--offsets-from and --offsets: give one")
+    if offsets_from:
+        meta_file = out / offsets_from / "run.json"
+        if not meta_file.exists():
+            raise ConfigError(f"--offsets-from: no run {offsets_from!r} at {out} (run.json missing)")
+        meta = json.loads(meta_file.read_text())
+        recorded = meta.get("offsets") or {}
+        if not recorded:
+            raise ConfigError(
+                f"--offsets-from: run {offsets_from!r} recorded no Kafka offsets (source {meta.get('source')})"
+            )
+        kept = {t: {int(p): (int(r[0]), int(r[1])) for p, r in parts.items()} for t, parts in recorded.items()}
+        return kept, meta.get("from_ns"), meta.get("to_ns")
+    if spec:
+        ranges: dict[str, dict[int, tuple[int, int]]] = {}
+        for item in spec.split(","):
+            try:
+                topic, partition, span = item.strip().split(":")
+                first, last = span.split("-")
+                ranges.setdefault(topic, {})[int(partition)] = (int(first), int(last))
+            except ValueError:
+                raise ConfigError(f"--offsets: {item!r} is not topic:partition:first-last") from None
+        return ranges, None, None
+    return None
+
+
 @click.command()
 @with_options(range_options)
 @with_options(replay_options("replay"))
+@click.option("--offsets-from", default=None, metavar="RUN",
+              help="Replay exactly the topic/partition/offset ranges (and time window) run RUN recorded.")  # fmt: skip
+@click.option("--offsets", "offsets_spec", default=None, metavar="T:P:FIRST-LAST,...",
+              help="Replay exactly these market-topic offsets (inclusive): market_trades:0:0-999,...")  # fmt: skip
 @runs_option
 @click.pass_context
 def replay(
@@ -109,18 +175,26 @@ def replay(
     overwrite: bool,
     policy_path: Path | None,
     feedback: bool,
+    offsets_from: str | None,
+    offsets_spec: str | None,
     out: Path,
 ) -> None:
     """Replay market_trades and market_quotes through the strategy core and the paper broker.
 
-    Reads Kafka by time (offsets_for_times) or the tables, in event-time order, and writes the run's
+    Reads each day from Kafka (by time, offsets_for_times) while it holds it, else from the tables, else from
+    the Parquet archive (--source to choose one), in event-time order, and writes the run's
     features, signals, risk decisions, intents, orders, fills, ledger and account snapshots to
     <out>/<run id>/*.parquet with run.json (range, offsets, digests, source commit, output sha256s).
     Never writes to the live topics. The same inputs and policy give identical outputs.
     """
 
     def run() -> None:
-        done = replay_with_progress(ctx.obj, "replay", from_, to, source, run_id, overwrite, policy_path, feedback, out)
+        offsets = offset_ranges(out, offsets_from, offsets_spec)
+        if offsets is not None and source not in ("auto", "kafka"):
+            raise ConfigError(f"--offsets-from/--offsets read Kafka; --source {source} does not")
+        done = replay_with_progress(
+            ctx.obj, "replay", from_, to, source, run_id, overwrite, policy_path, feedback, out, offsets
+        )
         click.echo(f"replay {done.meta['run_id']}: {done.summary()}; written to {done.path}")
 
     guarded(run)()

@@ -37,6 +37,7 @@ class Context:
             s.execution.paper,
             s.execution.fees,
             s.digest(),
+            s.database.archive_dir,
         )
 
     def secrets(self) -> list[str]:

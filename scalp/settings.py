@@ -193,6 +193,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "TRADIER_BASE_URL": ("tradier", "base_url"),
     "TRADIER_STREAM_URL": ("tradier", "stream_url"),
     "SCALP_LOG_DIR": ("logging", "dir"),
+    "SCALP_ARCHIVE_DIR": ("database", "archive_dir"),
     "SCALP_LOG_LEVEL": ("logging", "level"),
     "SCALP_LOG_FILE": ("logging", "file"),
     "SCALP_ALLOW_PLAINTEXT": ("security", "allow_plaintext"),

@@ -2,8 +2,9 @@
 partition upkeep (plain PostgreSQL, pg_partman) or compression (TimescaleDB).
 
 Order, per run: roll trades older than the cutoff into ``bars_1m`` (aggregated_from='trades_rollup'),
-archive the ticks about to go (one Parquet file per table, symbol and day; each file's row count is
-checked against the table before anything is dropped), then drop them. The cutoff is a whole UTC day.
+archive the ticks about to go (sinks/archive.py: Hive-style typed Parquet, a part per table, symbol and New
+York date; each file's row count is checked against the table before anything is dropped), then drop them.
+The cutoff is midnight in New York, so whole sessions go.
 A dry run reports what would happen and changes nothing.
 """
 
@@ -14,16 +15,16 @@ import logging
 from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import yaml
 from psycopg import sql
 from scalp_config import default
 
-from kafkaio.errors import ConfigError, FatalError
+from kafkaio.errors import ConfigError
 from schemas.topics import MARKET_QUOTES, MARKET_TRADES
 
+from .archive import NEW_YORK, archive
 from .settings import DatabaseSettings
 from .transient import retry_transient
 
@@ -76,6 +77,13 @@ ON CONFLICT DO NOTHING
 """
 
 
+def session_cutoff(now: dt.datetime, retention_days: int) -> dt.datetime:
+    """Midnight in New York of the date ``retention_days`` before ``now``'s: whole sessions go (the evening of
+    extended hours with its day), and each is archived in one piece."""
+    day = now.astimezone(NEW_YORK).date() - dt.timedelta(days=retention_days)
+    return dt.datetime.combine(day, dt.time(), tzinfo=NEW_YORK).astimezone(dt.UTC)
+
+
 def flavour_of(conn: psycopg.Connection) -> str:
     row = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
     return "timescale" if row and row[0] else "plain"
@@ -90,7 +98,7 @@ def maintain(
     conditions_file: Path = CONDITIONS_FILE,
 ) -> MaintainReport:
     """One maintenance pass (``now`` is the wall clock of the run; retention is about data age)."""
-    cutoff = dt.datetime.combine((now - dt.timedelta(days=retention_days)).date(), dt.time(), tzinfo=dt.UTC)
+    cutoff = session_cutoff(now, retention_days)
     report = MaintainReport(cutoff, flavour_of(conn), dry_run)
     for table in TICK_TABLES:
         row = conn.execute(
@@ -127,49 +135,6 @@ def maintain(
         conn.execute("SELECT partman.run_maintenance()")
         conn.commit()
     return report
-
-
-def archive(conn: psycopg.Connection, table: str, cutoff: dt.datetime, root: Path) -> dict[str, int]:
-    """Write one Parquet file per symbol and UTC day older than the cutoff; verify counts; return file -> rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    days = conn.execute(
-        sql.SQL(
-            "SELECT symbol, date_trunc('day', ts AT TIME ZONE 'UTC')::date, count(*) FROM {} "
-            "WHERE ts < %s GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(sql.Identifier(table)),
-        (cutoff,),
-    ).fetchall()
-    written: dict[str, int] = {}
-    for symbol, day, expected in days:
-        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("SELECT * FROM {} WHERE symbol = %s AND ts >= %s AND ts < %s ORDER BY ts").format(
-                    sql.Identifier(table)
-                ),
-                (symbol, start, start + dt.timedelta(days=1)),
-            )
-            names = [d.name for d in cur.description or []]
-            rows = cur.fetchall()
-        columns: dict[str, list[Any]] = {name: [r[i] for r in rows] for i, name in enumerate(names)}
-        path = root / table / symbol / f"{day.isoformat()}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".parquet.tmp")
-        pq.write_table(pa.table(columns), tmp)
-        found = pq.read_metadata(tmp).num_rows
-        if found != expected or len(rows) != expected:
-            tmp.unlink(missing_ok=True)
-            raise FatalError(
-                f"archive of {table} {symbol} {day}: {found} rows in the file, {expected} in the "
-                f"table; nothing was dropped"
-            )
-        tmp.replace(path)
-        written[str(path)] = found
-        log.info("archived %d rows of %s %s %s to %s", found, table, symbol, day, path)
-    conn.commit()
-    return written
 
 
 def drop_older(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -27,6 +28,9 @@ class DatabaseSettings(BaseModel):
     router_url: SecretStr | None = None
     analyst_url: SecretStr | None = None
     connect_timeout_s: int = Field(default=10, gt=0)
+    # the Parquet archive of ticks past retention (SCALP_ARCHIVE_DIR): where `db maintain` writes them and
+    # replays read the days the tables and Kafka no longer hold; unset: no archive
+    archive_dir: Path | None = None
 
     def role(self, role: DbRole) -> DatabaseSettings:
         """These settings connecting as ``role`` (its URL, else the owner's)."""

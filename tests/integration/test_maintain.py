@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pyarrow.parquet as pq
@@ -13,6 +14,7 @@ from tests.cli_util import scalp
 from tests.sink_util import migrated, scalar
 
 DAYS = 40
+NY = ZoneInfo("America/New_York")
 
 
 def fill(dsn: str, today: dt.date) -> None:
@@ -70,9 +72,9 @@ def fill(dsn: str, today: dt.date) -> None:
 
 def test_retention_rollup_and_archive(services, fresh_db: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     dsn = migrated(fresh_db)
-    today = dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.now(NY).date()  # the cutoff is midnight in New York: whole sessions go
     fill(dsn, today)
-    cutoff = dt.datetime.combine(today - dt.timedelta(days=30), dt.time(), tzinfo=dt.UTC)
+    cutoff = dt.datetime.combine(today - dt.timedelta(days=30), dt.time(), tzinfo=NY)
     old_trades = scalar(dsn, "SELECT count(*) FROM market_trades WHERE ts < %s", cutoff)
     new_trades = scalar(dsn, "SELECT count(*) FROM market_trades WHERE ts >= %s", cutoff)
     old_days = (today - dt.timedelta(days=30) - (today - dt.timedelta(days=DAYS))).days
@@ -103,6 +105,7 @@ def test_retention_rollup_and_archive(services, fresh_db: str, tmp_path: Path) -
     assert trades == 5
     files = sorted(tmp_path.rglob("*.parquet"))
     assert len(files) == old_days * 2 * 2  # per table, symbol and day
+    assert {f.parent.parent.name for f in files} == {"symbol=SPY", "symbol=QQQ"}  # Hive-style
     trade_files = [f for f in files if "market_trades" in str(f)]
     assert sum(pq.read_metadata(f).num_rows for f in trade_files) == old_trades
     assert all(pq.read_metadata(f).num_rows == 15 for f in trade_files)

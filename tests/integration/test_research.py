@@ -50,11 +50,16 @@ def _run(prefix: str, *args: str) -> str:
     return proc.stdout
 
 
+def _kafka_replay(prefix: str, runs: Path, run_id: str, policy: Path) -> str:
+    return _run(prefix, "replay", "--source", "kafka", "--run-id", run_id, "--policy", str(policy), "--no-feedback",
+                "--out", str(runs))  # fmt: skip
+
+
 def test_replay_is_deterministic_and_reproduces_the_live_session(live_session: Any) -> None:
     prefix, policy, tmp, executed, records = live_session
     assert "trades closed" in executed
     runs = tmp / "runs"
-    common = ["--policy", str(policy), "--no-feedback", "--out", str(runs)]
+    common = ["--source", "kafka", "--policy", str(policy), "--no-feedback", "--out", str(runs)]
     first = _run(prefix, "replay", "--run-id", "a", *common)
     assert f"{len(records)} events" in first, first
     _run(prefix, "replay", "--run-id", "b", *common)
@@ -84,7 +89,7 @@ def test_a_changed_threshold_shows_up_as_drift_on_its_setup(live_session: Any) -
     data = yaml.safe_load(policy.read_text())
     data["setups"]["vwap_reclaim"]["enabled"] = False
     changed.write_text(yaml.safe_dump(data))
-    _run(prefix, "replay", "--run-id", "changed", "--policy", str(changed), "--no-feedback", "--out", str(runs))
+    _kafka_replay(prefix, runs, "changed", changed)
     proc = scalp("drift", "--run", "changed", "--out", str(runs), "--fail-on-drift", env={"SCALP_TOPIC_PREFIX": prefix})
     assert proc.returncode == 1, proc.stdout
     drift = json.loads((runs / "changed" / "drift.json").read_text())
@@ -102,7 +107,7 @@ def test_labels_and_export_for_a_run(live_session: Any, services: AppSettings) -
     prefix, policy, tmp, _, _ = live_session
     runs = tmp / "runs"
     if not (runs / "a").exists():
-        _run(prefix, "replay", "--run-id", "a", "--policy", str(policy), "--no-feedback", "--out", str(runs))
+        _kafka_replay(prefix, runs, "a", policy)
     out = _run(prefix, "labels", "--run", "a", "--policy", str(policy), "--out", str(runs))
     assert "signals labelled" in out
     import pyarrow.parquet as pq
@@ -128,6 +133,42 @@ def test_labels_and_export_for_a_run(live_session: Any, services: AppSettings) -
     assert stored[0] >= len(rows)
 
 
+def test_replay_from_a_runs_offsets_gives_the_same_outputs(live_session: Any, tmp_path: Path) -> None:
+    prefix, policy, _, _, records = live_session
+    common = ["--policy", str(policy), "--no-feedback", "--out", str(tmp_path)]
+    # a window inside the tape: the offsets a run recorded are those of the records inside it
+    ts = sorted(r["ts"] for _, r in records)
+    inside = [
+        f"{dt.datetime.fromtimestamp(t / 1e9, dt.UTC).isoformat()}" for t in (ts[len(ts) // 4], ts[-len(ts) // 4])
+    ]
+    _run(prefix, "replay", "--run-id", "window", "--source", "kafka", "--from", inside[0], "--to", inside[1], *common)
+    again = _run(prefix, "replay", "--run-id", "again", "--offsets-from", "window", *common)
+    window = json.loads((tmp_path / "window" / "run.json").read_text())
+    replayed = json.loads((tmp_path / "again" / "run.json").read_text())
+    assert 0 < window["inputs"] < len(records)
+    assert replayed["inputs"] == window["inputs"], again
+    assert replayed["outputs"] == window["outputs"]
+    assert replayed["offsets"] == window["offsets"]
+    # explicit offsets: 100 trades of one partition
+    partition, (first, _) = sorted(window["offsets"]["market_trades"].items())[0]
+    spec = f"market_trades:{partition}:{first}-{first + 99}"
+    _run(prefix, "replay", "--run-id", "explicit", "--offsets", spec, *common)
+    explicit = json.loads((tmp_path / "explicit" / "run.json").read_text())
+    assert explicit["inputs"] == 100
+    assert explicit["offsets"] == {"market_trades": {partition: [first, first + 99]}}
+    for bad, says in (
+        ("market_trades:0:5", "not topic:partition:first-last"),
+        (f"market_trades:{partition}:0-999999999", "past the end"),
+        ("signals:0:0-1", "market topics only"),
+    ):
+        proc = scalp("replay", "--run-id", "bad", "--offsets", bad, *common, env={"SCALP_TOPIC_PREFIX": prefix})
+        assert proc.returncode == 2, (bad, proc.stdout, proc.stderr)
+        assert says in proc.stderr, (bad, proc.stderr)
+    missing = scalp("replay", "--offsets-from", "nope", *common, env={"SCALP_TOPIC_PREFIX": prefix})
+    assert missing.returncode == 2
+    assert "no run 'nope'" in missing.stderr
+
+
 def test_replay_of_an_empty_range_is_not_an_error(live_session: Any, tmp_path: Path) -> None:
     prefix, policy, _, _, _ = live_session
     out = _run(
@@ -141,7 +182,7 @@ def test_backtest_writes_the_report_and_it_rebuilds_offline(live_session: Any, t
 
     prefix, policy, _, _, records = live_session
     runs = tmp_path / "runs"
-    common = ["--policy", str(policy), "--no-feedback", "--out", str(runs), "--run-id", "bt"]
+    common = ["--source", "kafka", "--policy", str(policy), "--no-feedback", "--out", str(runs), "--run-id", "bt"]
     out = _run(prefix, "backtest", *common)
     assert f"replay: {len(records)} events" in out
     run = runs / "bt"
@@ -162,6 +203,13 @@ def test_backtest_writes_the_report_and_it_rebuilds_offline(live_session: Any, t
     labels = pq.read_table(run / "signal_labels.parquet").to_pylist()
     dataset = pq.read_table(run / "dataset.parquet").to_pylist()
     assert len(labels) == len(dataset) == json.loads((run / "run.json").read_text())["outputs"]["signals"]["rows"]
+    # every Parquet file of the run holds event times as timestamps (ns, UTC), whatever reads it
+    import polars as pl
+
+    for name, columns in {"dataset": ("ts", "feature_ts", "label_exit_ts"), "signal_labels": ("ts", "exit_ts"),
+                          "live_fills": ("ts",), "trade_ledger": ("ts",), "features": ("ts",)}.items():  # fmt: skip
+        schema = pl.read_parquet(run / f"{name}.parquet").schema
+        assert {c: schema[c] for c in columns} == {c: pl.Datetime("ns", "UTC") for c in columns}, name
     page = (report / "index.html").read_bytes()
     pngs = {p.name: p.read_bytes() for p in report.glob("*.png")}
     rebuilt = scalp("report", "--run", "bt", "--out", str(runs), env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
