@@ -180,10 +180,16 @@ def from_archive(root: Path, start_ns: int | None, end_ns: int | None, topics: t
     import pyarrow.dataset as ds
 
     from schemas.arrow import UTC_NS, to_records
-    from sinks.archive import session_date
+    from sinks.archive import legacy_files, session_date
 
     if not root.is_dir():
         raise ArchiveMissing(f"no archive at {root} (the directory `scalp db maintain --archive-dir` writes)")
+    old = legacy_files(root)
+    if old:
+        raise ArchiveMissing(
+            f"the archive at {root} holds {sum(len(f) for f in old.values())} files of the layout before Hive "
+            f"partitions; rewrite them first: scalp db archive-migrate --archive-dir {root}"
+        )
     partitioning = ds.partitioning(pa.schema([("symbol", pa.string()), ("date", pa.date32())]), flavor="hive")
     items: list[tuple[tuple[Any, ...], str, dict[str, Any]]] = []
     for topic in topics:

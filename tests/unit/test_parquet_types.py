@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from backtest.sources import from_archive
+from backtest.sources import ArchiveMissing, from_archive
 from schemas.arrow import UTC_NS, arrow_schema, to_records, to_table
 from schemas.catalog import catalog
 from schemas.examples import example_record
@@ -80,6 +80,8 @@ def test_the_old_layout_migrates_into_session_dates_and_reads_back_unchanged(tmp
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), path)
     assert len(legacy_files(root)[("market_trades", "SPY")]) == 2
+    with pytest.raises(ArchiveMissing, match="archive-migrate"):  # not read as if it were the new layout
+        from_archive(root, None, None, ("market_trades",))
     planned = migrate_legacy(root, dry_run=True)
     assert sorted(planned.values()) == [1, 2]
     assert (root / "market_trades" / "SPY" / "2026-11-20.parquet").exists()  # a dry run changes nothing
