@@ -96,3 +96,16 @@ def test_the_old_layout_migrates_into_session_dates_and_reads_back_unchanged(tmp
     ]
     in_range = from_archive(root, day_bounds(dt.date(2026, 11, 20))[0], day_bounds(dt.date(2026, 11, 20))[1])
     assert [r["seq"] for _, r in in_range.records] == [1, 2]
+
+
+def test_an_archive_replay_without_an_archive_is_a_usage_error(tmp_path: Path) -> None:
+    from tests.cli_util import scalp
+
+    common = ["--source", "archive", "--from", "2026-11-19", "--to", "2026-11-20", "--out", str(tmp_path)]
+    missing = scalp("replay", *common, "--archive-dir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert "no archive at" in missing.stderr
+    unset = scalp("replay", *common, env={"SCALP_ARCHIVE_DIR": ""})
+    assert unset.returncode == 2
+    assert "--archive-dir or SCALP_ARCHIVE_DIR" in unset.stderr
+    assert not any(tmp_path.iterdir())  # no run directory left behind
