@@ -28,8 +28,9 @@ log = logging.getLogger("scalp.streams")
     type=float,
     default=None,
     metavar="SECONDS",
-    help="Stop once no input arrived for this long and every market partition is read to its end (batch "
-    "jobs, demo, tests); a stall stops it after 30 s, with a warning. Default: run until SIGTERM.",
+    help="Stop once no input arrived for this long and every market, ledger, order and risk input partition "
+    "is read to its end (batch jobs, demo, tests); a stall stops it after 30 s, with a warning. Default: run "
+    "until SIGTERM.",
 )
 @click.pass_context
 def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | None) -> None:

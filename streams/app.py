@@ -128,6 +128,9 @@ class Streams:
         self.assigned_at: float | None = None  # monotonic time of the last partition assignment
         self.collector = CollectorTuning(settings.gc_thresholds, settings.gc_full_interval_s)  # frozen at assignment
         self.stall_reported = 0.0  # monotonic time of the last "no input for N s" warning
+        # (topic, partition) -> the last offset the ledger, refusals and risk agents took: --until-idle also
+        # waits for their inputs (a worker started after a session found the ledger after it had stopped)
+        self.agent_taken: dict[tuple[str, int], int] = {}
         for topic in (*OUTPUT_TOPICS, *INPUT_TOPICS):
             serde.ensure_registered(topic)  # registry I/O now, never inside an agent
         self.app = self._build(data_dir)
@@ -207,6 +210,7 @@ class Streams:
         self.offsets.group = app.conf.id
 
         app.batch_topics(market, self.market.batch)  # one fetch at a time: see streams/transport.py
+        self.agent_topics = {ledger.get_topic_name(), orders.get_topic_name(), outputs.risk_topic.get_topic_name()}
         app.agent(outputs.risk_topic, name="risk")(self._risk_agent)
         app.agent(ledger, name="ledger")(self._ledger_agent)
         app.agent(orders, name="refusals")(self._ledger_agent)
@@ -284,7 +288,12 @@ class Streams:
             and (
                 # idle means nothing left to read, not merely nothing arriving: input that stops coming with records
                 # left in the log (a fetch that stalls) is a stall (one bench run stopped after 220k of 300k)
-                (not self.stage.held() and not market.sequencer.ahead_since and await market.read_to_end())
+                (
+                    not self.stage.held()
+                    and not market.sequencer.ahead_since
+                    and await market.read_to_end()
+                    and await self._agents_read_to_end()
+                )
                 or quiet_s >= max(STALL_EXIT_S, 10 * self.idle_exit_s)  # stalled: stop, and say why (below)
             )
         ):
@@ -299,6 +308,18 @@ class Streams:
                 log.warning("stopping with partitions not read to their end: %s", market.stall_report())
             log.info("idle: stopping")
             self.stop()
+
+    async def _agents_read_to_end(self) -> bool:
+        """Whether the ledger, refusals and risk agents took every record their assigned partitions hold (the
+        high water mark asked of Kafka: Faust's consumer may not have fetched them yet)."""
+        for tp in list(self.app.consumer.assignment()):
+            if self.market.is_market(tp) or tp.topic not in self.agent_topics:
+                continue
+            taken = self.agent_taken.get((tp.topic, tp.partition))
+            start = taken + 1 if taken is not None else await self.offsets.start_offset(tp.topic, tp.partition)
+            if start < await self.offsets.high_water(tp.topic, tp.partition):
+                return False
+        return True
 
     def _holds_all_market(self) -> bool:
         """Whether this worker owns every market partition: only then may it end a run without any input
@@ -321,6 +342,7 @@ class Streams:
                 msg = event.message
                 if msg.offset <= risk.offset:
                     self.stats.skipped += 1
+                    self.agent_taken[(msg.topic, msg.partition)] = msg.offset
                     continue
                 expected = risk.offset + 1
                 if risk.offset < 0:  # nothing applied yet: the log's start (retention may have moved it)
@@ -338,6 +360,7 @@ class Streams:
                         out.extend(risk.take(value))
                 risk.offset = msg.offset
                 out.extend(risk.take(event.value))
+                self.agent_taken[(msg.topic, msg.partition)] = msg.offset
             await self.outputs.send(out)
             # saved even if a rebalance began meanwhile: these inputs are acknowledged by Faust's own
             # stream (not by us), so the state that holds them must reach the changelog
@@ -367,3 +390,5 @@ class Streams:
             except Exception as exc:  # one bad record must not stop the agent
                 source = (msg.topic, msg.partition, msg.offset)
                 await self.outputs.dead_letter(topic, source, msg.key, event.value, exc)
+            finally:
+                self.agent_taken[(msg.topic, msg.partition)] = msg.offset

@@ -46,6 +46,18 @@ class OffsetsClient:
             earliest, _ = client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
         return int(max(committed, earliest, 0))
 
+    async def high_water(self, topic: str, partition: int) -> int:
+        """The partition's high water mark, asked of Kafka (executor thread)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._high_water, topic, partition)
+
+    def _high_water(self, topic: str, partition: int) -> int:
+        with self._lock:
+            if self._client is None:
+                self._client = clients.consumer(self.kafka, self.group)
+            _, high = self._client.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
+        return int(high)
+
     def warm(self, topic: str, partition: int) -> None:
         """Connect ahead of the first real lookup (it held up the first inputs ~60 ms)."""
         try:
