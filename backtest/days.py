@@ -3,8 +3,8 @@
 Ticks stay in Kafka for days, in the tables for weeks, and after that only in the Parquet archive. Each
 source holds whole New York session dates from its first one on:
 
-- Kafka: per market partition, the date of its first record, or the day after it when retention already
-  deleted the start of the partition (that date may be cut short); the latest of those over the partitions;
+- Kafka: the dates after the first record of each partition whose start retention already deleted (that
+  date may be cut short), the latest of those; a partition never cut holds everything it was sent;
 - the tables: the date of their oldest tick (`db maintain` drops whole sessions);
 - the archive: the dates it has a partition for.
 
@@ -52,9 +52,20 @@ class Holdings:
         return (min(firsts), max(lasts)) if firsts else None
 
 
+def kafka_span(partitions: list[tuple[bool, dt.date, dt.date]]) -> tuple[dt.date, dt.date] | None:
+    """(first complete date, last date) of the market partitions, each (retention cut its start, date of its
+    first record, date of its last). A partition whose start is cut holds whole only the dates after its
+    first record's; one never cut holds everything it was sent, so it bounds nothing."""
+    if not partitions:
+        return None
+    cut = [first + dt.timedelta(days=1) for trimmed, first, _ in partitions if trimmed]
+    begins = max(cut) if cut else min(first for _, first, _ in partitions)
+    ends = max(last for _, _, last in partitions)
+    return (begins, ends) if begins <= ends else None
+
+
 def kafka_holdings(kafka: KafkaSettings, topics: tuple[str, ...]) -> tuple[dt.date, dt.date] | None:
-    first: dt.date | None = None
-    last: dt.date | None = None
+    partitions: list[tuple[bool, dt.date, dt.date]] = []
     with RangeReader(kafka, "scalp-replay-days") as reader:
         for topic in topics:
             physical = kafka.topic(topic)
@@ -65,12 +76,9 @@ def kafka_holdings(kafka: KafkaSettings, topics: tuple[str, ...]) -> tuple[dt.da
                 head, tail = reader.first(physical, p, low), reader.first(physical, p, high - 1)
                 if head is None or tail is None:
                     continue
-                begins = session_date(head.timestamp_ms * 1_000_000)
-                begins += dt.timedelta(days=1 if low > 0 else 0)  # retention cut into that date
-                ends = session_date(tail.timestamp_ms * 1_000_000)
-                first = begins if first is None else max(first, begins)
-                last = ends if last is None else max(last, ends)
-    return None if first is None or last is None or first > last else (first, last)
+                first, last = (session_date(r.timestamp_ms * 1_000_000) for r in (head, tail))
+                partitions.append((low > 0, first, last))
+    return kafka_span(partitions)
 
 
 def table_holdings(conn: Any, topics: tuple[str, ...]) -> tuple[dt.date, dt.date] | None:

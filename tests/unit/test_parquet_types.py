@@ -109,3 +109,15 @@ def test_an_archive_replay_without_an_archive_is_a_usage_error(tmp_path: Path) -
     assert unset.returncode == 2
     assert "--archive-dir or SCALP_ARCHIVE_DIR" in unset.stderr
     assert not any(tmp_path.iterdir())  # no run directory left behind
+
+
+def test_kafka_holds_whole_only_the_dates_after_what_retention_cut() -> None:
+    from backtest.days import kafka_span
+
+    d = dt.date
+    never_cut = [(False, d(2026, 11, 19), d(2026, 11, 20)), (False, d(2026, 11, 20), d(2026, 11, 20))]
+    assert kafka_span(never_cut) == (d(2026, 11, 19), d(2026, 11, 20))  # a later first record bounds nothing
+    cut = [(True, d(2026, 11, 19), d(2026, 11, 23)), (False, d(2026, 11, 17), d(2026, 11, 23))]
+    assert kafka_span(cut) == (d(2026, 11, 20), d(2026, 11, 23))  # the 19th may be cut short
+    assert kafka_span([(True, d(2026, 11, 20), d(2026, 11, 20))]) is None  # nothing whole is left
+    assert kafka_span([]) is None
