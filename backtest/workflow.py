@@ -40,6 +40,7 @@ class Research:
     fees: FeeSettings
     settings_digest: str
     archive_dir: Path | None = None  # the Parquet archive `scalp db maintain --archive-dir` writes
+    settings_snapshot: str = ""  # the canonical settings JSON whose sha256 is settings_digest
 
 
 def iso(ns: int | None) -> str | None:
@@ -137,6 +138,7 @@ def run_replay(
     from streams.core.conditions import ConditionTable
     from streams.core.digests import Digests, source_commit
     from streams.core.pipeline import CoreParts
+    from streams.snapshots import worker_snapshots, write_run_file
 
     from .replay import replay, run_dir, write_run
 
@@ -180,6 +182,8 @@ def run_replay(
             "feedback": feedback,
         },
     )
+    snapshots = worker_snapshots(policy.canonical(), env.settings_snapshot, env.conditions_file)
+    write_run_file(path, [s for s in snapshots if s.kind != "settings" or s.digest == env.settings_digest])
     return ReplayDone(path, meta, result.outputs, read.records)
 
 

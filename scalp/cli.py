@@ -402,6 +402,7 @@ def demo(ctx: click.Context, no_stack: bool, runs: Path) -> None:
 
 from .cli_backtest import backtest, report  # noqa: E402
 from .cli_bench import bench  # noqa: E402
+from .cli_config import config  # noqa: E402
 from .cli_deploy import deploy  # noqa: E402
 from .cli_execute import execute, flatten, halt, reduce, resume  # noqa: E402
 from .cli_ingest import backfill, ingest  # noqa: E402
@@ -414,6 +415,7 @@ from .cli_tune import tune  # noqa: E402
 main.add_command(ingest)
 main.add_command(backfill)
 main.add_command(bench)
+main.add_command(config)
 main.add_command(sink)
 main.add_command(streams)
 main.add_command(execute)

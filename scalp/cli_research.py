@@ -75,10 +75,12 @@ def replay_with_progress(
     feedback: bool,
     out: Path,
     offsets: Offsets | None = None,
+    research: Any = None,
 ) -> Any:
     """The replay step of `scalp replay` and `scalp backtest`: the run id (default
     ``<kind>-<from>-<to>-<policy digest>``), progress bars for the read and the replay, and the line saying
-    a range held no market data. Returns :class:`backtest.workflow.ReplayDone`."""
+    a range held no market data. ``research``: instead of the context's (a re-run from digests). Returns
+    :class:`backtest.workflow.ReplayDone`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from backtest.workflow import load_policy_file, run_replay
@@ -87,7 +89,8 @@ def replay_with_progress(
     if offsets is not None:  # the recorded window, unless --from/--to narrow it
         start = start if start is not None else offsets[1]
         end = end if end is not None else offsets[2]
-    policy = load_policy_file(context.research(), policy_path)
+    research = research or context.research()
+    policy = load_policy_file(research, policy_path)
     rid = run_id or "-".join(
         [kind, (from_ or "all").replace(":", ""), (to or "end").replace(":", ""), policy.digest[:8]]
     )
@@ -101,7 +104,7 @@ def replay_with_progress(
             progress.update(replay_task, completed=n, total=total, visible=True)
 
         done = run_replay(
-            context.research(),
+            research,
             start=start,
             end=end,
             source=source,
@@ -164,6 +167,8 @@ def offset_ranges(out: Path, offsets_from: str | None, spec: str | None) -> Offs
               help="Replay exactly the topic/partition/offset ranges (and time window) run RUN recorded.")  # fmt: skip
 @click.option("--offsets", "offsets_spec", default=None, metavar="T:P:FIRST-LAST,...",
               help="Replay exactly these market-topic offsets (inclusive): market_trades:0:0-999,...")  # fmt: skip
+@click.option("--config-from", default=None, metavar="RUN",
+              help="Run with the policy and settings of run RUN (from its digests; not with --policy).")  # fmt: skip
 @runs_option
 @click.pass_context
 def replay(
@@ -177,6 +182,7 @@ def replay(
     feedback: bool,
     offsets_from: str | None,
     offsets_spec: str | None,
+    config_from: str | None,
     out: Path,
 ) -> None:
     """Replay market_trades and market_quotes through the strategy core and the paper broker.
@@ -184,16 +190,25 @@ def replay(
     Reads each day from Kafka (by time, offsets_for_times) while it holds it, else from the tables, else from
     the Parquet archive (--source to choose one), in event-time order, and writes the run's
     features, signals, risk decisions, intents, orders, fills, ledger and account snapshots to
-    <out>/<run id>/*.parquet with run.json (range, offsets, digests, source commit, output sha256s).
-    Never writes to the live topics. The same inputs and policy give identical outputs.
+    <out>/<run id>/*.parquet with run.json (range, offsets, digests, source commit, output sha256s) and
+    configs.json (the policy and settings behind its digests). Never writes to the live topics. The same
+    inputs and policy give identical outputs: --offsets-from RUN --config-from RUN re-runs RUN exactly.
     """
 
     def run() -> None:
         offsets = offset_ranges(out, offsets_from, offsets_spec)
         if offsets is not None and source not in ("auto", "kafka"):
             raise ConfigError(f"--offsets-from/--offsets read Kafka; --source {source} does not")
+        research = None
+        policy_path_: Path | None = policy_path
+        if config_from:
+            from backtest.configs import rerun_research
+
+            if policy_path is not None:
+                raise ConfigError("--config-from and --policy: give one")
+            research, policy_path_ = rerun_research(ctx.obj.research(), out, config_from)
         done = replay_with_progress(
-            ctx.obj, "replay", from_, to, source, run_id, overwrite, policy_path, feedback, out, offsets
+            ctx.obj, "replay", from_, to, source, run_id, overwrite, policy_path_, feedback, out, offsets, research
         )
         click.echo(f"replay {done.meta['run_id']}: {done.summary()}; written to {done.path}")
 

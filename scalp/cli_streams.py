@@ -49,6 +49,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
         from streams.core.pipeline import CoreParts
         from streams.core.policy import load_policy
         from streams.service import restart_if_asked, run_worker
+        from streams.snapshots import worker_snapshots
 
         context: Context = ctx.obj
         settings = context.settings
@@ -71,6 +72,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
             data_dir=settings.stack.state_dir / "faust",
             until_idle=until_idle,
             log_level=settings.logging.level,
+            snapshots=worker_snapshots(policy.canonical(), settings.snapshot(), settings.streams.conditions_file),
         )
         stats = app.stats
         elapsed = stats.last_activity - stats.started if stats.started else 0.0

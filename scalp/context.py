@@ -38,6 +38,7 @@ class Context:
             s.execution.fees,
             s.digest(),
             s.database.archive_dir,
+            s.snapshot(),
         )
 
     def secrets(self) -> list[str]:

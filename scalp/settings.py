@@ -92,10 +92,14 @@ class AppSettings(BaseModel):
         content, not its path. So every worker of a deployment, the same configuration run from the checkout
         or the installed package in any directory, and the same session through other topics all stamp the
         same env hash."""
+        return hashlib.sha256(self.snapshot().encode()).hexdigest()
+
+    def snapshot(self) -> str:
+        """The canonical JSON whose sha256 is :meth:`digest` (a ``settings`` config snapshot); secrets appear
+        as masks, the trade-condition table as the sha256 of its content."""
         kept = self.model_dump(mode="json", exclude=WHERE)
         kept["streams"]["conditions_file"] = _content_digest(self.streams.conditions_file)
-        body = json.dumps(kept, sort_keys=True, default=str)
-        return hashlib.sha256(body.encode()).hexdigest()
+        return json.dumps(kept, sort_keys=True, default=str)
 
 
 # what AppSettings.digest leaves out: where things live and how they are reached

@@ -19,6 +19,7 @@ ACCOUNT_SNAPSHOT = "account_snapshot"
 RISK_DAY = "risk_day"
 INGEST_GAPS = "ingest_gaps"
 EXECUTION_CONTROL = "execution_control"
+CONFIG_SNAPSHOTS = "config_snapshots"
 
 ALL = (
     MARKET_TRADES,
@@ -36,4 +37,5 @@ ALL = (
     RISK_DAY,
     INGEST_GAPS,
     EXECUTION_CONTROL,
+    CONFIG_SNAPSHOTS,
 )

@@ -116,6 +116,7 @@ class PgWriter:
         self.conn: psycopg.Connection | None = None
         self.specs: dict[str, TableSpec] = {}
         self.partitioned = False
+        self.partitioned_tables: set[str] = set()  # plain PostgreSQL: the tables partitioned by day
         self._known_days: set[tuple[str, int]] = set()
         self.expected: dict[tuple[str, int], int | None] = {}  # what sink_offsets holds, as we believe
         self.codecs: dict[str, ColumnarCodec | None] = {}  # topic -> fast path codec (None: row by row)
@@ -143,6 +144,12 @@ class PgWriter:
         if self.partitioned:
             has_partman = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_partman'").fetchone()
             self.partitioned = bool(has_partman and has_partman[0])
+            self.partitioned_tables = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid"
+                )
+            }
         conn.commit()
         self.conn = conn
         return conn
@@ -330,6 +337,8 @@ class PgWriter:
         self._ensure_days(conn, topic, {p.ts_ns // DAY_NS for p in pendings})
 
     def _ensure_days(self, conn: psycopg.Connection, topic: str, days: set[int]) -> None:
+        if topic not in self.partitioned_tables:  # config_snapshots, execution_control: one plain table
+            return
         for day in sorted(days):
             if (topic, day) in self._known_days:
                 continue

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import faust
@@ -20,6 +22,7 @@ from .core.pipeline import CoreParts
 from .core.statecodec import StateError
 from .metrics import StreamsMetrics
 from .settings import StreamsSettings
+from .snapshots import Snapshot, publish_new
 
 log = logging.getLogger("scalp.streams")
 
@@ -34,11 +37,16 @@ def run_worker(
     data_dir: Path,
     until_idle: float | None,
     log_level: str,
+    snapshots: Sequence[Snapshot] = (),
 ) -> Streams:
     """Run the worker until SIGTERM/SIGINT (Faust's own handlers) or, with ``until_idle``, until idle; the
     metrics and health endpoint on ``settings.http_port`` (0: none) meanwhile. Returns the app (its stats,
-    and whether it asks to start again: :func:`restart_if_asked`)."""
+    and whether it asks to start again: :func:`restart_if_asked`). ``snapshots``: the configuration it runs
+    with, published to config_snapshots where the topic lacks them (stamped with this clock: a configuration
+    has no venue time)."""
     TopicAdmin(kafka, catalog).create_all()
+    for new in publish_new(kafka, serde, snapshots, time.time_ns()):
+        log.info("config snapshot %s (%s) published", new.digest[:12], new.kind)
     app = Streams(kafka, settings, serde, catalog, parts, data_dir=data_dir)
     app.idle_exit_s = until_idle
     server = None

@@ -11,7 +11,9 @@ from schemas.catalog import catalog
 
 REPO = Path(__file__).resolve().parents[1]
 # every catalog topic except risk_day (keyed by date, a small plain table) is partitioned on ts
-TIME_TABLES = sorted(set(catalog().names()) - {"risk_day", "execution_control"})  # small tables: not time-partitioned
+TIME_TABLES = sorted(
+    set(catalog().names()) - {"risk_day", "execution_control", "config_snapshots"}
+)  # small tables: not time-partitioned
 
 
 def scalp(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:

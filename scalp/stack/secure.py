@@ -5,7 +5,7 @@ Principals (SCRAM-SHA-512 over SASL_SSL) and what each may do, on the topics of 
 
 - ingest: reads and writes the market topics and ingest_gaps (it reads them back to de-duplicate);
 - streams: reads market_trades, market_quotes, trade_ledger and orders; writes features, signals,
-  risk_decisions, order_intents, risk_day, and its own state topics;
+  risk_decisions, order_intents, risk_day, and its own state topics; reads and writes config_snapshots;
 - execute: reads order_intents, execution_control, market_quotes and its own outputs (read back at start);
   writes orders, fills, trade_ledger, account_snapshot;
 - sink: reads every topic; analyst: reads every topic and writes nothing.
@@ -69,6 +69,7 @@ def acl_plan(prefix: str, dlq_suffix: str, streams_app: str) -> list[Grant]:
     topics("streams", STREAMS_IN, "READ")
     topics("streams", STREAMS_OUT, "WRITE")
     dlqs("streams", STREAMS_IN)
+    topics("streams", (t.CONFIG_SNAPSHOTS,), "READ", "WRITE")  # publishes the configuration it runs with
     grants.append(Grant("streams", "topic", prefix + streams_app, "ALL", prefixed=True))  # its state topics
     grants.append(Grant("streams", "group", prefix + streams_app, "READ", prefixed=True))
     topics("execute", EXECUTE_IN, "READ")

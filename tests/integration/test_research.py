@@ -250,3 +250,57 @@ def test_export_of_the_live_topics_is_point_in_time(live_session: Any, tmp_path:
     assert "nothing written" in nothing
     both = scalp("export", "--run", "a", "--from", "2020-01-02", env={"SCALP_TOPIC_PREFIX": prefix})
     assert both.returncode == 2
+
+
+def test_every_digest_resolves_and_a_run_reruns_from_its_digests(
+    live_session: Any, services: AppSettings, tmp_path: Path
+) -> None:
+    from scalp.settings import DEFAULT_CONFIG
+    from streams.core.policy import load_policy
+    from tests.sink_util import sink_config, start_sink
+
+    prefix, policy, _, _, _ = live_session
+    env = {"SCALP_TOPIC_PREFIX": prefix}
+    runs = tmp_path / "runs"
+    live = load_policy(policy)
+    # the live worker published the policy it ran with: resolvable before any sink ran, from the topic
+    shown = scalp("config", "show", live.digest[:12], "--out", str(runs), env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == json.loads(live.canonical())
+    assert "from the config_snapshots topic" in shown.stderr
+    # the sink keeps it in config_snapshots (first row per digest), and the table answers from then on
+    sink = start_sink(sink_config(tmp_path), services.database.dsn, prefix, "--topics", "config_snapshots",
+                      "--until-idle", "3")  # fmt: skip
+    assert sink.wait(120) == 0, (sink.stdout.read() if sink.stdout else "")[-3000:]
+    with psycopg.connect(services.database.dsn) as conn:
+        kinds = dict(conn.execute("SELECT kind, body FROM config_snapshots WHERE digest = %s", (live.digest,)))
+    assert kinds == {"policy": live.canonical()}
+    assert "from the config_snapshots table" in scalp("config", "show", live.digest, env=env).stderr
+    # a run with its own policy and settings (fees) re-runs from its digests with neither file at hand
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    data.setdefault("execution", {})["fees"] = {"per_share_usd": 0.01, "per_order_usd": 1.0}
+    custom = tmp_path / "custom.yaml"
+    custom.write_text(yaml.safe_dump(data))
+    gone = tmp_path / "gone.yaml"
+    gone.write_text(policy.read_text())
+    common = ["--source", "kafka", "--no-feedback", "--out", str(runs)]
+    first = scalp("--config", str(custom), "replay", "--run-id", "own", "--policy", str(gone), *common, env=env)
+    assert first.returncode == 0, first.stderr
+    gone.unlink()
+    _run(prefix, "replay", "--run-id", "plain", "--policy", str(policy), *common)
+    again = _run(prefix, "replay", "--run-id", "again", "--config-from", "own", "--offsets-from", "own", *common)
+    own, plain_meta, again_meta = (json.loads((runs / r / "run.json").read_text()) for r in ("own", "plain", "again"))
+    assert own["env_hash"] != plain_meta["env_hash"]
+    assert own["outputs"]["trade_ledger"]["rows"] > 0
+    assert own["outputs"]["trade_ledger"] != plain_meta["outputs"]["trade_ledger"]  # the fees show
+    assert (again_meta["env_hash"], again_meta["session_policy_digest"]) == (own["env_hash"], live.digest)
+    assert again_meta["outputs"] == own["outputs"], again
+    settings = scalp("config", "show", own["env_hash"], "--out", str(runs), env=env)
+    assert f"settings {own['env_hash']} (from the runs in {runs})" in settings.stderr
+    assert json.loads(settings.stdout)["execution"]["fees"]["per_order_usd"] == 1.0
+    for bad, code, says in (("xyz", 2, "not a digest"), ("0" * 16, 2, "no config snapshot")):
+        proc = scalp("config", "show", bad, "--out", str(runs), env=env)
+        assert (proc.returncode, says in proc.stderr) == (code, True), proc.stderr
+    both = scalp("replay", "--config-from", "own", "--policy", str(policy), *common, env=env)
+    assert both.returncode == 2
+    assert "give one" in both.stderr

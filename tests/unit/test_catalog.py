@@ -26,6 +26,7 @@ CONTRACT_TOPICS = [
     "risk_day",
     "ingest_gaps",
     "execution_control",
+    "config_snapshots",
 ]
 
 
