@@ -139,15 +139,28 @@ def bench_streams(ctx: click.Context, events: int, rates: tuple[float, ...], sec
 
 @bench.command("replay")
 @click.option("--events", type=int, default=500_000, show_default=True, help="Events of the replayed tape.")
+@click.option("--no-kafka", is_flag=True, help="Only the in-memory rows (no stack needed).")
 @click.option("--no-write", is_flag=True, help="Print only; do not update BENCHMARKS.md.")
-def bench_replay(events: int, no_write: bool) -> None:
-    """Events/s of a replay through the full core and the paper broker, one process, in memory; the
-    strategy core alone side by side."""
+@click.pass_context
+def bench_replay(ctx: click.Context, events: int, no_kafka: bool, no_write: bool) -> None:
+    """Events/s of a replay through the full core and the paper broker, one process, on two mornings (the
+    first warms the second, so signals reach the router): in memory, the strategy core alone side by side,
+    and from Kafka (the tape in topics of its own: fetch, decode, replay order, then the replay)."""
 
     def run() -> None:
         from benchmarks import replay_bench
+        from kafkaio.registry import SchemaRegistry
+        from schemas.serde import AvroSerde
 
-        publish("replay", replay_bench.markdown(replay_bench.run(events)), no_write)
+        context: Context = ctx.obj
+        settings = context.settings
+        results = replay_bench.run(
+            events,
+            kafka=None if no_kafka else settings.kafka,
+            serde_for=lambda kafka: AvroSerde(SchemaRegistry(settings.registry), kafka, context.catalog),
+            catalog=context.catalog,
+        )
+        publish("replay", replay_bench.markdown(results), no_write)
 
     guarded(run)()
 

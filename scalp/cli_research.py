@@ -76,11 +76,13 @@ def replay_with_progress(
     out: Path,
     offsets: Offsets | None = None,
     research: Any = None,
+    *,
+    quiet: bool = False,
 ) -> Any:
     """The replay step of `scalp replay` and `scalp backtest`: the run id (default
     ``<kind>-<from>-<to>-<policy digest>``), progress bars for the read and the replay, and the line saying
-    a range held no market data. ``research``: instead of the context's (a re-run from digests). Returns
-    :class:`backtest.workflow.ReplayDone`."""
+    a range held no market data. ``research``: instead of the context's (a re-run from digests). ``quiet``: no
+    progress bars and no line (the Python API). Returns :class:`backtest.workflow.ReplayDone`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from backtest.workflow import load_policy_file, run_replay
@@ -95,7 +97,7 @@ def replay_with_progress(
         [kind, (from_ or "all").replace(":", ""), (to or "end").replace(":", ""), policy.digest[:8]]
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as progress:
+    with Progress(*columns, transient=True, disable=quiet) as progress:
         read_task = progress.add_task("read market data", total=None)
         replay_task = progress.add_task("replay", total=None, visible=False)
 
@@ -117,7 +119,7 @@ def replay_with_progress(
             replay_progress=replayed,
             offsets=offsets[0] if offsets is not None else None,
         )
-    if not done.market:
+    if not done.market and not quiet:
         click.echo(f"{kind}: no market data in {iso(start) or 'the beginning'} .. {iso(end) or 'the end'}")
     return done
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,37 @@ def test_every_digest_resolves_and_a_run_reruns_from_its_digests(
     both = scalp("replay", "--config-from", "own", "--policy", str(policy), *common, env=env)
     assert both.returncode == 2
     assert "give one" in both.stderr
+
+
+def test_the_notebook_example_in_the_docs_runs_as_written(live_session: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    from scalp.notebook import Run
+    from tests.cli_util import REPO
+
+    prefix, policy, _, _, _ = live_session
+    docs = (REPO / "docs" / "research.md").read_text()
+    section = docs[docs.index("## From Python (notebooks)") :]
+    example = section[section.index("```python\n") + len("```python\n") : section.index("```\n\n", 10)]
+    (tmp_path / "policy.yaml").write_text(policy.read_text())
+    (tmp_path / "example.py").write_text(example)
+    proc = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        env={**os.environ, "SCALP_TOPIC_PREFIX": prefix, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no-vwap" in proc.stdout
+    base, other = Run.load("base", tmp_path / "runs"), Run.load("no-vwap", tmp_path / "runs")
+    assert other.meta["offsets"] == base.meta["offsets"]
+    assert "vwap_reclaim" in set(base.signals["setup"])
+    assert str(base.trades["ts"].dtype) == "datetime64[ns, UTC]"
+    assert base.frame("features", library="polars").schema["ts"] == pl.Datetime("ns", "UTC")
+    assert len(base.frame("signals", library="arrow")) == base.meta["outputs"]["signals"]["rows"]
