@@ -3,8 +3,9 @@
 Everything comes from files in the run (``run.json``, the replay's Parquet outputs, ``signal_labels``,
 ``drift.json``, ``live_fills.parquet``), so ``scalp report --run R`` rebuilds it offline and the same run
 gives the same page. Plots: equity in R (the replay's paper trades, and the labelled promoted signals),
-the R distribution, expectancy per setup, the drift summary, and latency and slippage distributions of
-the live fills in the range (when the live pipeline traded in it).
+the R distribution, expectancy per setup, the drift summary, latency and slippage distributions of the live
+fills in the range (when the live pipeline traded in it), and a chart of each day and symbol (charts.py:
+PNGs in ``report/sessions/`` and the interactive ``report/sessions.html``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; } .note { color:
 {% else %}<p>No paper trades in this run.</p>{% endif %}
 <img src="equity_r.png" alt="equity curve in R">
 <img src="r_distribution.png" alt="R distribution">
+
+<h2>Sessions</h2>
+{% if charts %}<p>Per day and symbol: the price with VWAP and its sigma bands, every setup candidate by status, and
+each paper trade's entry, exit and stop. <a href="sessions.html">Interactive version</a> (zoom, hover; works
+offline).</p>
+{% for c in charts %}<img src="sessions/{{ c }}.png" alt="session chart {{ c }}">
+{% endfor %}{% else %}<p>No feature snapshots in this run: nothing to chart.</p>{% endif %}
 
 <h2>Signals and labels</h2>
 <p>Signals by status: {{ statuses }}. Labels (TP / SL / time stop, exit at the bid for longs and the ask for
@@ -322,8 +330,14 @@ def write_report(
     out.mkdir(exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
+    from .charts import sessions, write_html, write_pngs
+
     summary = summarize(meta, outputs, labels, drift, live_fills)
     _plots(out, summary)
+    charts = sessions(outputs)
+    write_pngs(out / "sessions", charts)
+    write_html(out / "sessions.html", charts, f"Sessions of run {meta.get('run_id')}")
+    summary["charts"] = [c.name for c in charts]
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.globals["num"] = lambda v: "-" if v is None else f"{v:+.3f}"
     env.globals["plain"] = lambda v: "-" if v is None else f"{v:,.2f}"

@@ -112,6 +112,20 @@ def test_a_day_replays_the_same_from_kafka_tables_and_archive_and_auto_says_wher
     assert _outputs(auto) == _outputs(from_kafka)
     assert trades_old > 0
 
+    # a back-test of the archived day: its report charts that day's market from the archive's ticks
+    env = {"SCALP_TOPIC_PREFIX": prefix, "DATABASE_URL": dsn, "SCALP_ARCHIVE_DIR": str(archive)}
+    bt = scalp("backtest", "--run-id", "bt-archive", "--policy", str(policy), "--out", str(tmp / "runs"), *old,
+               env=env, timeout=900)  # fmt: skip
+    assert bt.returncode == 0, bt.stdout[-3000:] + bt.stderr[-3000:]
+    report = tmp / "runs" / "bt-archive" / "report"
+    meta = json.loads((tmp / "runs" / "bt-archive" / "run.json").read_text())
+    assert meta["days"] == {OLD.isoformat(): "archive"}
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["charts"] == [f"{OLD}_QQQ", f"{OLD}_SPY"]
+    assert all((report / "sessions" / f"{c}.png").stat().st_size > 10_000 for c in summary["charts"])
+    assert all(f'src="sessions/{c}.png"' in (report / "index.html").read_text() for c in summary["charts"])
+    assert all(f'data-chart="{c}"' in (report / "sessions.html").read_text() for c in summary["charts"])
+
 
 def test_every_parquet_file_reads_typed_in_pandas_polars_and_duckdb(two_days: Any) -> None:
     import duckdb

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import yaml
 
+from backtest.report import day_of
 from kafkaio.admin import TopicAdmin
 from scalp.settings import AppSettings
 from schemas.catalog import catalog
@@ -211,12 +212,27 @@ def test_backtest_writes_the_report_and_it_rebuilds_offline(live_session: Any, t
                           "live_fills": ("ts",), "trade_ledger": ("ts",), "features": ("ts",)}.items():  # fmt: skip
         schema = pl.read_parquet(run / f"{name}.parquet").schema
         assert {c: schema[c] for c in columns} == {c: pl.Datetime("ns", "UTC") for c in columns}, name
+    # a chart per day and symbol, static and interactive; both render in headless Chromium without errors
+    from tests.browser import open_page
+
+    charts = summary["charts"]
+    assert charts == sorted(f"{d}_{s}" for d in {day_of(r["ts"]) for _, r in records} for s in ("QQQ", "SPY"))
+    assert sorted(p.stem for p in (report / "sessions").glob("*.png")) == charts
+    interactive = open_page(report / "sessions.html", "section.chart svg.main-svg", tmp_path / "i.png", tmp_path)
+    assert interactive.errors == []
+    assert interactive.found >= len(charts)  # plotly drew every chart
+    assert interactive.colours() > 50  # the screenshot is not blank
+    index = open_page(report / "index.html", "img", tmp_path / "index.png", tmp_path)
+    assert index.errors == []  # every image the page names is there
+    assert index.found >= len(charts) + 3
+    assert (report / "plotly.min.js").stat().st_size > 1_000_000  # the script is local: no CDN
+    assert "https://" not in (report / "sessions.html").read_text().split("<section", 1)[0]
     page = (report / "index.html").read_bytes()
-    pngs = {p.name: p.read_bytes() for p in report.glob("*.png")}
+    pngs = {p.name: p.read_bytes() for p in report.glob("**/*.png")}
     rebuilt = scalp("report", "--run", "bt", "--out", str(runs), env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert (report / "index.html").read_bytes() == page  # from the run's files alone, identical
-    assert {p.name: p.read_bytes() for p in report.glob("*.png")} == pngs
+    assert {p.name: p.read_bytes() for p in report.glob("**/*.png")} == pngs
     again = scalp("backtest", *common, env={"SCALP_TOPIC_PREFIX": prefix})
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
