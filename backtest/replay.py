@@ -115,6 +115,36 @@ def replay(
     return result
 
 
+def replay_features(
+    records: Iterable[tuple[str, dict[str, Any]]], parts: CoreParts, progress: Callable[[int], None] | None = None
+) -> Replay:
+    """Setups and risk driven by stored ``features`` records in event-time order (``--source features``):
+    the snapshots of one event time together, as the live risk agent orders them. No ticks, so no paper
+    broker: the outputs are signals, risk decisions, order intents and risk_day, and the stored snapshots
+    themselves as the run's features."""
+    from streams.core.features import Snapshot
+
+    core = StrategyCore(parts)
+    result = Replay()
+    batch: list[Snapshot] = []
+
+    def flush() -> None:
+        for topic, record in core.on_snapshots(batch):
+            result.add(topic, record)
+        batch.clear()
+
+    for n, (_, record) in enumerate(records, 1):
+        if batch and record["ts"] != batch[0].ts:
+            flush()
+        batch.append(Snapshot.from_record(record, parts.calendar))
+        result.add(FEATURES, record)  # the snapshots the run stood on (its dataset's features)
+        result.inputs = n
+        if progress is not None and n % 50_000 == 0:
+            progress(n)
+    flush()
+    return result
+
+
 # --- the run directory -----------------------------------------------------------------------------
 
 

@@ -4,7 +4,8 @@ Everything comes from files in the run (``run.json``, the replay's Parquet outpu
 ``drift.json``, ``live_fills.parquet``), so ``scalp report --run R`` rebuilds it offline and the same run
 gives the same page. Plots: equity in R (the replay's paper trades, and the labelled promoted signals),
 the R distribution, expectancy per setup, the drift summary, latency and slippage distributions of the live
-fills in the range (when the live pipeline traded in it), and a chart of each day and symbol (charts.py:
+fills in the range (when the live pipeline traded in it), realized against simulated R of the promoted
+signals that traded live (realized.py), and a chart of each day and symbol (charts.py:
 PNGs in ``report/sessions/`` and the interactive ``report/sessions.html``).
 """
 
@@ -71,6 +72,20 @@ shorts, rule <code>{{ rule or "-" }}</code>): {{ outcomes }}.</p>
 </table>
 <p class="note">Label statistics are over promoted signals; the paper trades are what the risk module let through.</p>
 <img src="setup_expectancy.png" alt="expectancy per setup">
+
+<h2>Simulated vs realized</h2>
+{% if realized.all.traded %}
+<p>Promoted signals that traded live: their realized outcome (the router's round trips: R and PnL after
+fees, exit reason) next to the simulated TP / SL / time-stop label.</p>
+<table><tr><th>setup</th><th>traded live</th><th>with a label</th><th>simulated mean R</th><th>realized mean R</th>
+<th>gap R (realized - simulated)</th><th>same outcome</th><th>realized PnL</th></tr>
+{% for name, r in [("all", realized.all)] + realized.per_setup.items()|list %}<tr><td>{{ name }}</td>
+<td class="n">{{ r.traded }}</td><td class="n">{{ r.labelled }}</td><td class="n">{{ num(r.sim_mean_r) }}</td>
+<td class="n">{{ num(r.realized_mean_r) }}</td><td class="n">{{ num(r.mean_gap_r) }}</td>
+<td class="n">{{ pct(r.outcome_agreement) }}</td><td class="n">{{ plain(r.realized_pnl) }}</td></tr>{% endfor %}
+</table>
+<img src="realized_vs_simulated.png" alt="realized vs simulated R">
+{% else %}<p>No live trades in this range: nothing realized to compare.</p>{% endif %}
 
 <h2>Per day</h2>
 <table><tr><th>day (ET)</th><th>signals</th><th>promoted</th><th>labelled R of promoted</th><th>paper trades</th>
@@ -152,7 +167,10 @@ def summarize(
     labels: list[dict[str, Any]],
     drift: dict[str, Any] | None,
     live_fills: list[dict[str, Any]],
+    realized: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    from .realized import compare
+
     signals = outputs.get(SIGNALS, [])
     ledger = sorted(outputs.get(TRADE_LEDGER, []), key=lambda t: (t["ts"], t["id"]))
     setup_of = {s["id"]: s["setup"] for s in signals}
@@ -235,6 +253,8 @@ def summarize(
         "drift": drift,
         FILLS: fills,
         "fill_values": fill_values,
+        "realized": compare(realized or []),
+        "realized_pairs": [(r["sim_r"], r["realized_r"]) for r in realized or [] if r["sim_r"] is not None],
     }
 
 
@@ -300,6 +320,18 @@ def _plots(out: Path, s: dict[str, Any]) -> None:
         ax.legend()
         save(fig, "drift.png")
 
+    if s["realized"]["all"]["traded"]:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        pairs = s["realized_pairs"]
+        if pairs:
+            ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], s=18, alpha=0.7)
+            low = min(min(p) for p in pairs) - 0.2
+            high = max(max(p) for p in pairs) + 0.2
+            ax.plot([low, high], [low, high], color="#888", linewidth=0.8, label="realized = simulated")
+            ax.legend()
+        ax.set(title="Realized vs simulated R (promoted signals)", xlabel="simulated R (label)", ylabel="realized R")
+        save(fig, "realized_vs_simulated.png")
+
     if s[FILLS]:
         titles = {"submit_latency_ms": "signal -> submit", "ack_latency_ms": "submit -> ack"}
         titles["latency_ms"] = "signal -> fill"
@@ -322,6 +354,7 @@ def write_report(
     labels: list[dict[str, Any]],
     drift: dict[str, Any] | None,
     live_fills: list[dict[str, Any]],
+    realized: list[dict[str, Any]] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``<run>/report/index.html`` with its PNGs and ``summary.json``; returns (page, summary)."""
     import jinja2
@@ -332,7 +365,7 @@ def write_report(
         old.unlink()
     from .charts import sessions, write_html, write_pngs
 
-    summary = summarize(meta, outputs, labels, drift, live_fills)
+    summary = summarize(meta, outputs, labels, drift, live_fills, realized)
     _plots(out, summary)
     charts = sessions(outputs)
     write_pngs(out / "sessions", charts)
@@ -345,6 +378,7 @@ def write_report(
     files = sorted(p.name for p in run_path.iterdir() if p.is_file())
     page = out / "index.html"
     page.write_text(env.from_string(TEMPLATE).render(**summary, files=files))
-    body = {k: v for k, v in summary.items() if k not in ("equity_trades", "equity_labels", "label_rs", "fill_values")}
+    hidden = ("equity_trades", "equity_labels", "label_rs", "fill_values", "realized_pairs")
+    body = {k: v for k, v in summary.items() if k not in hidden}
     (out / "summary.json").write_text(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
     return page, summary

@@ -19,9 +19,11 @@ from kafkaio.errors import ScalpError
 from kafkaio.reader import RangeReader
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
-from schemas.topics import MARKET_QUOTES, MARKET_TRADES
+from schemas.topics import FEATURES, MARKET_QUOTES, MARKET_TRADES
 
 MARKET = (MARKET_TRADES, MARKET_QUOTES)
+FROM_FEATURES = FEATURES  # --source features: the stored feature snapshots drive setups and risk (no ticks)
+SOURCES = ("auto", "kafka", "tables", "archive", FROM_FEATURES)
 RANK = {MARKET_TRADES: 0, MARKET_QUOTES: 1}
 
 

@@ -19,8 +19,10 @@ from execution.settings import FeeSettings
 from kafkaio.errors import ConfigError
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde
-from schemas.topics import FEATURES, FILLS, MARKET_QUOTES, SIGNALS
+from schemas.topics import FEATURES, MARKET_QUOTES, SIGNALS, TRADE_LEDGER
 from sinks.settings import DatabaseSettings
+
+from .sources import FROM_FEATURES
 
 NS = 1_000_000_000
 Progress = Callable[[int], None]
@@ -140,13 +142,17 @@ def run_replay(
     from streams.core.pipeline import CoreParts
     from streams.snapshots import worker_snapshots, write_run_file
 
-    from .replay import replay, run_dir, write_run
+    from .replay import replay, replay_features, run_dir, write_run
 
     policy = load_policy_file(env, policy_path)
     path = run_dir(out, run_id, overwrite)
     try:
         if offsets is not None:
             read = read_offsets(env, offsets, start, end, read_progress)
+        elif source == FROM_FEATURES:
+            from .from_features import read_features
+
+            read = read_features(env, start, end, policy, out, read_progress)
         else:
             read = read_market(env, source, start, end, progress=read_progress)
     except BaseException:
@@ -155,14 +161,13 @@ def run_replay(
     digests = Digests(source_commit(), policy.digest, env.settings_digest)
     fees = env.fees
     total = len(read.records)
-    result = replay(
-        read.records,
-        CoreParts.create(policy, digests, ConditionTable.load(env.conditions_file)),
-        env.paper,
-        FeeSchedule(fees.per_share_usd, fees.per_contract_usd, fees.per_order_usd),
-        progress=(lambda n: replay_progress(n, total)) if replay_progress else None,
-        feedback_loop=feedback,
-    )
+    parts = CoreParts.create(policy, digests, ConditionTable.load(env.conditions_file))
+    tell = (lambda n: replay_progress(n, total)) if replay_progress else None
+    if source == FROM_FEATURES:  # no ticks: setups and risk only
+        result = replay_features(read.records, parts, tell)
+    else:
+        fee_schedule = FeeSchedule(fees.per_share_usd, fees.per_contract_usd, fees.per_order_usd)
+        result = replay(read.records, parts, env.paper, fee_schedule, progress=tell, feedback_loop=feedback)
     meta = write_run(
         path,
         result,
@@ -179,7 +184,8 @@ def run_replay(
             "env_hash": digests.env_hash,
             "source_commit": digests.source_commit,
             "policy_file": str(policy_path or env.policy_file),
-            "feedback": feedback,
+            "feedback": feedback and source != FROM_FEATURES,
+            "ticks": source != FROM_FEATURES,  # false: no paper broker ran (no quotes to fill against)
         },
     )
     snapshots = worker_snapshots(policy.canonical(), env.settings_snapshot, env.conditions_file)
@@ -219,13 +225,14 @@ def label_signals(
     return rows
 
 
-def write_labels(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_labels(path: Path, rows: list[dict[str, Any]], name: str = "signal_labels.parquet") -> None:
+    """Label rows (or realized rows: ``name``) as typed Parquet in the run (nothing without rows)."""
     import pyarrow.parquet as pq
 
     from schemas.arrow import typed_rows
 
     if rows:
-        pq.write_table(typed_rows(rows), path / "signal_labels.parquet")
+        pq.write_table(typed_rows(rows), path / name)
 
 
 def label_summary(rows: list[dict[str, Any]], signals: int) -> str:
@@ -254,12 +261,13 @@ def export_run(path: Path, also_csv: bool) -> Exported | None:
     from .replay import read_run
 
     meta, outputs = read_run(path)
-    labels_file = path / "signal_labels.parquet"
-    labels = to_records(pq.read_table(labels_file)) if labels_file.exists() else []
-    keys = ("run_id", "source", "from", "to", "offsets", "session_policy_digest", "env_hash", "source_commit")
-    return write_dataset(
-        path, outputs.get(SIGNALS, []), outputs.get(FEATURES, []), labels, {k: meta.get(k) for k in keys}, also_csv
+    labels, realized = (
+        to_records(pq.read_table(path / name)) if (path / name).exists() else []
+        for name in ("signal_labels.parquet", "realized.parquet")
     )
+    keys = ("run_id", "source", "from", "to", "offsets", "session_policy_digest", "env_hash", "source_commit")
+    meta = {k: meta.get(k) for k in keys}
+    return write_dataset(path, outputs.get(SIGNALS, []), outputs.get(FEATURES, []), labels, meta, also_csv, realized)
 
 
 def export_live(
@@ -268,7 +276,9 @@ def export_live(
     """The same dataset from the live ``signals`` and ``features`` topics of a range, labelled now."""
     from streams.core.labels import rule_digest
 
-    read = read_market(env, "kafka", start, end, (SIGNALS, FEATURES))
+    from .realized import realized_rows
+
+    read = read_market(env, "kafka", start, end, (SIGNALS, FEATURES, TRADE_LEDGER))
     signals = [r for topic, r in read.records if topic == SIGNALS]
     features = [r for topic, r in read.records if topic == FEATURES]
     if not signals:
@@ -276,6 +286,8 @@ def export_live(
     path.mkdir(parents=True, exist_ok=True)
     labels = label_signals(env, signals, policy, None, ticks=ticks)
     write_labels(path, labels)
+    realized = realized_rows(signals, labels, [r for topic, r in read.records if topic == TRADE_LEDGER])
+    write_labels(path, realized, "realized.parquet")
     digests = sorted({s["session_policy_digest"] for s in signals})
     commits = sorted({s["source_commit"] for s in signals})
     meta = {
@@ -288,7 +300,7 @@ def export_live(
         "source_commits_seen": commits,
         "label_rule_digest": rule_digest(policy.risk, ticks),
     }
-    return write_dataset(path, signals, features, labels, meta, also_csv)
+    return write_dataset(path, signals, features, labels, meta, also_csv, realized)
 
 
 def write_dataset(
@@ -298,6 +310,7 @@ def write_dataset(
     labels: list[dict[str, Any]],
     meta: dict[str, Any],
     also_csv: bool,
+    realized: list[dict[str, Any]] | None = None,
 ) -> Exported | None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -306,7 +319,7 @@ def write_dataset(
 
     from .export import point_in_time
 
-    rows, check = point_in_time(signals, features, labels)
+    rows, check = point_in_time(signals, features, labels, realized or ())
     if not rows:
         return None
     table = typed_rows(rows)
@@ -338,74 +351,6 @@ def drift_run(path: Path, live: dict[str, list[dict[str, Any]]], outputs: dict[s
     report = compare(live, outputs)
     (path / "drift.json").write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return report
-
-
-def backtest_steps(
-    env: Research, done: ReplayDone, policy: Any, source: str, also_csv: bool, say: Callable[[str], None]
-) -> tuple[Path, dict[str, Any]]:
-    """What `scalp backtest` does after the replay: labels, export, drift against the live decisions, the live
-    fills, and the report; each step's result is told through ``say``. Returns the report page and summary."""
-    from .drift import KEYS
-    from .report import write_report
-
-    rid = done.meta["run_id"]
-    signals = done.outputs.get(SIGNALS, [])
-    quotes = (r for topic, r in done.market if topic == MARKET_QUOTES)
-    end = done.meta["to_ns"]
-    until = end if end is not None else 1 << 62  # without --to the read went to the end of the topics
-    labels = label_signals(env, signals, policy, rid, source, quotes, until) if signals else []
-    write_labels(done.path, labels)
-    say(f"labels: {label_summary(labels, len(signals))}")
-    exported = export_run(done.path, also_csv)
-    say(
-        f"export: {exported.rows} rows ({exported.labelled} labelled), no feature after its signal"
-        if exported
-        else "export: no signals with features; no dataset"
-    )
-    live = live_records(env, done.meta, (*KEYS, FILLS))
-    drift = None
-    if any(live[t] for t in KEYS):
-        report = drift_run(done.path, {t: live[t] for t in KEYS}, done.outputs)
-        drift = report.to_dict()
-        say(
-            f"drift: {'none' if report.clean else 'FOUND'} ("
-            + ", ".join(
-                f"{name} {t.matched} matched/{len(t.differing)} differing/{len(t.missing)} missing/{len(t.extra)} extra"
-                for name, t in report.topics.items()
-            )
-            + ")"
-        )
-    else:
-        say("drift: no live decisions in the range; nothing to compare")
-    if live[FILLS]:
-        import pyarrow.parquet as pq
-
-        from schemas.arrow import arrow_schema, to_table
-        from schemas.catalog import catalog
-
-        schema = arrow_schema(catalog()[FILLS].schema)
-        pq.write_table(to_table(live[FILLS], schema), done.path / "live_fills.parquet")
-    return write_report(done.path, done.meta, done.outputs, labels, drift, live[FILLS])
-
-
-def rebuild_report(path: Path) -> Path:
-    """The report of the run at ``path`` again, from its files (no services needed)."""
-    import pyarrow.parquet as pq
-
-    from schemas.arrow import to_records
-
-    from .replay import read_run
-    from .report import write_report
-
-    def table(name: str) -> list[dict[str, Any]]:
-        file = path / name
-        return to_records(pq.read_table(file)) if file.exists() else []
-
-    meta, outputs = read_run(path)
-    drift_file = path / "drift.json"
-    drift = json.loads(drift_file.read_text()) if drift_file.exists() else None
-    page, _ = write_report(path, meta, outputs, table("signal_labels.parquet"), drift, table("live_fills.parquet"))
-    return page
 
 
 def signals_to_label(

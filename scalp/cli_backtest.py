@@ -31,16 +31,19 @@ def backtest(
 ) -> None:
     """Back-test a date range: replay, labels, dataset export, drift against live, and an HTML report.
 
-    One process: the market topics (or tables) of [--from, --to) are replayed through the strategy core
-    and the paper broker into <out>/<run id>/ (as `scalp replay`), every signal is labelled (`scalp
-    labels`), the point-in-time dataset is exported (`scalp export`), the run is compared with the live
-    decisions of the range (`scalp drift`, when there are any) and <out>/<run id>/report/index.html is
-    written with PNG plots: equity in R, R distribution, expectancy per setup, drift, and latency and
-    slippage of the live fills in the range.
+    One process: the market topics (or tables, or archive) of [--from, --to) are replayed through the
+    strategy core and the paper broker into <out>/<run id>/ (as `scalp replay`; --source features re-runs
+    setups and risk from the stored feature snapshots), every signal is labelled (`scalp labels`), the
+    signals that traded live get their realized outcome next to the label (realized.parquet), the
+    point-in-time dataset is exported (`scalp export`), the run is compared with the live decisions of the
+    range (`scalp drift`, when there are any) and <out>/<run id>/report/index.html is written with PNG plots:
+    a chart per day and symbol (and an interactive page), equity in R, R distribution, expectancy per setup,
+    simulated vs realized R, drift, and latency and slippage of the live fills in the range.
     """
 
     def run() -> None:
-        from backtest.workflow import backtest_steps, load_policy_file
+        from backtest.steps import backtest_steps
+        from backtest.workflow import load_policy_file
 
         context: Context = ctx.obj
         policy = load_policy_file(context.research(), policy_path)
@@ -67,7 +70,7 @@ def report(ctx: click.Context, run_id: str, out: Path) -> None:
     """Rebuild <out>/<run>/report/index.html from the run's files (no services needed)."""
 
     def run() -> None:
-        from backtest.workflow import rebuild_report
+        from backtest.steps import rebuild_report
 
         click.echo(f"report: {rebuild_report(out / run_id)}")
 

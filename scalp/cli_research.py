@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from backtest.sources import SOURCES
 from backtest.workflow import iso
 from kafkaio.errors import ConfigError
 
@@ -34,11 +35,12 @@ def replay_options(name: str) -> list[Any]:
     return [
         click.option(
             "--source",
-            type=click.Choice(["auto", "kafka", "tables", "archive"]),
+            type=click.Choice(SOURCES),
             default="auto",
             show_default=True,
             help="auto: each day from Kafka if it still holds it, else the tables, else the archive (the source "
-            "of every day is in run.json).",
+            "of every day is in run.json). features: setups and risk from the stored feature snapshots (each day "
+            "from wherever they are), no ticks: no paper broker.",
         ),
         click.option(
             "--archive-dir",
@@ -190,7 +192,8 @@ def replay(
     """Replay market_trades and market_quotes through the strategy core and the paper broker.
 
     Reads each day from Kafka (by time, offsets_for_times) while it holds it, else from the tables, else from
-    the Parquet archive (--source to choose one), in event-time order, and writes the run's
+    the Parquet archive (--source to choose one; --source features re-runs setups and risk from the
+    stored feature snapshots instead), in event-time order, and writes the run's
     features, signals, risk decisions, intents, orders, fills, ledger and account snapshots to
     <out>/<run id>/*.parquet with run.json (range, offsets, digests, source commit, output sha256s) and
     configs.json (the policy and settings behind its digests). Never writes to the live topics. The same

@@ -7,7 +7,7 @@ environment), read when first needed.
     nb.runs()                              # every run under runs/, one row each
     run = nb.Run.load("bt")                # runs/bt
     run.trades                             # trade_ledger as a pandas DataFrame (event times: datetime64, UTC)
-    run.frame("features", library="polars")
+    run.frame(name, library="polars")     # any output: run.names lists them
     other = nb.replay(from_="2026-11-20", to="2026-11-21", policy="my_policy.yaml", run_id="mine")
     other.signals.groupby("setup").size()
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backtest.sources import SOURCES
 from kafkaio.errors import ConfigError
 from schemas import topics as t
 
@@ -145,8 +146,8 @@ def replay(
     to ``out/<run id>``. Returns the run."""
     from .cli_research import offset_ranges, replay_with_progress
 
-    if source not in ("auto", "kafka", "tables", "archive"):
-        raise ValueError(f"source must be auto, kafka, tables or archive, not {source!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     ctx = context()
     out_dir = Path(out)
     research = None

@@ -121,6 +121,8 @@ class ColumnarCodec:
                 kind = "ts_ns"
             elif shape == "nanos" and pg_type == _TIMESTAMPTZ:
                 kind = "timestamptz"
+            elif shape == "nanos" and pg_type == "bigint":
+                kind = "plain"  # the nanoseconds as they are
             elif shape == "int_array" and pg_type in _INT_ARRAY_PG:
                 kind = "int_array"
             elif shape == "plain" and pg_type not in ("jsonb", "json", "bytea") and "[]" not in pg_type:

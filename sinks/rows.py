@@ -2,7 +2,8 @@
 
 The column list comes from the table itself (information_schema order), so a column added by a
 migration is written as soon as the topic carries the field. Conversions: timestamp-nanos -> timestamptz
-(exact, microseconds), ``ts`` additionally -> ``ts_ns`` bigint, nested records and JSON strings -> jsonb.
+(microseconds) or, into a bigint column, the nanoseconds as they are; ``ts`` additionally -> ``ts_ns``
+bigint; nested records and JSON strings -> jsonb.
 
 Hot path: COPY is binary, and the binary form of timestamptz is an int8 of microseconds since
 2000-01-01 UTC (PostgreSQL's ``timestamptz_recv``, which also range-checks it). A timestamp-nanos field
@@ -114,6 +115,8 @@ def _jsonb(value: Any) -> Any:
 
 def _converter(avro_type: Any, pg_type: str) -> Callable[[Any], Any] | None:
     if _is_nanos(avro_type):
+        if pg_type == "bigint":
+            return None  # nanoseconds kept exact (features.last_trade_ts, last_quote_ts)
         return _pg_micros if pg_type == "timestamp with time zone" else _nanos
     if pg_type == "jsonb":
         return _jsonb

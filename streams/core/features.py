@@ -30,6 +30,7 @@ Rules, where the definitions leave room:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,10 +39,16 @@ from typing import Any
 from .conditions import ConditionTable
 from .digests import Digests
 from .policy import FeatureParams
-from .sessions import Calendar, SessionDay
+from .sessions import ET, Calendar, SessionDay
 
 MINUTE_NS = 60_000_000_000
 MS = 1_000_000
+# the Snapshot fields a features record carries (the rest: Snapshot.from_record derives them)
+_TOPIC_FIELDS = (
+    "symbol", "ts", "session", "vwap", "sigma_upper", "sigma_lower", "ema20", "ema50", "ema20_slope", "rvol", "hod",
+    "lod", "prev_close", "cvd", "ob_imbalance", "last_price", "bid", "ask", "lookback_min", "lookback_days", "warm",
+    "last_trade_ts", "last_quote_ts",
+)  # fmt: skip
 
 
 def spread_bps(bid: float | None, ask: float | None) -> float | None:
@@ -116,7 +123,30 @@ class Snapshot:
             "lookback_min": self.lookback_min,
             "lookback_days": self.lookback_days,
             "warm": self.warm,
+            "last_trade_ts": self.last_trade_ts,
+            "last_quote_ts": self.last_quote_ts,
         }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], calendar: Calendar) -> Snapshot:
+        """The snapshot a ``features`` record describes, as the setups saw it: what the topic leaves out is
+        derived (quote_ok from the bid and ask, the RTH minutes from the calendar) or carried (the trade and
+        quote times; a record without them cannot be replayed: ValueError)."""
+        if record.get("last_trade_ts") is None and record.get("last_quote_ts") is None:
+            raise ValueError(f"{record['symbol']}@{record['ts']}: no trade or quote time (written before they were)")
+        ts, bid, ask = record["ts"], record.get("bid"), record.get("ask")
+        since = to_close = None
+        if record["session"] == "rth":
+            day = calendar.day(dt.datetime.fromtimestamp(ts / 1e9, ET).date())
+            if day is not None:
+                since, to_close = (ts - day.open_ns) / MINUTE_NS, (day.close_ns - ts) / MINUTE_NS
+        carried: dict[str, Any] = {f: record.get(f) for f in _TOPIC_FIELDS}
+        return cls(
+            **carried,
+            quote_ok=bid is not None and ask is not None and 0 < bid < ask,
+            minutes_since_open=since,
+            minutes_to_close=to_close,
+        )
 
 
 class Ema:

@@ -111,6 +111,11 @@ class SymbolStage:
 
     def _emit(self, snap: Snapshot, out: list[Output]) -> None:
         out.append((FEATURES, snap.record(self.parts.digests)))
+        self.setups(snap, out)
+
+    def setups(self, snap: Snapshot, out: list[Output]) -> None:
+        """The setups' signals on ``snap`` (a snapshot computed here, or a stored one: --source features),
+        each followed by its risk input."""
         market = Market(snap.bid, snap.ask, snap.last_trade_ts, snap.last_quote_ts).to_dict()
         for signal in self.book.on_snapshot(snap):
             out.append((SIGNALS, signal))
@@ -185,6 +190,19 @@ class StrategyCore:
 
     def finish(self) -> list[Output]:
         return self._risk(self.stage.drain())
+
+    def on_snapshots(self, snaps: list[Snapshot]) -> list[Output]:
+        """Stored snapshots of one event time (``--source features``): their signals, then risk on them in
+        the live risk agent's order at one event time (signal id; streams/riskorder.py), as the symbols'
+        snapshots of one boundary reach it from any worker in any order."""
+        out: list[Output] = []
+        for snap in snaps:
+            self.stage.setups(snap, out)
+        inputs = sorted((r for t, r in out if t == RISK_INPUT), key=lambda r: (r["signal"]["ts"], r["signal"]["id"]))
+        kept = [(t, r) for t, r in out if t != RISK_INPUT]
+        for record in inputs:
+            kept.extend(self.risk.on_signal(record["signal"], Market.from_dict(record["market"])))
+        return kept
 
     def _risk(self, outputs: list[Output]) -> list[Output]:
         if not any(topic == RISK_INPUT for topic, _ in outputs):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,59 @@ def test_the_notebook_example_in_the_docs_runs_as_written(live_session: Any, tmp
     assert str(base.trades["ts"].dtype) == "datetime64[ns, UTC]"
     assert base.frame("features", library="polars").schema["ts"] == pl.Datetime("ns", "UTC")
     assert len(base.frame("signals", library="arrow")) == base.meta["outputs"]["signals"]["rows"]
+
+
+def test_setups_and_risk_replay_from_the_stored_features_as_from_ticks(live_session: Any, tmp_path: Path) -> None:
+    from backtest.replay import read_run
+
+    prefix, policy, _, _, _ = live_session
+    common = ["--policy", str(policy), "--no-feedback", "--out", str(tmp_path)]
+    _run(prefix, "replay", "--run-id", "ticks", "--source", "kafka", *common)
+    said = _run(prefix, "replay", "--run-id", "feats", "--source", "features", *common)
+    (tick_meta, ticks), (meta, feats) = read_run(tmp_path / "ticks"), read_run(tmp_path / "feats")
+    assert meta["source"] == "features"
+    assert meta["ticks"] is False
+    assert set(meta["days"].values()) == {"kafka"}
+    assert meta["inputs"] == tick_meta["outputs"]["features"]["rows"], said  # every snapshot, once
+    for topic, key in (("signals", "id"), ("risk_decisions", "signal_id"), ("order_intents", "id")):
+        assert ticks[topic], topic
+        assert sorted(feats[topic], key=lambda r: r[key]) == sorted(ticks[topic], key=lambda r: r[key]), topic
+    assert (feats.get("orders"), feats.get("fills")) == ([], [])  # no ticks, no paper broker
+    # a policy change of setups is evaluated from the snapshots; one of feature parameters is refused
+    data = yaml.safe_load(policy.read_text())
+    data["setups"]["vwap_reclaim"]["enabled"] = False
+    (tmp_path / "no_vwap.yaml").write_text(yaml.safe_dump(data))
+    _run(prefix, "replay", "--run-id", "no-vwap", "--source", "features", "--policy", str(tmp_path / "no_vwap.yaml"),
+         "--out", str(tmp_path))  # fmt: skip
+    _, no_vwap = read_run(tmp_path / "no-vwap")
+    assert {s["setup"] for s in no_vwap["signals"]} == {s["setup"] for s in ticks["signals"]} - {"vwap_reclaim"}
+    data["features"]["sigma_k"] = data["features"].get("sigma_k", 2.0) + 0.5
+    (tmp_path / "sigma.yaml").write_text(yaml.safe_dump(data))
+    refused = scalp("replay", "--run-id", "sigma", "--source", "features", "--policy", str(tmp_path / "sigma.yaml"),
+                    "--out", str(tmp_path), env={"SCALP_TOPIC_PREFIX": prefix})  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "other feature parameters (sigma_k)" in refused.stderr
+    assert not (tmp_path / "sigma").exists()
+
+
+def test_a_backtest_from_features_puts_realized_outcomes_next_to_the_labels(live_session: Any, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    prefix, policy, _, executed, _ = live_session
+    out = _run(prefix, "backtest", "--source", "features", "--policy", str(policy), "--no-feedback", "--out",
+               str(tmp_path), "--run-id", "bt-f")  # fmt: skip
+    run = tmp_path / "bt-f"
+    realized = pq.read_table(run / "realized.parquet").to_pylist()
+    closed = int(re.search(r"(\d+) trades closed", executed).group(1))  # type: ignore[union-attr]
+    assert sum(r["round_trips"] for r in realized) == closed > 0
+    assert all(r["sim_outcome"] in ("TP", "SL", "TIME") for r in realized)  # the quotes are still in Kafka
+    assert f"realized: {len(realized)} signals traded live" in out
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert summary["realized"]["all"]["traded"] == len(realized)
+    assert summary["realized"]["all"]["labelled"] == len(realized)
+    assert "Simulated vs realized" in (run / "report" / "index.html").read_text()
+    assert (run / "report" / "realized_vs_simulated.png").stat().st_size > 5_000
+    dataset = pq.read_table(run / "dataset.parquet").to_pylist()
+    traded = {r["signal_id"]: r for r in realized}
+    assert {r["id"] for r in dataset if r["realized_r"] is not None} == set(traded)
+    assert all(r["realized_r"] == traded[r["id"]]["realized_r"] for r in dataset if r["id"] in traded)
