@@ -9,31 +9,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from kafkaio.errors import ConfigError
+from kafkaio.errors import ConfigError, RetryableError
 from streams.snapshots import RUN_FILE, Snapshot, SnapshotError, read_run_file, read_topic
 
 from .workflow import Research
 
-log = logging.getLogger(__name__)
 HEX = re.compile(r"[0-9a-f]{8,64}")
 CACHE = ".configs"  # under the runs directory: resolved files a re-run reads
 
 
-def _from_runs(runs: Path, prefix: str) -> Iterator[Snapshot]:
+def _from_runs(runs: Path, prefix: str, notes: list[str]) -> Iterator[Snapshot]:
     for path in sorted(runs.glob(f"*/{RUN_FILE}")):
         try:
             yield from (s for s in read_run_file(path) if s.digest.startswith(prefix))
         except SnapshotError as exc:
-            log.warning("%s", exc)
+            notes.append(f"skipped: {exc}")
 
 
-def _from_table(research: Research, prefix: str) -> Iterator[Snapshot]:
+def _from_table(research: Research, prefix: str, notes: list[str]) -> Iterator[Snapshot]:
     import psycopg
 
     from sinks.db import connect
@@ -43,8 +41,10 @@ def _from_table(research: Research, prefix: str) -> Iterator[Snapshot]:
             rows = conn.execute(
                 "SELECT digest, kind, body FROM config_snapshots WHERE digest LIKE %s ORDER BY digest", (prefix + "%",)
             ).fetchall()
-    except psycopg.Error as exc:
-        log.warning("config_snapshots table not read: %s", type(exc).__name__)
+    except (psycopg.Error, RetryableError) as exc:  # unreachable, or not migrated yet: the topic may hold it
+        notes.append(
+            f"config_snapshots table not read: {exc if isinstance(exc, RetryableError) else type(exc).__name__}"
+        )
         return
     for digest, kind, body in rows:
         yield Snapshot(digest, kind, body).checked("the config_snapshots table")
@@ -54,14 +54,16 @@ def _from_topic(research: Research, prefix: str) -> Iterator[Snapshot]:
     yield from (s for s in read_topic(research.kafka, research.serde) if s.digest.startswith(prefix))
 
 
-def resolve(research: Research, runs: Path, digest: str) -> tuple[Snapshot, str]:
-    """The snapshot of ``digest`` (or of the one digest it begins) and where it was found."""
+def resolve(research: Research, runs: Path, digest: str, notes: list[str] | None = None) -> tuple[Snapshot, str]:
+    """The snapshot of ``digest`` (or of the one digest it begins) and where it was found; ``notes`` gets what
+    could not be asked (an unreachable database)."""
+    said = notes if notes is not None else []
     wanted = digest.strip().lower()
     if not HEX.fullmatch(wanted):
         raise ConfigError(f"{digest!r} is not a digest (8 to 64 hex digits)")
     places: list[tuple[str, Callable[[Research, Path, str], Iterator[Snapshot]]]] = [
-        (f"the runs in {runs}", lambda _r, out, p: _from_runs(out, p)),
-        ("the config_snapshots table", lambda r, _o, p: _from_table(r, p)),
+        (f"the runs in {runs}", lambda _r, out, p: _from_runs(out, p, said)),
+        ("the config_snapshots table", lambda r, _o, p: _from_table(r, p, said)),
         ("the config_snapshots topic", lambda r, _o, p: _from_topic(r, p)),
     ]
     for where, find in places:

@@ -31,7 +31,12 @@ def config_show(ctx: click.Context, digest: str, raw: bool, out: Path) -> None:
         from backtest.configs import resolve
 
         context: Context = ctx.obj
-        snapshot, where = resolve(context.research(), out, digest)
+        notes: list[str] = []
+        try:
+            snapshot, where = resolve(context.research(), out, digest, notes)
+        finally:
+            for note in notes:
+                click.echo(f"note: {note}", err=True)
         click.echo(f"{snapshot.kind} {snapshot.digest} (from {where})", err=True)
         click.echo(snapshot.body if raw else snapshot.pretty())
 

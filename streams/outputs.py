@@ -43,9 +43,13 @@ class Outputs:
             else:
                 # straight to Faust's producer (what Topic.send ends in, less a future, a channel and a lookup
                 # per record): the same client, so Faust's flush before each commit covers these too
+                # the message timestamp is the record's event time (ms), as on every catalog topic, so readers
+                # seek by it (offsets_for_times) and retention counts from it; Faust takes seconds and
+                # truncates ``s * 1000``, hence the half millisecond
                 name = self.names[topic]
+                when = (record["ts"] // 1_000_000 + 0.5) / 1000
                 await producer.send(
-                    name, self.serde.key(topic, record), self.serde.encode(topic, record), None, None, None
+                    name, self.serde.key(topic, record), self.serde.encode(topic, record), None, when, None
                 )
             counts[topic] = counts.get(topic, 0) + 1
 

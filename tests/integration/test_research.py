@@ -281,8 +281,9 @@ def test_every_digest_resolves_and_a_run_reruns_from_its_digests(
     env = {"SCALP_TOPIC_PREFIX": prefix}
     runs = tmp_path / "runs"
     live = load_policy(policy)
-    # the live worker published the policy it ran with: resolvable before any sink ran, from the topic
-    shown = scalp("config", "show", live.digest[:12], "--out", str(runs), env=env)
+    # the live worker published the policy it ran with: resolvable from the topic (the database unreachable)
+    nowhere = {"DATABASE_URL": "postgresql://scalp@127.0.0.1:1/none"}
+    shown = scalp("config", "show", live.digest[:12], "--out", str(runs), env={**env, **nowhere})
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == json.loads(live.canonical())
     assert "from the config_snapshots topic" in shown.stderr
@@ -368,6 +369,15 @@ def test_setups_and_risk_replay_from_the_stored_features_as_from_ticks(live_sess
     (tick_meta, ticks), (meta, feats) = read_run(tmp_path / "ticks"), read_run(tmp_path / "feats")
     assert meta["source"] == "features"
     assert meta["ticks"] is False
+    # the worker stamps its outputs with their event time (ms), as every catalog topic is: what a reader seeks by
+    from kafkaio.reader import RangeReader
+    from scalp.settings import load_settings
+
+    kafka = load_settings().kafka.model_copy(update={"topic_prefix": prefix})
+    with RangeReader(kafka, "scalp-reader-test") as reader:
+        physical = kafka.topic("features")
+        stamps = sorted(r.timestamp_ms for r in reader.read(physical, reader.bounds(physical)))
+    assert stamps == sorted(t["ts"] // 1_000_000 for t in ticks["features"])
     assert set(meta["days"].values()) == {"kafka"}
     assert meta["inputs"] == tick_meta["outputs"]["features"]["rows"], said  # every snapshot, once
     for topic, key in (("signals", "id"), ("risk_decisions", "signal_id"), ("order_intents", "id")):
