@@ -128,7 +128,7 @@ def test_a_registry_behind_basic_auth_is_reached_with_its_login_and_refused_with
         }
         good = scalp("topics", "create", env={**env, "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD": password})
         assert good.returncode == 0, good.stderr[-2000:]
-        assert "15 schemas registered" in good.stdout
+        assert f"{len(catalog().names())} schemas registered" in good.stdout
         wrong = f"wrong-{uuid.uuid4().hex}"
         bad = scalp("topics", "create", env={**env, "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD": wrong})
         assert bad.returncode == 2, bad.stderr[-2000:]

@@ -246,7 +246,11 @@ def test_the_fast_path_stores_exactly_what_the_row_path_stores(
 
     dsn = migrated(fresh_db)
     with psycopg.connect(dsn) as conn:
-        fast_tables = [s.name for s in catalog() if ColumnarCodec.build(table_spec(conn, s), s.schema)]
+        fast_tables = [
+            s.name
+            for s in catalog()
+            if ColumnarCodec.build(table_spec(conn, s), s.schema) and s.name != "config_snapshots"  # one per digest
+        ]
     assert {"market_trades", "market_quotes", "bars_1m", "features"} <= set(fast_tables), fast_tables
     producer, _, _ = producer_for(services, prefix)
     TopicAdmin(producer.kafka, catalog()).create_all()
