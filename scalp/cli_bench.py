@@ -183,7 +183,9 @@ def bench_scaleout(
     """A whole-market synthetic session through ingest, N streams workers and N sinks for each N: events/s,
     tick-to-feature latency, CPU per process and lag, and whether every output topic is byte-identical
     whatever N is and every table equals its topic. The table keeps the rows of other N recorded earlier for
-    the same session (in <state dir>/bench-scaleout/results.json), so each N of a long session can run apart."""
+    the same session (in benchmarks/scaleout-results.json next to BENCHMARKS.md, committed with it, so each
+    N of an hour-long session can run apart, even from another clone; with --no-write in <state
+    dir>/bench-scaleout/results.json)."""
 
     def run() -> None:
         from benchmarks import scaleout_bench
@@ -215,7 +217,8 @@ def bench_scaleout(
         # the rows of other N recorded earlier for the same session stay in the table (an hour-long session
         # paced at real time takes an hour per N)
         recorded = dt.datetime.now(dt.UTC).date().isoformat()
-        rows = scaleout_bench.remember(work / "results.json", shape, results, recorded)
+        kept = work / "results.json" if no_write else REPO_ROOT / "benchmarks" / "scaleout-results.json"
+        rows = scaleout_bench.remember(kept, shape, results, recorded)
         publish("scaleout", scaleout_bench.markdown(shape, rows, machine()), no_write)
 
     guarded(run)()
