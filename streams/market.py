@@ -106,7 +106,6 @@ class MarketInput:
         self.taking = True  # the idle timer releases nothing meanwhile (see Streams._idle_timer)
         try:
             for tp, records in batch.items():
-                self.stats.events += len(records)
                 await self._take((tp.topic, tp.partition), records, now)
         finally:
             self.taking = False
@@ -181,6 +180,7 @@ class MarketInput:
                         record = await self.decode(value, topic)
                         if generation != membership.generation or not membership.stable():  # revoked while decoding
                             self.stats.stale += len(records) - index
+                            self.stats.events += index
                             return False
                     symbol = record["symbol"]
                     if record["ts"] > last_ts.get(tp, -1):
@@ -206,7 +206,9 @@ class MarketInput:
                     await self.outputs.send(out)
                 if (out or entry[1]) and (generation != membership.generation or not membership.stable()):
                     self.stats.stale += len(records) - index - 1
+                    self.stats.events += index + 1
                     return False
+            self.stats.events += len(records)
             return True
         finally:
             fresh = time.monotonic()  # the end of the batch: a long batch must not make its symbols look quiet

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Stats:
-    events: int = 0
+    events: int = 0  # market inputs taken, each offset once (redelivered, stale and ahead copies not counted)
     skipped: int = 0  # inputs already included in restored state
     redelivered: int = 0  # the same input handed out twice by Faust (acknowledged, not applied twice)
     dead_letters: int = 0
