@@ -245,6 +245,7 @@ def run_one(
         result.cpu = {kind: seconds / wall for kind, seconds in result.cpu.items()}
         result.digests = _digests(kafka)
         result.differences = _tables_equal_topics(kafka, catalog, url)
+    TopicAdmin(kafka, catalog).delete_prefixed(prefix)  # an hour-long session's topics hold gigabytes
     return result
 
 
