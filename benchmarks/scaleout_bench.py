@@ -343,7 +343,10 @@ def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
         )
     lines.append("")
     differing = identical(results)
-    if differing:
+    if len({r.n for r in results}) < 2:
+        counts = ", ".join(f"{t} {results[0].digests[t][0]:,}" for t in OUTPUTS)
+        lines.append(f"Outputs: {counts} (one N recorded so far: the others are compared with it when they run).")
+    elif differing:
         lines.append("Outputs: NOT identical across N:")
         lines += [f"- {topic}: {'; '.join(rows)}" for topic, rows in differing.items()]
     else:

@@ -37,3 +37,13 @@ def test_runs_of_other_n_for_the_same_session_are_kept_and_a_rerun_replaces_its_
     assert "NOT identical" in table
     assert table.count("| 2026-12-0") == 3
     assert len(json.loads(path.read_text())) == 2  # one entry per session
+
+
+def test_one_n_is_not_called_identical(tmp_path: Path) -> None:
+    shape = Shape("2026-11-20", Shape.market(200), "12:00", "13:00", bursts=6, speed=1.0)
+    rows = remember(tmp_path / "results.json", shape, [_result(1)], "2026-12-05")
+    table = markdown(shape, rows, "test machine")
+    assert "byte-identical" not in table
+    assert "one N recorded so far" in table
+    rows = remember(tmp_path / "results.json", shape, [_result(2)], "2026-12-06")
+    assert "byte-identical for every N" in markdown(shape, rows, "test machine")
