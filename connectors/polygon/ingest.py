@@ -23,22 +23,20 @@ from typing import Any
 import orjson
 
 from kafkaio.collector import CollectorTuning
-from kafkaio.errors import ConfigError, RetryableError, SerializationError
+from kafkaio.errors import SerializationError
 from kafkaio.producer import AvroProducer
-from kafkaio.retry import Backoff, retry
 from schemas.serde import ENCODE_ERRORS, FieldEncoder
-from schemas.topics import BARS_1M, INGEST_GAPS, MARKET_QUOTES, MARKET_TRADES, OPTIONS_CHAIN
+from schemas.topics import BARS_1M, MARKET_QUOTES, MARKET_TRADES, OPTIONS_CHAIN
 
 from . import parsing
 from .dedupe import SeenIndex
 from .options import OptionsPoller
-from .repair import fetch_gap, gap_record
+from .repair import KIND, GapRepair
 from .rest import PolygonRest
 from .settings import PolygonSettings
 from .ws import Frame, PolygonStream, StreamEnded
 
 log = logging.getLogger(__name__)
-KIND = {MARKET_TRADES: "trades", MARKET_QUOTES: "quotes", BARS_1M: "bars"}
 # Polygon event type -> (topic, parser)
 _ROUTES: dict[object, tuple[str, Callable[[dict[str, Any], int], dict[str, Any]]]] = {
     "T": (MARKET_TRADES, parsing.ws_trade),
@@ -78,7 +76,7 @@ class IngestStats:
     ignored: int = 0
 
 
-class IngestPipeline:
+class IngestPipeline(GapRepair):
     def __init__(
         self,
         settings: PolygonSettings,
@@ -363,20 +361,6 @@ class IngestPipeline:
         self.stats.ignored += 1
         self._warn_once(f"ev:{ev}", "ignoring unsubscribed event type %r", ev)
 
-    def _before_publish(self, topic: str, symbol: str, record: dict[str, Any]) -> None:
-        """Repair a pending gap (reconnect, restart) or a time discontinuity before this record."""
-        ts = record["ts"]
-        pending = self.pending.pop((topic, symbol), None)
-        if pending is not None:
-            from_ns, reason = pending
-            if ts > from_ns:
-                self.repair(topic, symbol, from_ns, ts, reason, record_always=True)
-            return
-        threshold = self._gap_thresholds[topic]
-        track = self.index.tracks.get((topic, symbol))
-        if threshold and track is not None and track.last_ts is not None and ts - track.last_ts > threshold:
-            self.repair(topic, symbol, track.last_ts, ts, "time", record_always=False)
-
     def _publish(self, topic: str, record: dict[str, Any], raw: Any) -> bool:
         """Encode (a record that does not fit its schema goes to the DLQ, and is not remembered as seen),
         drop it if already published, else send it."""
@@ -416,35 +400,3 @@ class IngestPipeline:
             log.warning(message + " (further occurrences are counted, not logged)", *args)
 
     # --- gap repair ------------------------------------------------------------------------------
-
-    def repair(self, topic: str, symbol: str, from_ns: int, to_ns: int, reason: str, record_always: bool) -> int:
-        """Fetch [from_ns, to_ns] from REST and publish what was not published yet; record the gap."""
-        kind = KIND[topic]
-        error: str | None = None
-        recovered = 0
-        try:
-            rows = retry(
-                lambda: fetch_gap(self.rest, topic, symbol, from_ns, to_ns),
-                what=f"repair {kind} {symbol}",
-                deadline_s=self.settings.repair_deadline_s,
-                backoff=Backoff(0.5, 10.0),
-                on_retry=lambda n, d, e: log.warning(
-                    "repair %s %s: attempt %d failed (%s); retry in %.1fs", kind, symbol, n, e, d
-                ),
-            )
-        except RetryableError as exc:
-            error = str(exc)
-            rows = []
-        except ConfigError:
-            raise
-        for record in rows:
-            self.clock.stamp(record, self.wall_ns())
-            if self._publish(topic, record, record):
-                recovered += 1
-        self.stats.repaired += recovered
-        if record_always or recovered or error:
-            self.stats.gaps += 1
-            self.stats.unrepaired += 1 if error else 0
-            gap = gap_record(symbol, kind, from_ns, to_ns, reason, recovered, error)
-            self.producer.produce(INGEST_GAPS, gap)
-        return recovered

@@ -141,6 +141,13 @@ def test_disconnect_mid_burst_is_repaired_without_loss_or_duplicates(services: A
     assert trade_gaps, gaps
     assert all(g["status"] == "repaired" for g in gaps)
     assert sum(g["events_recovered"] for g in trade_gaps) == len(repaired)
+    # a symbol's trades and quotes are repaired together, up to its first new event on either stream, so
+    # neither stream of the symbol runs ahead of the other's repaired events (which a worker merging the
+    # two by event time would then find too old to apply)
+    for symbol in ("SPY", "QQQ"):
+        ends = {(g["kind"], g["ts_to"]) for g in gaps if g["symbol"] == symbol and g["reason"] == "reconnect"}
+        assert {kind for kind, _ in ends} >= {"trades", "quotes"}, ends
+        assert len({end for kind, end in ends if kind in ("trades", "quotes")}) == 1, ends
     assert "reconnect attempt 1" in proc.stdout
 
 
