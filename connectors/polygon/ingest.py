@@ -398,5 +398,3 @@ class IngestPipeline(GapRepair):
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message + " (further occurrences are counted, not logged)", *args)
-
-    # --- gap repair ------------------------------------------------------------------------------

@@ -73,9 +73,7 @@ class GapRepair:
     stats: IngestStats
     wall_ns: Callable[[], int]
     _gap_thresholds: dict[str, int]
-
-    def _publish(self, topic: str, record: dict[str, Any], raw: Any) -> bool:
-        raise NotImplementedError  # the pipeline's own: encode, de-duplicate, send
+    _publish: Callable[[str, dict[str, Any], Any], bool]  # the pipeline's own: encode, de-duplicate, send
 
     def _before_publish(self, topic: str, symbol: str, record: dict[str, Any]) -> None:
         """Repair a pending gap (reconnect, restart) or a time discontinuity before this record.

@@ -408,7 +408,9 @@ def test_counter_sanity() -> None:
     assert counts["Q"] > 3 * counts["T"] > 0
 
 
-def test_a_live_worker_applies_every_repaired_event_after_reconnects(prefix: str, tmp_path: Path) -> None:
+def test_a_live_worker_applies_every_repaired_event_after_reconnects(
+    services: AppSettings, prefix: str, tmp_path: Path
+) -> None:
     """The streams worker runs while the ingest reads a venue that drops the WebSocket twice (20,000 events
     lost each time, repaired from REST). A thin symbol's first new trade can come long after its quotes
     resume; its repaired trades must still reach Kafka before any newer event of the symbol, or the worker
@@ -419,18 +421,19 @@ def test_a_live_worker_applies_every_repaired_event_after_reconnects(prefix: str
     env = {**os.environ, "SCALP_TOPIC_PREFIX": prefix, "SCALP_STATE_DIR": str(tmp_path), "SCALP_LOG_DIR": str(tmp_path)}
     created = scalp("topics", "create", env=env)
     assert created.returncode == 0, created.stderr[-2000:]
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "scalp.cli", "streams", "--until-idle", "20"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-    )  # fmt: skip
+    log = tmp_path / "streams.out"  # a file, not a pipe nobody reads while the session runs
+    with log.open("w") as sink:
+        worker = subprocess.Popen([sys.executable, "-m", "scalp.cli", "streams", "--until-idle", "20"],
+                                  env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
     try:
         time.sleep(10)  # the worker joins its group before the session starts
         with synthetic_server(args) as server:
             proc = run_ingest(server, prefix, "--symbols", symbols)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        out, _ = worker.communicate(timeout=600)
+        worker.wait(timeout=600)
     finally:
         worker.kill()
+    out = log.read_text()
     assert worker.returncode == 0, out[-4000:]
     summary = next(line for line in out.splitlines() if " events in " in line)
     session = Session(DAY, symbols.split(","), 11, "12:00", "12:06")
