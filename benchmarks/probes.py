@@ -49,6 +49,7 @@ class Sampler(Background):
         self.lag: dict[str, float] = {}
         self.max_lag: dict[str, float] = {}
         self.events: dict[str, float] = {}  # streams instance -> market inputs taken
+        self.not_applied: dict[str, dict[str, float]] = {}  # streams instance -> reason -> inputs not applied
         self.first_event: float | None = None
         self.series: list[tuple[float, float]] = []  # (monotonic time, lag summed over the streams workers)
 
@@ -63,6 +64,11 @@ class Sampler(Background):
                 self.lag[name] = lag
                 self.max_lag[name] = max(self.max_lag.get(name, 0.0), lag)
                 self.events[name] = total(samples, "scalp_streams_events_total") or 0.0
+                if name.startswith("streams-"):
+                    self.not_applied[name] = {
+                        labels["reason"]: value
+                        for labels, value in samples.get("scalp_streams_inputs_not_applied_total", [])
+                    }
                 if name == "ingest" and self.first_event is None and (total(samples, "scalp_ingest_events_total") or 0):
                     self.first_event = time.monotonic()
         self.series.append((time.monotonic(), sum(v for k, v in self.lag.items() if k.startswith("streams-"))))

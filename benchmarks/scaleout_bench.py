@@ -5,7 +5,9 @@ for each N asked, each run on topics and a database of its own.
 Measured per N: market events and the wall time from the first event published to the last row written
 (events/s), tick-to-feature latency (the wall time the bench saw a feature in Kafka minus when it saw the
 tick behind it; the ticks and features of one partition are watched), CPU per process (cores, from
-``process_cpu_seconds_total``), the consumer lag of the workers (largest, and at the end). Checked per N:
+``process_cpu_seconds_total``), the consumer lag of the workers (largest, and at the end), the venue's
+WebSocket drops and the gaps REST repaired (from the summary `scalp ingest` prints), and the inputs the
+streams workers did not apply, by reason (``scalp_streams_inputs_not_applied_total``). Checked per N:
 every output topic holds the same records whatever N is (sha256 of the sorted values), and every table
 holds exactly the distinct records of its topic.
 """
@@ -16,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +89,8 @@ class RunResult:
     end_lag: dict[str, float] = field(default_factory=dict)
     digests: dict[str, tuple[int, str]] = field(default_factory=dict)  # output topic -> (records, sha256)
     differences: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic -> (distinct records, rows)
+    venue: dict[str, int] = field(default_factory=dict)  # ingest's own count: connections, gaps, unrepaired, recovered
+    not_applied: dict[str, float] = field(default_factory=dict)  # reason -> inputs the streams workers left out
 
     @property
     def rate(self) -> float:
@@ -114,6 +119,8 @@ class Summary:
     digests: dict[str, tuple[int, str]]
     differences: dict[str, tuple[int, int]]
     recorded: str  # UTC date of the run
+    venue: dict[str, int] = field(default_factory=dict)  # empty in rows recorded before the bench kept it
+    not_applied: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -122,7 +129,7 @@ class Summary:
     @classmethod
     def of(cls, r: RunResult, recorded: str) -> Summary:
         return cls(r.n, r.events, r.seconds, r.p(0.5), r.p(0.99), r.cpu, r.max_lag, r.behind_s, r.end_lag,
-                   r.digests, r.differences, recorded)  # fmt: skip
+                   r.digests, r.differences, recorded, r.venue, r.not_applied)  # fmt: skip
 
     @classmethod
     def load(cls, raw: dict[str, Any]) -> Summary:
@@ -232,6 +239,10 @@ def run_one(
                 result.max_lag[kind] = max(result.max_lag.get(kind, 0.0), lag)
             result.end_lag = {k.split("-")[0]: v for k, v in sampler.lag.items()}
             result.behind_s = sampler.longest_behind()
+            for reasons in sampler.not_applied.values():
+                for reason, count in reasons.items():
+                    result.not_applied[reason] = result.not_applied.get(reason, 0.0) + count
+            result.venue = venue_counts(work / f"{prefix}ingest.log")
         finally:
             for proc in procs.values():
                 with contextlib.suppress(ProcessLookupError):
@@ -247,6 +258,25 @@ def run_one(
         result.differences = _tables_equal_topics(kafka, catalog, url)
     TopicAdmin(kafka, catalog).delete_prefixed(prefix)  # an hour-long session's topics hold gigabytes
     return result
+
+
+_INGEST_SUMMARY = re.compile(
+    r"^ingest: .* (?P<gaps>\d+) gaps \((?P<unrepaired>\d+) unrepaired, (?P<recovered>\d+) events recovered\), "
+    r"(?P<connections>\d+) connections$"
+)
+
+
+def venue_counts(log: Path) -> dict[str, int]:
+    """WebSocket connections, gaps, unrepaired gaps and events recovered from REST, from the summary line
+    `scalp ingest` prints when it ends (its metrics endpoint is gone by then and may have missed the last
+    repairs); empty when the log has none."""
+    found: dict[str, int] = {}
+    with contextlib.suppress(FileNotFoundError), open(log, errors="replace") as lines:
+        for line in lines:
+            match = _INGEST_SUMMARY.match(line.rstrip("\n"))
+            if match:
+                found = {k: int(v) for k, v in match.groupdict().items()}
+    return found
 
 
 def _market_records(kafka: KafkaSettings) -> int:
@@ -352,6 +382,7 @@ def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
     else:
         counts = ", ".join(f"{t} {results[0].digests[t][0]:,}" for t in OUTPUTS)
         lines.append(f"Outputs: byte-identical for every N ({counts}; sha256 of the sorted values per topic).")
+    lines += _inputs(results)
     bad = {r.n: r.differences for r in results if r.differences}
     lines.append(
         "Tables: every table holds exactly the distinct records of its topic, for every N."
@@ -359,3 +390,21 @@ def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
         else f"Tables: rows differ from records: {bad}"
     )
     return "\n".join(lines)
+
+
+def _inputs(results: list[Summary]) -> list[str]:
+    """What each run's venue dropped and repaired, and what its workers left out: where an output difference
+    between runs would come from."""
+    lines = ["Inputs per run (the venue's drops fall at different moments in each run; REST repairs every gap):"]
+    for r in results:
+        if not r.venue:
+            lines.append(f"- N={r.n}: not counted (recorded before the bench kept these counts)")
+            continue
+        v = r.venue
+        left = {k: int(c) for k, c in r.not_applied.items() if c}
+        left_out = ", ".join(f"{k} {c:,}" for k, c in sorted(left.items())) or "none"
+        lines.append(
+            f"- N={r.n}: {v['connections']} WebSocket connections, {v['gaps']:,} gaps, {v['recovered']:,} events "
+            f"recovered from REST, {v['unrepaired']} unrepaired; inputs the streams workers did not apply: {left_out}"
+        )
+    return lines

@@ -184,8 +184,9 @@ def bench_scaleout(
     workers: str, no_write: bool,
 ) -> None:  # fmt: skip
     """A whole-market synthetic session through ingest, N streams workers and N sinks for each N: events/s,
-    tick-to-feature latency, CPU per process and lag, and whether every output topic is byte-identical
-    whatever N is and every table equals its topic. The table keeps the rows of other N recorded earlier for
+    tick-to-feature latency, CPU per process and lag, the venue's drops and repairs and the inputs the
+    workers did not apply (by reason), and whether every output topic is byte-identical whatever N is and
+    every table equals its topic. The table keeps the rows of other N recorded earlier for
     the same session (in benchmarks/scaleout-results.json next to BENCHMARKS.md, committed with it, so each
     N of an hour-long session can run apart, even from another clone; with --no-write in <state
     dir>/bench-scaleout/results.json)."""

@@ -40,3 +40,6 @@ def test_one_and_two_workers_give_the_same_outputs_and_tables_equal_topics(
     for result in results:
         assert result.end_lag == {"streams": 0, "sink": 0, "ingest": 0}
         assert result.cpu["streams"] > 0
+        assert result.venue["connections"] >= 1
+        assert result.venue["unrepaired"] == 0
+        assert result.not_applied["late"] == 0  # the workers export the reason even when it is 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.scaleout_bench import RunResult, Shape, identical, markdown, remember
+from benchmarks.scaleout_bench import RunResult, Shape, identical, markdown, remember, venue_counts
 
 
 def _result(n: int, digest: str = "abc") -> RunResult:
@@ -47,3 +47,26 @@ def test_one_n_is_not_called_identical(tmp_path: Path) -> None:
     assert "one N recorded so far" in table
     rows = remember(tmp_path / "results.json", shape, [_result(2)], "2026-12-06")
     assert "byte-identical for every N" in markdown(shape, rows, "test machine")
+
+
+def test_each_run_says_what_its_venue_dropped_and_what_its_workers_left_out(tmp_path: Path) -> None:
+    log = tmp_path / "ingest.log"
+    log.write_text(
+        '{"level": "WARNING", "message": "new Polygon connection 2: gaps will be repaired from REST"}\n'
+        "ingest: 14370603 events; published trades=2868527 quotes=11493401 bars=12000 options=0; 6111 duplicates "
+        "dropped, 0 dead letters, 3708 gaps (2 unrepaired, 5690 events recovered), 8 connections\n"
+    )
+    assert venue_counts(log) == {"gaps": 3708, "unrepaired": 2, "recovered": 5690, "connections": 8}
+    assert venue_counts(tmp_path / "missing.log") == {}
+    shape = Shape("2026-11-20", Shape.market(200), "12:00", "13:00", bursts=6, speed=1.0)
+    path = tmp_path / "results.json"
+    remember(path, shape, [_result(1)], "2026-12-05")  # a row recorded before the counts were kept
+    counted = _result(2)
+    counted.venue = venue_counts(log)
+    counted.not_applied = {"late": 3.0, "redelivered": 0.0, "outside_session": 12.0}
+    table = markdown(shape, remember(path, shape, [counted], "2026-12-06"), "test machine")
+    assert "- N=1: not counted" in table
+    assert (
+        "- N=2: 8 WebSocket connections, 3,708 gaps, 5,690 events recovered from REST, 2 unrepaired; "
+        "inputs the streams workers did not apply: late 3, outside_session 12"
+    ) in table
