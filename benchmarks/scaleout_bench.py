@@ -395,7 +395,7 @@ def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
 def _inputs(results: list[Summary]) -> list[str]:
     """What each run's venue dropped and repaired, and what its workers left out: where an output difference
     between runs would come from."""
-    lines = ["Inputs per run (the venue's drops fall at different moments in each run; REST repairs every gap):"]
+    lines = ["Inputs per run (the venue's drops fall at different moments in each run):"]
     for r in results:
         if not r.venue:
             lines.append(f"- N={r.n}: not counted (recorded before the bench kept these counts)")
