@@ -127,7 +127,7 @@ def maintain(
         # TimescaleDB's jobs (compression, aggregate refresh) lock the same chunks now and then: a deadlock
         # rolls the drop back whole and it is tried again
         report.dropped[table] = retry_transient(
-            conn, f"dropping old {table}", partial(drop_older, conn, table, cutoff, retention_days, report)
+            conn, f"dropping old {table}", partial(drop_older, conn, table, cutoff, report)
         )
     if report.flavour == "timescale":
         report.compressed = compress(conn)
@@ -137,9 +137,7 @@ def maintain(
     return report
 
 
-def drop_older(
-    conn: psycopg.Connection, table: str, cutoff: dt.datetime, retention_days: int, report: MaintainReport
-) -> int:
+def drop_older(conn: psycopg.Connection, table: str, cutoff: dt.datetime, report: MaintainReport) -> int:
     """Remove rows older than the cutoff: whole partitions/chunks where possible, then the remainder."""
     dropped = 0
     partitions: list[str] = []
@@ -159,10 +157,6 @@ def drop_older(
                 dropped += int(row[0]) if row else 0
                 conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
                 partitions.append(name)
-        conn.execute(
-            "UPDATE partman.part_config SET retention = %s, retention_keep_table = false WHERE parent_table = %s",
-            (f"{retention_days} days", f"public.{table}"),
-        )
     cur = conn.execute(sql.SQL("DELETE FROM {} WHERE ts < %s").format(sql.Identifier(table)), (cutoff,))
     dropped += max(cur.rowcount, 0)
     conn.commit()
