@@ -82,8 +82,7 @@ def rerun_research(research: Research, runs: Path, run_id: str) -> tuple[Researc
     """The research settings and the policy file run ``run_id`` ran with, from its digests: the policy, and
     of the settings what a replay uses (trade-condition table, paper broker, fees). Resolved files go to
     ``<runs>/.configs/``."""
-    from execution.paper import PaperSettings
-    from execution.settings import FeeSettings
+    from execution.settings import FeeSettings, PaperSettings
 
     meta_file = runs / run_id / "run.json"
     if not meta_file.exists():

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from execution.audit import NullAudit
-from execution.paper import PaperBroker, PaperPort, PaperSettings
+from execution.paper import PaperBroker, PaperPort
 from execution.router import Router
+from execution.settings import PaperSettings
 from execution.tracker import Accountant, FeeSchedule
 from kafkaio.errors import ConfigError
 from schemas.topics import (

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from execution.paper import PaperSettings
-from execution.settings import FeeSettings
+from execution.settings import FeeSettings, PaperSettings
 from kafkaio.errors import ConfigError
 from kafkaio.settings import KafkaSettings
 from schemas.serde import AvroSerde

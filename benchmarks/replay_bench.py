@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from backtest.replay import replay
+from backtest.replay import digest, replay
 from backtest.sources import MARKET, RANK, from_kafka
 from benchmarks import verdict
 from connectors.synthetic.records import session_records
-from execution.paper import PaperSettings
+from execution.settings import PaperSettings
 from execution.tracker import FeeSchedule
 from kafkaio.admin import TopicAdmin
 from kafkaio.producer import AvroProducer
 from kafkaio.reader import RangeReader
 from kafkaio.settings import KafkaSettings
+from scalp.build import describe
 from schemas.catalog import Catalog
 from schemas.serde import AvroSerde
 from schemas.topics import FILLS, ORDER_INTENTS, ORDERS, TRADE_LEDGER
@@ -29,6 +33,7 @@ from streams.core.digests import Digests
 from streams.core.pipeline import CoreParts
 from streams.core.policy import load_policy
 
+from .compiled import run_in
 from .ingest_bench import machine
 from .streams_bench import core_alone
 
@@ -56,7 +61,16 @@ def full_replay(records: list[tuple[str, dict[str, Any]]], *, ordered: bool = Fa
     result = replay(records, parts, PaperSettings(), FeeSchedule())
     seconds = time.perf_counter() - start
     outputs = {t: len(r) for t, r in result.outputs.items() if r}
-    return {"events": len(records), "seconds": seconds, "outputs": outputs}
+    digests = {t: digest(r) for t, r in result.outputs.items() if r}
+    return {"events": len(records), "seconds": seconds, "outputs": outputs, "digests": digests}
+
+
+def in_memory(events: int, repeats: int) -> dict[str, Any]:
+    """The in-memory runs in this interpreter (the build it loads: pure Python or compiled)."""
+    records = tape(events)
+    replays = [full_replay(records) for _ in range(repeats)]
+    cores = [core_alone(records) for _ in range(repeats)]
+    return {"build": describe(), "replay": replays, "core": cores}
 
 
 def from_kafka_runs(
@@ -112,16 +126,26 @@ def run(
     kafka: KafkaSettings | None = None,
     serde_for: Callable[[KafkaSettings], AvroSerde] | None = None,
     catalog: Catalog | None = None,
+    compiled: Path | None = None,
 ) -> dict[str, Any]:
+    """The in-memory runs in a fresh interpreter on the checkout (pure Python) and, with ``compiled`` (a
+    compiled copy: benchmarks.compiled), on the compiled build; then the runs from Kafka (this process)."""
+    pure = run_in(None, "benchmarks.replay_bench", str(events), str(repeats))
+    builds = [pure] + ([run_in(compiled, "benchmarks.replay_bench", str(events), str(repeats))] if compiled else [])
     records = tape(events)
-    replays = [full_replay(records) for _ in range(repeats)]
-    cores = [core_alone(records) for _ in range(repeats)]
     kafka_runs = (
         from_kafka_runs(kafka, serde_for, catalog, records, repeats)
         if kafka is not None and serde_for is not None and catalog is not None
         else []
     )
-    return {"machine": machine(), "events": len(records), "replay": replays, "core": cores, "kafka": kafka_runs}
+    digests = [run["digests"] for build in builds for run in build["replay"]]
+    return {
+        "machine": machine(),
+        "events": len(records),
+        "builds": builds,
+        "identical": all(d == digests[0] for d in digests),
+        "kafka": kafka_runs,
+    }
 
 
 def _rates(runs: list[dict[str, Any]], seconds: str = "seconds") -> list[float]:
@@ -139,7 +163,8 @@ def _median(runs: list[dict[str, Any]], seconds: str = "seconds") -> float:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    outputs = results["replay"][0]["outputs"]
+    builds = results["builds"]
+    outputs = builds[0]["replay"][0]["outputs"]
     kafka = results.get("kafka") or []
     lines = [
         "## Replay: a recorded session through the strategy core and the paper broker (`scalp bench replay`)",
@@ -147,37 +172,59 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']}. Tape: {results['events']:,} events of a synthetic SPY + QQQ tape "
         f"(connectors/synthetic): the mornings of {DAYS[0]} and {DAYS[1]}, half each, from the open, so the "
         "second is warm (relative volume has a prior session) and signals are promoted to orders; the shipped "
-        "session policy; medians of 3 runs.",
+        "session policy; medians of 3 runs, each build in a fresh interpreter. Builds: the checkout (pure "
+        "Python) and the compiled build (`SCALP_COMPILE=1`: the hot path compiled with mypyc, as the image "
+        "ships it), the same source.",
         "",
-        "| path | events/s |",
-        "|---|---|",
-        f"| replay in memory: sort + core + risk + paper broker and router (`backtest.replay`) | "
-        f"{_rate(results['replay'])} |",
-        f"| peer: the strategy core alone (`StrategyCore`, as `scalp bench streams`) | {_rate(results['core'])} |",
+        "| path | build | events/s |",
+        "|---|---|---|",
     ]
+    for build in builds:
+        lines.append(
+            "| replay in memory: sort + core + risk + paper broker and router (`backtest.replay`) | "
+            f"{build['build']} | {_rate(build['replay'])} |"
+        )
+    for build in builds:
+        lines.append(
+            f"| peer: the strategy core alone (`StrategyCore`, as `scalp bench streams`) | {build['build']} | "
+            f"{_rate(build['core'])} |"
+        )
     if kafka:
         lines += [
             f"| from Kafka: fetch + Avro decode + replay order, then the replay (`scalp replay --source kafka`) | "
-            f"{_rate(kafka)} |",
+            f"{builds[0]['build']} | {_rate(kafka)} |",
             f"| of which the read alone: fetch + decode + order (`backtest.sources.from_kafka`) | "
-            f"{_rate(kafka, 'read_seconds')} |",
-            f"| of which the fetch alone: the consumer's records, not decoded | {_rate(kafka, 'fetch_seconds')} |",
+            f"{builds[0]['build']} | {_rate(kafka, 'read_seconds')} |",
+            f"| of which the fetch alone: the consumer's records, not decoded | {builds[0]['build']} | "
+            f"{_rate(kafka, 'fetch_seconds')} |",
         ]
     promoted = ", ".join(f"{t} {outputs.get(t, 0):,}" for t in PROMOTED)
     lines += [
         "",
         f"Replay outputs: {', '.join(f'{t} {n:,}' for t, n in outputs.items())} (promoted to the router: "
-        f"{promoted}). Target: 200k events/s in memory.",
+        f"{promoted}). "
+        + (
+            "Every run of every build gave the same outputs, byte for byte (sha256 of each output topic)."
+            if results["identical"]
+            else "**The builds' outputs DIFFER** (sha256 of the output topics): the compiled build is wrong."
+        )
+        + " Target: 200k events/s in memory.",
         "",
-        "- " + verdict("replay in memory", _median(results["replay"]), 200_000, "events/s", at_least=True),
     ]
+    for build in builds:
+        what = f"replay in memory ({build['build']})"
+        lines.append("- " + verdict(what, _median(build["replay"]), 200_000, "events/s", at_least=True))
     if kafka:
         fetch, read, total = _median(kafka, "fetch_seconds"), _median(kafka, "read_seconds"), _median(kafka)
         decode_us = 1e6 / read - 1e6 / fetch
         lines += [
             f"- from Kafka: {total:,.0f} events/s end to end (no target). Per record the read costs "
             f"{1e6 / read:.1f} us, of which the fetch {1e6 / fetch:.1f} us and the decode and ordering "
-            f"{decode_us:.1f} us; the replay {1e6 / _median(results['replay']):.1f} us. The read is what "
+            f"{decode_us:.1f} us; the replay {1e6 / _median(builds[0]['replay']):.1f} us. The read is what "
             "limits it: one consumer in the replay's process, records decoded one by one in Python.",
         ]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # benchmarks.compiled.run_in: EVENTS REPEATS -> the in-memory runs as JSON
+    print(json.dumps(in_memory(int(sys.argv[1]), int(sys.argv[2]))))

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from execution.model import (
     ENTRY,
     STOP_LOSS,
@@ -31,18 +29,10 @@ from execution.model import (
     OrderUpdate,
     Submitted,
 )
+from execution.settings import PaperSettings
 
 MS = 1_000_000
 MICRO = Decimal("0.000001")
-
-
-class PaperSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    latency_ms: float = Field(default=50.0, ge=0)
-    lot_size: int = Field(default=100, ge=1)  # shares per unit of quote size
-    start_cash_usd: float = Field(default=100_000.0, gt=0)
-    account_id: str = "PAPER"
 
 
 @dataclass

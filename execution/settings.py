@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from execution.paper import PaperSettings
+
+class PaperSettings(BaseModel):
+    """The paper broker's rules (execution/paper.py). Kept out of the broker's module: that one is compiled
+    in the compiled build, and a pydantic model is not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_ms: float = Field(default=50.0, ge=0)
+    lot_size: int = Field(default=100, ge=1)  # shares per unit of quote size
+    start_cash_usd: float = Field(default=100_000.0, gt=0)
+    account_id: str = "PAPER"
 
 
 class FeeSettings(BaseModel):

@@ -20,12 +20,23 @@ from .logs import setup_logging
 from .settings import load_settings
 
 log = logging.getLogger("scalp")
+VERSION_HELP = "Show the version and the build of the hot path (compiled with mypyc, or pure Python), and exit."
 SERVICES = frozenset({"sink", "streams", "ingest", "execute"})  # long-running: every log line on stdout
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from importlib.metadata import version
+
+        from .build import describe  # compiled with mypyc, or pure Python
+
+        click.echo(f"scalp, version {version('scalp-pipeline')} ({describe()})")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="scalp-pipeline", prog_name="scalp")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help=VERSION_HELP)
 @click.option(
     "--config",
     "config_path",

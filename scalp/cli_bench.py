@@ -140,27 +140,36 @@ def bench_streams(ctx: click.Context, events: int, rates: tuple[float, ...], sec
 @bench.command("replay")
 @click.option("--events", type=int, default=500_000, show_default=True, help="Events of the replayed tape.")
 @click.option("--no-kafka", is_flag=True, help="Only the in-memory rows (no stack needed).")
+@click.option("--no-compiled", is_flag=True, help="Only the pure-Python build (no compiled copy is built).")
 @click.option("--no-write", is_flag=True, help="Print only; do not update BENCHMARKS.md.")
 @click.pass_context
-def bench_replay(ctx: click.Context, events: int, no_kafka: bool, no_write: bool) -> None:
+def bench_replay(ctx: click.Context, events: int, no_kafka: bool, no_compiled: bool, no_write: bool) -> None:
     """Events/s of a replay through the full core and the paper broker, one process, on two mornings (the
     first warms the second, so signals reach the router): in memory, the strategy core alone side by side,
-    and from Kafka (the tape in topics of its own: fetch, decode, replay order, then the replay)."""
+    each on the checkout (pure Python) and on the compiled build (a copy of the checkout under <state
+    dir>/bench-compiled, its hot path compiled with mypyc on first use: needs the dev extras and a C
+    compiler), checking both give the same outputs byte for byte (exit 1 if not); and from Kafka (the tape in
+    topics of its own: fetch, decode, replay order, then the replay)."""
 
     def run() -> None:
         from benchmarks import replay_bench
+        from benchmarks.compiled import compiled_copy
         from kafkaio.registry import SchemaRegistry
         from schemas.serde import AvroSerde
 
         context: Context = ctx.obj
         settings = context.settings
+        compiled = None if no_compiled else compiled_copy(settings.stack.state_dir / "bench-compiled")
         results = replay_bench.run(
             events,
             kafka=None if no_kafka else settings.kafka,
             serde_for=lambda kafka: AvroSerde(SchemaRegistry(settings.registry), kafka, context.catalog),
             catalog=context.catalog,
+            compiled=compiled,
         )
         publish("replay", replay_bench.markdown(results), no_write)
+        if not results["identical"]:
+            raise click.ClickException("the pure and compiled builds gave different outputs")
 
     guarded(run)()
 

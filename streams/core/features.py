@@ -149,14 +149,18 @@ class Snapshot:
         )
 
 
+@dataclass(slots=True)
 class Ema:
-    __slots__ = ("alpha", "n", "seed", "value")
+    """An EMA seeded with the mean of its first ``n`` values (:meth:`over` makes one)."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.alpha = 2.0 / (n + 1)
-        self.seed: list[float] = []
-        self.value: float | None = None
+    alpha: float
+    n: int
+    seed: list[float] = field(default_factory=list)
+    value: float | None = None
+
+    @staticmethod
+    def over(n: int) -> Ema:
+        return Ema(2.0 / (n + 1), n)
 
     def add(self, x: float) -> None:
         if self.value is None:
@@ -215,8 +219,8 @@ class SymbolFeatures:
     # bars and EMAs
     minute: int = -1  # minute (ts // MINUTE_NS) of the open bar
     bar_close: float | None = None
-    ema20: Ema = field(default_factory=lambda: Ema(20))
-    ema50: Ema = field(default_factory=lambda: Ema(50))
+    ema20: Ema = field(default_factory=lambda: Ema.over(20))
+    ema50: Ema = field(default_factory=lambda: Ema.over(50))
     ema20_hist: deque[float] = field(default_factory=lambda: deque(maxlen=6))
     next_snapshot: int = -1
 

@@ -10,7 +10,7 @@ Outputs are ``(topic, record)`` pairs: ``features``, ``signals``, ``risk_decisio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from schemas.topics import FEATURES, SIGNALS
@@ -27,6 +27,8 @@ from .setups import SetupBook
 
 RISK_INPUT = "risk_input"
 _SHARED = ("symbol", "params", "calendar", "conditions")  # not state: given by the stage
+# the feature engine's hot state: its fields, by name (not vars(): a compiled build's objects have no __dict__)
+_HOT = tuple(f.name for f in fields(SymbolFeatures) if f.name not in _SHARED and f.name != "history")
 Output = tuple[str, dict[str, Any]]
 
 
@@ -131,7 +133,7 @@ class SymbolStage:
         merge (their inputs are not acknowledged, so a restarted worker reads them again). History (prior
         sessions' volume curves) changes only at a session roll: callers write it only when it changed."""
         engine = self.engine(symbol)
-        hot = {k: v for k, v in vars(engine).items() if k not in _SHARED and k != "history"}
+        hot = {k: getattr(engine, k) for k in _HOT}
         body = {
             FEATURES: hot,  # the state key of the feature engine ("features", as in every stored state)
             "memories": self.book.memories.get(symbol),
@@ -146,13 +148,14 @@ class SymbolStage:
         past = None if history is None else statecodec.decode(history, legacy=legacy)
         if type(body) is not dict or type(body.get(FEATURES)) is not dict or not {"memories", "offsets"} <= set(body):
             raise statecodec.StateError(f"{symbol}: state record is not a symbol's state")
-        unknown = set(body[FEATURES]) - set(vars(self.engine(symbol)))
+        unknown = set(body[FEATURES]) - set(_HOT)
         if unknown:
             raise statecodec.StateError(
                 f"{symbol}: state gives the feature engine unknown fields {sorted(unknown)[:5]}"
             )
         engine = self.engine(symbol)
-        vars(engine).update(body[FEATURES])
+        for name, value in body[FEATURES].items():
+            setattr(engine, name, value)
         if past is not None:
             engine.history = past
         if body["memories"] is not None:

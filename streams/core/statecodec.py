@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import math
 import pickle
 import zlib
@@ -43,13 +44,9 @@ class StateError(CoreError):
     """A state record that is not ours to load (tampered, another version, oversized, pickled)."""
 
 
-def _fields(cls: type) -> tuple[str, ...]:
-    if dataclasses.is_dataclass(cls):
-        return tuple(f.name for f in dataclasses.fields(cls))
-    return tuple(getattr(cls, "__slots__", ()))
-
-
-_FIELDS = {name: _fields(cls) for name, cls in CLASSES.items()}
+# every state class is a dataclass: objects are rebuilt through their constructors (a compiled build's classes
+# cannot be made without one), fields a newer class added taking their defaults
+_FIELDS = {name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in CLASSES.items()}
 
 
 def _tree(obj: Any) -> Any:
@@ -78,23 +75,16 @@ def _tree(obj: Any) -> Any:
     return {"~c": name, "~v": {f: _tree(getattr(obj, f)) for f in _FIELDS[name]}}
 
 
-def _object(name: Any, values: Any) -> Any:
+def _object(name: Any, values: Any, built: bool = False) -> Any:
+    """An object of a state class from its fields (``built``: the values are objects already, else tree
+    nodes of the JSON form)."""
     cls = CLASSES.get(name) if type(name) is str else None
     if cls is None or type(values) is not dict:
         raise StateError(f"state names a class outside the state schema: {str(name)[:60]!r}")
     unknown = set(values) - set(_FIELDS[name])
     if unknown:
         raise StateError(f"state gives {name} fields it does not have: {sorted(unknown)[:5]}")
-    obj: Any = object.__new__(cls)
-    if dataclasses.is_dataclass(cls):  # fields a newer class added take their defaults
-        for f in dataclasses.fields(cls):
-            if f.name not in values and f.default is not dataclasses.MISSING:
-                object.__setattr__(obj, f.name, f.default)
-            elif f.name not in values and f.default_factory is not dataclasses.MISSING:
-                object.__setattr__(obj, f.name, f.default_factory())
-    for key, value in values.items():
-        object.__setattr__(obj, key, _value(value))
-    return obj
+    return cls(**(values if built else {key: _value(value) for key, value in values.items()}))
 
 
 def _value(node: Any) -> Any:
@@ -120,6 +110,55 @@ def _value(node: Any) -> Any:
     return {k: _value(v) for k, v in node.items()}
 
 
+class _Pickled:
+    """An object of a state class as the old pickled form held it: its class name and fields, until
+    :func:`_from_legacy` builds the object through its constructor (and the schema's field check)."""
+
+    state_class = ""
+    values: dict[str, Any]
+
+    def __new__(cls, *args: Any) -> _Pickled:  # pickle makes objects with __new__ alone, not __init__
+        obj = super().__new__(cls)
+        obj.values = {}
+        return obj
+
+    def __setstate__(self, state: Any) -> None:  # a dict, or (dict | None, slots dict) for slotted classes
+        parts = state if type(state) is tuple else (state,)
+        for part in parts:
+            if part is not None:
+                self.values.update(part)
+
+
+_PICKLED = {name: type(name, (_Pickled,), {"state_class": name}) for name in CLASSES}
+_PICKLE_GLOBALS = {("collections", "deque"): deque, ("datetime", "date"): dt.date, ("builtins", "set"): set}
+
+
+class _LegacyUnpickler(pickle.Unpickler):
+    """Unpickles the old form with nothing but the state schema's classes and the containers it used: no
+    other global (so no code) is reachable, and the state classes are only named, not instantiated here."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        cls = CLASSES.get(name)
+        if cls is not None and cls.__module__ == module:
+            return _PICKLED[name]
+        if (module, name) in _PICKLE_GLOBALS:
+            return _PICKLE_GLOBALS[(module, name)]
+        raise StateError(f"old pickled state names {module}.{name}, which is not part of the state schema")
+
+
+def _from_legacy(obj: Any) -> Any:
+    kind = type(obj)
+    if isinstance(obj, _Pickled):
+        return _object(obj.state_class, {k: _from_legacy(v) for k, v in obj.values.items()}, built=True)
+    if kind in (list, tuple, set, frozenset):
+        return kind(_from_legacy(x) for x in obj)
+    if kind is deque:
+        return deque((_from_legacy(x) for x in obj), maxlen=obj.maxlen)
+    if kind is dict:
+        return {_from_legacy(k): _from_legacy(v) for k, v in obj.items()}
+    return obj
+
+
 def encode(obj: Any) -> bytes:
     """A state record of ``obj`` (TypeError for a value outside the state schema)."""
     return MAGIC + bytes([VERSION]) + zlib.compress(orjson.dumps(_tree(obj)), 1)
@@ -142,7 +181,12 @@ def decode(data: bytes, *, legacy: bool = False) -> Any:
                 "to convert state written by a trusted worker, or reset the worker's state)"
             )
         body = _inflate(data) if data[:1] == b"\x78" else data
-        return pickle.loads(body)  # noqa: S301 - only with streams.legacy_state: migrate (operator's consent)
+        try:
+            return _from_legacy(_LegacyUnpickler(io.BytesIO(body)).load())
+        except StateError:
+            raise
+        except Exception as exc:  # whatever the bytes make pickle raise
+            raise StateError(f"old pickled state does not load: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not data.startswith(MAGIC) or len(data) < 4:
         raise StateError("not a state record (no SST header)")
     if data[3] != VERSION:

@@ -1,46 +1,25 @@
-"""`scalp demo` end to end, as a user runs it (here under a test prefix), twice: first from the checkout, then
-from the wheel installed into a fresh virtualenv outside the checkout (from the lock), run from another
-directory. The second run ingests nothing again, writes nothing twice, finds no drift and replays the same
-outputs bit for bit: the installed package stands alone and behaves as the checkout does."""
+"""`scalp demo` end to end, as a user runs it (here under a test prefix), twice: first from the checkout (pure
+Python), then from the compiled wheel (the image's build) installed into a fresh virtualenv outside the checkout
+(from the lock), run from another directory. The second run ingests nothing again, writes nothing twice, finds
+no drift and replays the same outputs bit for bit: the installed package stands alone and behaves as the
+checkout does, compiled or not."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
 from kafkaio.admin import TopicAdmin
+from scalp.build import COMPILED_MODULES
 from scalp.settings import AppSettings
 from schemas.catalog import catalog
 from tests.cli_util import scalp
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def installed_scalp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `scalp` of the wheel built from a copy of the sources, installed with the locked runtime
-    dependencies into a virtualenv of its own, outside the checkout."""
-    work = tmp_path_factory.mktemp("wheel")
-    src = work / "src"
-    junk = shutil.ignore_patterns(".git", ".venv", ".scalp", "runs", "build", "dist", "*.egg-info", "__pycache__",
-                                  ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "tests")  # fmt: skip
-    shutil.copytree(REPO, src, ignore=junk)
-    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(work / "dist"), str(src)], check=True, cwd=work)
-    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
-    venv_pip = [str(work / "venv" / "bin" / "python"), "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*venv_pip, "install", "--require-hashes", "-r", str(REPO / "requirements.lock")], check=True)
-    (wheel,) = (work / "dist").glob("scalp_pipeline-*.whl")
-    subprocess.run([*venv_pip, "install", "--no-deps", str(wheel)], check=True)
-    return work / "venv" / "bin" / "scalp"
 
 
 def run_installed(scalp_bin: Path, cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -63,6 +42,9 @@ def test_the_installed_package_stands_alone(installed_scalp: Path, tmp_path: Pat
     assert where[2] == "True"
     version = subprocess.run([str(python), "-m", "scalp", "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("scalp, version ")
+    assert (
+        f"(compiled with mypyc: {len(COMPILED_MODULES)} of {len(COMPILED_MODULES)} hot-path modules)" in version.stdout
+    )
 
 
 def test_demo_runs_the_whole_pipeline_and_can_run_again(

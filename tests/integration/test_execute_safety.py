@@ -252,9 +252,9 @@ def test_a_failed_delivery_halts_entries_in_the_loop(services: AppSettings, pref
     the router's loop check halts entries and says why, instead of trading on until shutdown."""
     from connectors.execution.control import watch_deliveries
     from execution.guard import Guard, TradingState
-    from execution.paper import PaperBroker, PaperPort, PaperSettings
+    from execution.paper import PaperBroker, PaperPort
     from execution.router import Router
-    from execution.settings import LimitSettings
+    from execution.settings import LimitSettings, PaperSettings
     from execution.tracker import Accountant, FeeSchedule
     from kafkaio.producer import AvroProducer
     from sinks.audit import AuditWriter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -162,10 +163,22 @@ def test_the_image_is_multi_stage_non_root_pinned_and_installs_the_lock() -> Non
     user = [line for line in text.splitlines() if line.startswith("USER ")]
     assert user
     assert user[-1] != "USER root"
-    ignored = (REPO / ".dockerignore").read_text().split()
+    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line[:1] not in ("#", "")]
     assert {".venv", ".scalp", ".git", "tests"} <= set(ignored)
     for package in ("kafkaio", "execution", "scalp", "config", "streams", "sinks", "connectors", "schemas"):
         assert f"COPY {package} ./{package}" in text, package
+    # the compiled build (the wheel tests/integration/conftest.py builds the same way): its build inputs, a C
+    # compiler in the build stage only, and a check that the runtime image loads the compiled modules
+    build, runtime = text.split("\nFROM ", 2)[1:]
+    assert "SCALP_COMPILE=1 /opt/scalp/bin/pip wheel --no-deps -w /dist ." in build
+    assert "gcc" in build
+    assert "gcc" not in runtime
+    assert "COPY pyproject.toml setup.py README.md ./" in build
+    assert "COPY infra/packaging ./infra/packaging" in build
+    assert 'RUN scalp --version | grep -q "(compiled with mypyc: "' in runtime
+    backend = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]
+    assert backend["backend-path"] == ["infra/packaging"]
+    assert not {"infra", "infra/packaging", "setup.py"} & set(ignored)
 
 
 def test_the_testcontainers_path_uses_names_the_pinned_library_has() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_PARTY = {"scalp", "kafkaio", "execution", "schemas", "connectors", "sinks", "streams", "backtest",
-               "benchmarks", "scalp_config", "tests", "config"}  # fmt: skip
+               "benchmarks", "scalp_config", "tests", "config", "scalp_build_backend"}  # fmt: skip
 
 
 def _norm(name: str) -> str:

@@ -10,8 +10,9 @@ import pytest
 
 from connectors.tradier.parsing import account_snapshot, items, order_form, order_update, stream_event, to_ns
 from execution.model import InvalidIntent, LegUpdate, OrderUpdate, plan_bracket
-from execution.paper import PaperBroker, PaperPort, PaperSettings
+from execution.paper import PaperBroker, PaperPort
 from execution.router import Router
+from execution.settings import PaperSettings
 from execution.tracker import Accountant, FeeSchedule, Tracked, Trade
 from sinks.audit import AuditWriter
 from tests.execution_util import make_intent

@@ -3,6 +3,10 @@ round trip exactly, and every record that is not ours to load is refused before 
 
 from __future__ import annotations
 
+import collections
+import copyreg
+import dataclasses
+import io
 import os
 import pickle
 import zlib
@@ -99,16 +103,48 @@ def test_the_stage_and_risk_refuse_a_well_formed_record_of_the_wrong_shape(tmp_p
         core.risk.import_state(statecodec.encode({"day": {"date": None}, "open": {}}))
 
 
+SLOTTED = {"Ema", "SessionDay"}  # declared with __slots__ by the release that pickled state
+
+
+class OldPickler(pickle.Pickler):
+    """Pickles as the releases before the state codec did (protocol 5, objects by class name and fields),
+    in the pure-Python build and the compiled one alike (compiled objects pickle differently)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        name = type(obj).__name__
+        if statecodec.CLASSES.get(name) is not type(obj):
+            return NotImplemented
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return copyreg.__newobj__, (type(obj),), ((None, fields) if name in SLOTTED else fields)
+
+
+def old_pickle(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    OldPickler(buffer, protocol=5).dump(obj)
+    return buffer.getvalue()
+
+
+def test_old_pickled_state_names_nothing_outside_the_state_schema() -> None:
+    class Boom:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return os.system, ("echo pwned > /dev/null",)
+
+    for payload in (pickle.dumps({"features": Boom()}, protocol=5), old_pickle(collections.OrderedDict(a=1))):
+        with pytest.raises(StateError, match="not part of the state schema"):
+            statecodec.decode(payload, legacy=True)
+
+
 def test_old_pickled_state_migrates_once_with_consent(tmp_path: Path) -> None:
     core = _core(tmp_path)
     _run(core, tape()[:20_000])
     symbol = sorted(core.stage.engines)[0]
     engine = core.stage.engines[symbol]
-    hot = {k: v for k, v in vars(engine).items() if k not in ("symbol", "params", "calendar", "conditions", "history")}
+    shared = ("symbol", "params", "calendar", "conditions", "history")
+    hot = {f.name: getattr(engine, f.name) for f in dataclasses.fields(engine) if f.name not in shared}
     old = {"features": hot, "memories": core.stage.book.memories.get(symbol), "offsets": core.stage.offsets.get(symbol)}
-    old_hot = zlib.compress(pickle.dumps(old, protocol=5), 1)
-    old_history = zlib.compress(pickle.dumps(engine.history, protocol=5), 1)
-    old_risk = pickle.dumps((core.risk.day, core.risk.open), protocol=5)
+    old_hot = zlib.compress(old_pickle(old), 1)
+    old_history = zlib.compress(old_pickle(engine.history), 1)
+    old_risk = old_pickle((core.risk.day, core.risk.open))
     fresh = SymbolStage(core.parts)
     with pytest.raises(StateError, match="old pickled form"):
         fresh.import_state(symbol, old_hot, old_history)

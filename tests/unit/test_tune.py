@@ -19,7 +19,7 @@ from backtest.export import point_in_time
 from backtest.replay import replay
 from backtest.sources import RANK
 from connectors.synthetic.records import session_records
-from execution.paper import PaperSettings
+from execution.settings import PaperSettings
 from execution.tracker import FeeSchedule
 from streams.core.digests import Digests
 from streams.core.labels import label_all
