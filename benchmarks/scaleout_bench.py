@@ -8,8 +8,9 @@ tick behind it; the ticks and features of one partition are watched), CPU per pr
 ``process_cpu_seconds_total``), the consumer lag of the workers (largest, and at the end), the venue's
 WebSocket drops and the gaps REST repaired (from the summary `scalp ingest` prints), and the inputs the
 streams workers did not apply, by reason (``scalp_streams_inputs_not_applied_total``). Checked per N:
-every output topic holds the same records whatever N is (sha256 of the sorted values), and every table
-holds exactly the distinct records of its topic.
+every output topic holds the same records whatever N is (sha256 of the sorted records, decoded, without the
+source_commit stamp that names the commit of the run), and every table holds exactly the distinct records of
+its topic.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import yaml
 
@@ -37,6 +39,7 @@ from kafkaio.reader import RangeReader
 from kafkaio.settings import KafkaSettings
 from scalp.stack.procs import free_ports
 from schemas.catalog import Catalog
+from schemas.serde import AvroSerde
 from schemas.topics import (
     CONFIG_SNAPSHOTS,
     FEATURES,
@@ -53,6 +56,8 @@ from .sink_bench import fresh_database
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = (FEATURES, SIGNALS, RISK_DECISIONS, ORDER_INTENTS, RISK_DAY)
+STAMP = "source_commit"  # the provenance field naming the commit that computed a record
+RAW, UNSTAMPED = "raw", "unstamped"  # what a row's digests hash: the raw values, or the records without STAMP
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class RunResult:
     differences: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic -> (distinct records, rows)
     venue: dict[str, int] = field(default_factory=dict)  # ingest's own count: connections, gaps, unrepaired, recovered
     not_applied: dict[str, float] = field(default_factory=dict)  # reason -> inputs the streams workers left out
+    stamps: list[str] = field(default_factory=list)  # the source_commit values of the outputs
 
     @property
     def rate(self) -> float:
@@ -121,6 +127,8 @@ class Summary:
     recorded: str  # UTC date of the run
     venue: dict[str, int] = field(default_factory=dict)  # empty in rows recorded before the bench kept it
     not_applied: dict[str, float] = field(default_factory=dict)
+    stamps: list[str] = field(default_factory=list)
+    digest_kind: str = RAW  # rows recorded before 2026-12-06 hashed the raw values, commit stamp included
 
     @property
     def rate(self) -> float:
@@ -129,7 +137,7 @@ class Summary:
     @classmethod
     def of(cls, r: RunResult, recorded: str) -> Summary:
         return cls(r.n, r.events, r.seconds, r.p(0.5), r.p(0.99), r.cpu, r.max_lag, r.behind_s, r.end_lag,
-                   r.digests, r.differences, recorded, r.venue, r.not_applied)  # fmt: skip
+                   r.digests, r.differences, recorded, r.venue, r.not_applied, r.stamps, UNSTAMPED)  # fmt: skip
 
     @classmethod
     def load(cls, raw: dict[str, Any]) -> Summary:
@@ -157,17 +165,32 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
-def _digests(kafka: KafkaSettings) -> dict[str, tuple[int, str]]:
-    out = {}
+def _unstamped(value: Any, stamps: set[str]) -> Any:
+    """``value`` without its ``source_commit`` stamps (collected into ``stamps``), at any depth."""
+    if type(value) is dict:
+        if STAMP in value:
+            stamps.add(str(value[STAMP]))
+        return {k: _unstamped(v, stamps) for k, v in value.items() if k != STAMP}
+    if type(value) is list:
+        return [_unstamped(v, stamps) for v in value]
+    return value.hex() if type(value) is bytes else value
+
+
+def _digests(kafka: KafkaSettings, serde: AvroSerde) -> tuple[dict[str, tuple[int, str]], list[str]]:
+    """Per output topic (records, sha256 of the sorted records, decoded, without their ``source_commit``),
+    and the stamps seen. A record names the commit that computed it: without the stamp, rows of N recorded
+    at different commits compare equal when the code computed the same (runs of an hour are recorded apart)."""
+    out: dict[str, tuple[int, str]] = {}
+    stamps: set[str] = set()
     with RangeReader(kafka, f"bench-digest-{uuid.uuid4().hex[:6]}") as reader:
         for topic in OUTPUTS:
             physical = kafka.topic(topic)
-            values = sorted(r.value or b"" for r in reader.read(physical, reader.bounds(physical)))
-            out[topic] = (
-                len(values),
-                hashlib.sha256(b"".join(len(v).to_bytes(4, "big") + v for v in values)).hexdigest(),
+            lines = sorted(
+                orjson.dumps(_unstamped(serde.decode(r.value or b"", topic), stamps), option=orjson.OPT_SORT_KEYS)
+                for r in reader.read(physical, reader.bounds(physical))
             )
-    return out
+            out[topic] = (len(lines), hashlib.sha256(b"\n".join(lines)).hexdigest())
+    return out, sorted(stamps)
 
 
 def _tables_equal_topics(kafka: KafkaSettings, catalog: Catalog, url: str) -> dict[str, tuple[int, int]]:
@@ -254,7 +277,7 @@ def run_one(
                     proc.kill()
         wall = result.seconds or 1.0
         result.cpu = {kind: seconds / wall for kind, seconds in result.cpu.items()}
-        result.digests = _digests(kafka)
+        result.digests, result.stamps = _digests(kafka, serde)
         result.differences = _tables_equal_topics(kafka, catalog, url)
     TopicAdmin(kafka, catalog).delete_prefixed(prefix)  # an hour-long session's topics hold gigabytes
     return result
@@ -333,6 +356,12 @@ def run(
     return results
 
 
+def comparable(results: Sequence[RunResult | Summary]) -> bool:
+    """Whether the runs' digests leave the commit stamp out (rows that hashed the raw values were recorded
+    at commits they did not keep, so they compare with nothing)."""
+    return all(getattr(r, "digest_kind", UNSTAMPED) == UNSTAMPED for r in results)
+
+
 def identical(results: Sequence[RunResult | Summary]) -> dict[str, list[str]]:
     """Output topics whose records differ between the runs: topic -> one line per run."""
     out = {}
@@ -376,12 +405,23 @@ def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
     if len({r.n for r in results}) < 2:
         counts = ", ".join(f"{t} {results[0].digests[t][0]:,}" for t in OUTPUTS)
         lines.append(f"Outputs: {counts} (one N recorded so far: the others are compared with it when they run).")
+    elif not comparable(results):
+        raw = ", ".join(f"N={r.n}" for r in results if r.digest_kind == RAW)
+        lines.append(
+            f"Outputs: not comparable yet: {raw} hashed the raw values, which include the commit that computed "
+            "them (rows recorded at different commits differ by it alone); rows recorded since hash the records "
+            "without it. Re-run those N."
+        )
     elif differing:
         lines.append("Outputs: NOT identical across N:")
         lines += [f"- {topic}: {'; '.join(rows)}" for topic, rows in differing.items()]
     else:
         counts = ", ".join(f"{t} {results[0].digests[t][0]:,}" for t in OUTPUTS)
-        lines.append(f"Outputs: byte-identical for every N ({counts}; sha256 of the sorted values per topic).")
+        stamps = "; ".join(f"N={r.n} {', '.join(c[:12] for c in r.stamps) or '-'}" for r in results)
+        lines.append(
+            f"Outputs: byte-identical for every N ({counts}; sha256 per topic of the sorted records without their "
+            f"source_commit stamp, which names the commit of each run: {stamps})."
+        )
     lines += _inputs(results)
     bad = {r.n: r.differences for r in results if r.differences}
     lines.append(

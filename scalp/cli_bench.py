@@ -194,7 +194,8 @@ def bench_scaleout(
 ) -> None:  # fmt: skip
     """A whole-market synthetic session through ingest, N streams workers and N sinks for each N: events/s,
     tick-to-feature latency, CPU per process and lag, the venue's drops and repairs and the inputs the
-    workers did not apply (by reason), and whether every output topic is byte-identical whatever N is and
+    workers did not apply (by reason), and whether every output topic is byte-identical whatever N is (the
+    records without their source_commit stamp, so rows of N recorded at different commits compare) and
     every table equals its topic. The table keeps the rows of other N recorded earlier for
     the same session (in benchmarks/scaleout-results.json next to BENCHMARKS.md, committed with it, so each
     N of an hour-long session can run apart, even from another clone; with --no-write in <state

@@ -35,6 +35,8 @@ def test_one_and_two_workers_give_the_same_outputs_and_tables_equal_topics(
     assert one.digests[SIGNALS][0] > 0
     assert one.digests[RISK_DAY][0] > 0
     assert identical(results) == {}  # features, signals, risk decisions, order intents and risk_day
+    assert len(one.stamps) == 1  # every output names the one commit that computed it
+    assert one.stamps == two.stamps
     assert one.differences == {}
     assert two.differences == {}
     for result in results:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.scaleout_bench import RunResult, Shape, identical, markdown, remember, venue_counts
+from benchmarks.scaleout_bench import RunResult, Shape, _unstamped, identical, markdown, remember, venue_counts
 
 
 def _result(n: int, digest: str = "abc") -> RunResult:
@@ -70,3 +70,28 @@ def test_each_run_says_what_its_venue_dropped_and_what_its_workers_left_out(tmp_
         "- N=2: 8 WebSocket connections, 3,708 gaps, 5,690 events recovered from REST, 2 unrepaired; "
         "inputs the streams workers did not apply: late 3, outside_session 12"
     ) in table
+
+
+def test_outputs_are_hashed_without_the_commit_stamp_and_old_raw_rows_are_not_compared(tmp_path: Path) -> None:
+    stamps: set[str] = set()
+    record = {"source_commit": "abc", "x": 1.5, "nested": [{"source_commit": "def", "y": b"\x01"}]}
+    assert _unstamped(record, stamps) == {"x": 1.5, "nested": [{"y": "01"}]}
+    assert stamps == {"abc", "def"}
+    shape = Shape("2026-11-20", Shape.market(200), "12:00", "13:00", bursts=6, speed=1.0)
+    path = tmp_path / "results.json"
+    remember(path, shape, [_result(1)], "2026-12-05")
+    stored = json.loads(path.read_text())
+    for row in stored[shape.key()].values():  # as a row recorded before the digests left the stamp out
+        del row["digest_kind"]
+        del row["stamps"]
+    path.write_text(json.dumps(stored))
+    second = _result(2)
+    second.stamps = ["0123456789abcdef"]
+    table = markdown(shape, remember(path, shape, [second], "2026-12-06"), "test machine")
+    assert "Outputs: not comparable yet: N=1 hashed the raw values" in table
+    assert "NOT identical" not in table
+    third = _result(1)
+    third.stamps = ["fedcba9876543210"]
+    table = markdown(shape, remember(path, shape, [third], "2026-12-07"), "test machine")  # N=1 re-run
+    assert "byte-identical for every N" in table
+    assert "N=1 fedcba987654; N=2 0123456789ab" in table
