@@ -40,7 +40,9 @@ def test_the_installed_package_stands_alone(installed_scalp: Path, tmp_path: Pat
     assert where[0].startswith(venv)
     assert where[1].startswith(venv)  # the default config files come from the package
     assert where[2] == "True"
-    version = subprocess.run([str(python), "-m", "scalp", "--version"], capture_output=True, text=True, check=True)
+    version = subprocess.run(  # from outside the checkout: `python -m` puts the working directory first on the path
+        [str(python), "-m", "scalp", "--version"], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
     assert version.stdout.startswith("scalp, version ")
     assert (
         f"(compiled with mypyc: {len(COMPILED_MODULES)} of {len(COMPILED_MODULES)} hot-path modules)" in version.stdout
