@@ -63,7 +63,10 @@ def _bracket_round_trip(
     now = time.time_ns()
     kafka, serde = _produce(services, prefix, [("order_intents", make_intent("sig-a1", now))])
     server.control("config", {"stream_fills": stream_fills})
-    proc = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier", "--until-idle", "3")
+    # through the stream: the /orders backstop polls only every 30 s, so a loaded machine cannot let it see
+    # a fill before the stream delivers it; seen only by polling: every 0.5 s
+    poll = {} if not stream_fills else {"poll_interval_s": 30.0}
+    proc = start_execute(tmp_path, prefix, fresh_db, server, "--broker", "tradier", "--until-idle", "3", **poll)
     order = wait_for("the bracket at the broker", lambda: server.order_with_tag("sig-a1"))
     assert order["class"] == "otoco"
     assert [(leg["side"], leg["type"]) for leg in order["leg"]] == [
