@@ -40,7 +40,8 @@ def compiled_copy(work: Path) -> Path:
     a minute or two; needs mypy from the dev extras and a C compiler)."""
     if not (REPO / "setup.py").exists():
         raise ConfigError("the compiled side by side runs from a checkout (setup.py builds it); use --no-compiled")
-    copy = work / source_hash()
+    key = source_hash()
+    copy = work / key
     if (copy / ".built").exists():
         return copy
     try:
@@ -59,7 +60,7 @@ def compiled_copy(work: Path) -> Path:
     )  # fmt: skip
     if build.returncode != 0:
         raise ConfigError(f"the compiled build failed (exit {build.returncode}): {build.stderr.strip()[-2000:]}")
-    (copy / ".built").write_text(source_hash())
+    (copy / ".built").write_text(key)
     return copy
 
 
