@@ -99,18 +99,25 @@ def replay(
             out = core.on_trade_closed(record) if topic == TRADE_LEDGER else core.on_order(record)
             core_outputs(out)
 
-    for n, (topic, record) in enumerate(records, 1):
+    n = 0
+    for topic, record in records:  # per event: most give no output, so only what there is gets a call
+        n += 1
         if topic == MARKET_TRADES:
-            core_outputs(core.on_trade(record))
+            outputs = core.on_trade(record)
+            if outputs:
+                core_outputs(outputs)
         else:
-            core_outputs(core.on_quote(record))
+            outputs = core.on_quote(record)
+            if outputs:
+                core_outputs(outputs)
             for update in broker.on_quote(record):
                 router.on_update(update)
             router.on_clock(record["ts"], record["symbol"])
-        drain_feedback()
-        result.inputs = n
+        if feedback:
+            drain_feedback()
         if progress is not None and n % 50_000 == 0:
             progress(n)
+    result.inputs = n
     core_outputs(core.finish())
     drain_feedback()
     return result

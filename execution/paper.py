@@ -130,8 +130,11 @@ class PaperBroker:
         bid, ask = quote.get("bid"), quote.get("ask")
         if bid and ask and bid > 0 and ask > 0:
             self.account.marks[symbol] = (bid + ask) / 2
+        orders = self.by_symbol.get(symbol)
+        if not orders:  # most quotes: nothing working on the symbol
+            return []
         updates: list[OrderUpdate] = []
-        for order in self.by_symbol.get(symbol, []):
+        for order in orders:
             if order.status in TERMINAL or ts < order.active_ts:
                 continue
             before = [(leg.status, leg.exec_qty) for leg in order.legs]
@@ -142,7 +145,7 @@ class PaperBroker:
             for leg, (_, qty) in zip(order.legs, before, strict=True):
                 if leg.exec_qty > qty:
                     self.account.fill(symbol, leg.buying, leg.exec_qty - qty, leg.last_price)
-        self.by_symbol[symbol] = [o for o in self.by_symbol.get(symbol, []) if o.status not in TERMINAL]
+        self.by_symbol[symbol] = [o for o in orders if o.status not in TERMINAL]
         return updates
 
     def _work(self, order: _Order, q: dict[str, Any]) -> None:

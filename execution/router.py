@@ -90,6 +90,7 @@ class Router:
         self.payload = payload
         self.preview = preview
         self.trades: dict[str, Trade] = {}  # by intent id
+        self._live: dict[str, Trade] = {}  # the trades not yet closed (closing is final), in the same order
         self.by_order: dict[str, Trade] = {}
         self.by_broker_id: dict[str, tuple[Trade, str]] = {}  # broker order id -> (trade, our order id)
         self.restored_orders: dict[str, dict[str, Any]] = {}
@@ -180,7 +181,8 @@ class Router:
         self.emit([(ORDERS, record)])
 
     def _register(self, trade: Trade, order: Tracked) -> None:
-        self.trades.setdefault(trade.intent["id"], trade)
+        if trade.intent["id"] not in self.trades:
+            self.trades[trade.intent["id"]] = self._live[trade.intent["id"]] = trade
         self.by_order[order.plan.order_id] = trade
 
     def _bind(self, trade: Trade, order: Tracked, submitted: Submitted) -> None:
@@ -282,10 +284,18 @@ class Router:
             self._stop(trade, now, reason)
 
     def _closable(self) -> list[Trade]:
+        """The trades a stop may close, in the order they came (asked on every quote: only the trades not
+        yet closed are looked at, and a closed one leaves that index here)."""
+        live = self._live
+        if not live:
+            return []
+        done = [key for key, t in live.items() if t.closed]
+        for key in done:
+            del live[key]
         return [
             t
-            for t in self.trades.values()
-            if not t.closed and not t.stopping and t.bracket.broker_order_id is not None
+            for t in live.values()
+            if not t.stopping and t.bracket.broker_order_id is not None
             and not (t.bracket.terminal and t.open_qty() == 0)
         ]  # fmt: skip
 
@@ -352,7 +362,7 @@ class Router:
             self._stop(trade, now, "time")
 
     def open_trades(self) -> list[Trade]:
-        return [t for t in self.trades.values() if not t.closed and not all(o.terminal for o in t.orders())]
+        return [t for t in self._live.values() if not t.closed and not all(o.terminal for o in t.orders())]
 
     # --- restart ---------------------------------------------------------------------------------
 

@@ -18,22 +18,29 @@ TRADE, QUOTE = "t", "q"  # kind tags; at an equal (ts, seq) a quote sorts before
 
 
 class Merger:
-    __slots__ = ("_heap", "_n", "high")
+    __slots__ = ("_heap", "_n", "_quotes_high", "_trades_high")
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, str, int, Any]] = []
         self._n = 0
-        self.high: dict[str, int] = {TRADE: -1, QUOTE: -1}
+        self._trades_high = -1  # each stream's newest event time
+        self._quotes_high = -1
 
     def push(self, kind: str, ts: int, seq: int, payload: Any) -> None:
-        if ts > self.high[kind]:
-            self.high[kind] = ts
+        if kind == QUOTE:
+            rank = "0"
+            if ts > self._quotes_high:
+                self._quotes_high = ts
+        else:
+            rank = "1"
+            if ts > self._trades_high:
+                self._trades_high = ts
         self._n += 1  # arrival order breaks remaining ties: within a topic that is the venue order
-        heapq.heappush(self._heap, (ts, seq, "0" if kind == QUOTE else "1", self._n, payload))
+        heapq.heappush(self._heap, (ts, seq, rank, self._n, payload))
 
     def pop_ready(self) -> list[tuple[str, Any]]:
         """Events older than both streams' newest time, in order (an equal time may still get company)."""
-        watermark = min(self.high.values())
+        watermark = min(self._trades_high, self._quotes_high)
         out: list[tuple[str, Any]] = []
         heap = self._heap
         while heap and heap[0][0] < watermark:
@@ -54,7 +61,7 @@ class Merger:
 
     def lagging(self) -> str:
         """The stream the merge is waiting for (the one with the older newest event)."""
-        return TRADE if self.high[TRADE] <= self.high[QUOTE] else QUOTE
+        return TRADE if self._trades_high <= self._quotes_high else QUOTE
 
     def __len__(self) -> int:
         return len(self._heap)

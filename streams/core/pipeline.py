@@ -208,7 +208,10 @@ class StrategyCore:
         return kept
 
     def _risk(self, outputs: list[Output]) -> list[Output]:
-        if not any(topic == RISK_INPUT for topic, _ in outputs):
+        for topic, _ in outputs:  # (a loop, not any() over a generator: this runs on every event)
+            if topic == RISK_INPUT:
+                break
+        else:
             return outputs
         out: list[Output] = []
         for topic, record in outputs:
