@@ -107,7 +107,11 @@ class SymbolStage:
             self.offsets.setdefault(symbol, {})[(topic, partition)] = offset
             self.applied.append((symbol, source))
         engine = self.engine(symbol)
-        snap = engine.on_trade(*ev) if kind == TRADE else engine.on_quote(*ev)
+        # arguments by position, not *ev: a compiled build makes a direct call of that, a generic one of *ev
+        if kind == TRADE:
+            snap = engine.on_trade(ev[0], ev[1], ev[2], ev[3])
+        else:
+            snap = engine.on_quote(ev[0], ev[1], ev[2], ev[3], ev[4])
         if snap is not None:
             self._emit(snap, out)
 
