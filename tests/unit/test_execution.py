@@ -262,6 +262,32 @@ def test_paper_time_stop_cancels_the_bracket_then_closes_at_the_touch(tmp_path: 
     assert (exit_order["order_class"], exit_order["order_type"], exit_order["side"]) == ("equity", "market", "sell")
 
 
+def test_time_stops_reach_every_open_trade_and_never_a_closed_one_again(tmp_path: Path) -> None:
+    # the router looks only at trades not yet closed on each quote: a trade that closed leaves that set, and
+    # the next one's stop still fires, once
+    router, broker, out = _paper(tmp_path, PaperSettings(latency_ms=50, lot_size=100))
+    first, second = intent(time_stop_ts=T0 + 1000 * MS), intent(signal_id="sig2", time_stop_ts=T0 + 3000 * MS)
+    router.on_intent(first, T0)
+    router.on_intent(second, T0)
+    tape = [quote(0, 450.09, 450.10, 5, 5), quote(60, 450.09, 450.10, 5, 5)]  # both entries fill at 60 ms
+    tape += [quote(ms, 450.20, 450.21, 5, 5) for ms in range(1000, 5000, 100)]
+    open_after_first: list[str] = []
+    for q in tape:
+        for update in broker.on_quote(q):
+            router.on_update(update)
+        router.on_clock(q["ts"], q["symbol"])
+        if q["ts"] == T0 + 2000 * MS:
+            open_after_first = [t.intent["signal_id"] for t in router.open_trades()]
+    router.audit.close()
+    assert open_after_first == ["sig2"]  # the first closed at its time stop; the second is open
+    ledgers = records(out, "trade_ledger")
+    assert [(r["signal_id"], r["exit_reason"]) for r in ledgers] == [("sig1", "time"), ("sig2", "time")]
+    exits = [f["order_id"] for f in records(out, "fills") if f["leg_index"] == 3]
+    assert exits == ["ord-sig1-x", "ord-sig2-x"]  # one exit each: the closed trade was not stopped again
+    assert router.stats.time_stops == 2
+    assert router.open_trades() == []
+
+
 def test_paper_account_snapshot_marks_positions_to_the_mid(tmp_path: Path) -> None:
     router, broker, _ = _paper(tmp_path, PaperSettings(latency_ms=0, lot_size=100, start_cash_usd=100_000))
     router.on_intent(intent(qty=100), T0)
