@@ -246,11 +246,13 @@ def run_one(
                              "--seed", str(shape.seed), "--metrics-port", str(ports["ingest"]), *pace],
                             base, work / f"{prefix}ingest.log")  # fmt: skip
             with Sampler(ports) as sampler, LatencyWatch(kafka, serde) as watch:
-                code = ingest.wait()
+                while (code := ingest.poll()) is None:  # a worker that dies ends the run now, not an hour later
+                    _alive(procs, work / prefix)
+                    time.sleep(1)
                 if code != 0:
                     raise RuntimeError(f"ingest exited {code}; see {work / f'{prefix}ingest.log'}")
                 total_events = _market_records(kafka)
-                done = _wait_drained(sampler, procs, n, total_events)
+                done = _wait_drained(sampler, procs, n, total_events, work / prefix)
             result.events = total_events
             result.seconds = done - (sampler.first_event or done)
             result.latency_ms = watch.latency_ms
@@ -313,17 +315,21 @@ def _market_records(kafka: KafkaSettings) -> int:
     return total
 
 
+def _alive(procs: dict[str, subprocess.Popen[bytes]], logs: Path) -> None:
+    for name, proc in procs.items():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited {proc.returncode} before the session was drained; see {logs}{name}.log")
+
+
 def _wait_drained(
-    sampler: Sampler, procs: dict[str, subprocess.Popen[bytes]], n: int, events: int, quiet_s: float = 6.0
+    sampler: Sampler, procs: dict[str, subprocess.Popen[bytes]], n: int, events: int, logs: Path, quiet_s: float = 6
 ) -> float:
     """Until the streams workers took every market record and every worker reports no lag for ``quiet_s``;
     returns the time that state began."""
     since: float | None = None
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited {proc.returncode} before the session was drained")
+        _alive(procs, logs)
         sampler.poll()
         lags = [sampler.lag.get(f"{kind}-{i}") for kind in ("streams", "sink") for i in range(n)]
         taken = sum(v for k, v in sampler.events.items() if k.startswith("streams-"))

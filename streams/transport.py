@@ -57,6 +57,16 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
                 raise RuntimeError("this aiokafka's Fetcher has no _prefetch_backoff: update streams/transport.py")
             fetcher._prefetch_backoff = backoff_ms / 1000
 
+    def highwater(self, tp: TP) -> int | None:  # type: ignore[override]  # (aiokafka's is None until a fetch)
+        """The partition's high water mark as of the last fetch; None when not known: not fetched since it was
+        assigned, or no longer assigned. During a rebalance Faust's view of the assignment trails aiokafka's,
+        whose ``highwater`` asserts that the partition is assigned: a worker that asked in that window (its
+        idle timer, with three workers starting together) crashed."""
+        try:
+            return super().highwater(tp)
+        except AssertionError:
+            return None
+
 
 class BatchConsumer(driver.Consumer):
     """Faust's aiokafka consumer, with the records of the batch topics taken out of each fetch and handed
@@ -88,7 +98,9 @@ class BatchConsumer(driver.Consumer):
             }
             if take:
                 for tp in take:
-                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    high = self.highwater(tp)
+                    if high is not None:
+                        self.app.monitor.track_tp_end_offset(tp, high)
                 try:
                     await handler(take)
                 except Exception as exc:

@@ -59,6 +59,30 @@ def test_the_started_fetcher_gets_the_configured_prefetch_backoff(monkeypatch: p
         asyncio.run(app.consumer._thread.on_start())  # type: ignore[attr-defined]
 
 
+def test_the_high_water_mark_of_a_partition_taken_away_is_unknown_not_a_crash() -> None:
+    # aiokafka's consumer asserts that a partition is assigned before it answers; in a rebalance Faust's view of
+    # the assignment trails it, and a worker that asked for a partition just taken away crashed
+    from aiokafka.structs import TopicPartition
+
+    app = App("transport-test-highwater", broker="kafka://127.0.0.1:9", store="memory://")
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    kept, taken = TopicPartition("quotes", 0), TopicPartition("quotes", 1)
+
+    async def build() -> Any:
+        consumer = thread._create_worker_consumer(app.transport)  # the real aiokafka consumer, not started
+        consumer.assign([kept])
+        return consumer
+
+    consumer = asyncio.run(build())
+    thread._consumer = consumer
+    with pytest.raises(AssertionError, match="not assigned"):
+        consumer.highwater(taken)
+    assert app.consumer.highwater(TP("quotes", 1)) is None  # taken away: not known
+    assert app.consumer.highwater(TP("quotes", 0)) is None  # assigned, not fetched yet: not known either
+    consumer._subscription._assigned_state(kept).highwater = 42  # what a fetch records
+    assert app.consumer.highwater(TP("quotes", 0)) == 42
+
+
 # --- the batch path --------------------------------------------------------------------------------------
 
 
