@@ -64,6 +64,12 @@ def core_alone(records: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return {"events": len(records), "seconds": time.perf_counter() - start, "outputs": outputs}
 
 
+def _env(kafka: KafkaSettings) -> dict[str, str]:
+    # the tape's day is fixed (reproducible) and older than the ticks' 7-day retention by now: Kafka deletes
+    # records by their venue timestamps, so the topics keep them forever (the worker saw 0 events without it)
+    return {**os.environ, "SCALP_TOPIC_PREFIX": kafka.topic_prefix, "SCALP_MIN_RETENTION_MS": "-1"}
+
+
 def _streams(*args: str) -> list[str]:
     return [sys.executable, "-m", "scalp.cli", "streams", *args]
 
@@ -73,7 +79,7 @@ def faust_worker(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict
     for topic, record in records:
         producer.produce(topic, record)
     producer.flush(300)
-    env = {**os.environ, "SCALP_TOPIC_PREFIX": kafka.topic_prefix}
+    env = _env(kafka)
     code, output, rss = run_measured(_streams("--until-idle", "3"), env)
     line = [x for x in output.splitlines() if x.startswith("streams: ")]
     if code != 0 or not line:
@@ -86,7 +92,7 @@ def faust_worker(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict
 
 def faust_peer(kafka: KafkaSettings, events: int) -> dict[str, Any]:
     """The bare Faust agent over the topics ``faust_worker`` filled (its own consumer group)."""
-    env = {**os.environ, "SCALP_TOPIC_PREFIX": kafka.topic_prefix, "FAUST_PEER_EVENTS": str(events)}
+    env = {**_env(kafka), "FAUST_PEER_EVENTS": str(events)}
     argv = [sys.executable, "-m", "benchmarks.faust_peer", "worker", "-l", "warn"]
     code, output, rss = run_measured(argv, env, timeout_s=1800)
     match = re.search(r"faust peer: (\d+) events in ([\d.]+) s", output)
@@ -98,7 +104,7 @@ def faust_peer(kafka: KafkaSettings, events: int) -> dict[str, Any]:
 
 
 def latency(kafka: KafkaSettings, serde: Any, records: list[tuple[str, dict[str, Any]]], rate: float) -> dict[str, Any]:
-    env = {**os.environ, "SCALP_TOPIC_PREFIX": kafka.topic_prefix}
+    env = _env(kafka)
     worker = subprocess.Popen(_streams(), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     received: dict[tuple[str, int], float] = {}
     stop = threading.Event()
@@ -180,7 +186,7 @@ def run(
     results["core"] = core_alone(records)
     for name, rate in (("faust", 0.0), *(("latency", r) for r in latency_rates)):
         prefix = f"stb{uuid.uuid4().hex[:6]}_"
-        kafka = kafka_base.model_copy(update={"topic_prefix": prefix})
+        kafka = kafka_base.model_copy(update={"topic_prefix": prefix, "min_retention_ms": -1})
         admin = TopicAdmin(kafka, catalog)
         admin.create_all()
         try:

@@ -292,7 +292,7 @@ class Streams:
                     not self.stage.held()
                     and not market.sequencer.ahead_since
                     and await market.read_to_end()
-                    and await self._agents_read_to_end()
+                    and not await self._agents_behind()
                 )
                 or quiet_s >= max(STALL_EXIT_S, 10 * self.idle_exit_s)  # stalled: stop, and say why (below)
             )
@@ -306,20 +306,25 @@ class Streams:
                 log.warning("stopping with events held (read again at the next start): %s", market.stall_report())
             elif not await market.read_to_end():
                 log.warning("stopping with partitions not read to their end: %s", market.stall_report())
+            agents = await self._agents_behind()
+            if agents:
+                log.warning("stopping with agent inputs not taken (taken, start, high water): %s", agents)
             log.info("idle: stopping")
             self.stop()
 
-    async def _agents_read_to_end(self) -> bool:
-        """Whether the ledger, refusals and risk agents took every record their assigned partitions hold (the
-        high water mark asked of Kafka: Faust's consumer may not have fetched them yet)."""
+    async def _agents_behind(self) -> dict[str, tuple[int | None, int, int]]:
+        """The ledger, refusals and risk partitions assigned here whose agent has not taken every record (the
+        high water mark asked of Kafka: Faust's consumer may not have fetched them yet): empty when done."""
+        behind: dict[str, tuple[int | None, int, int]] = {}
         for tp in list(self.app.consumer.assignment()):
             if self.market.is_market(tp) or tp.topic not in self.agent_topics:
                 continue
             taken = self.agent_taken.get((tp.topic, tp.partition))
             start = taken + 1 if taken is not None else await self.offsets.start_offset(tp.topic, tp.partition)
-            if start < await self.offsets.high_water(tp.topic, tp.partition):
-                return False
-        return True
+            high = await self.offsets.high_water(tp.topic, tp.partition)
+            if start < high:
+                behind[f"{tp.topic}[{tp.partition}]"] = (taken, start, high)
+        return behind
 
     def _holds_all_market(self) -> bool:
         """Whether this worker owns every market partition: only then may it end a run without any input

@@ -341,16 +341,16 @@ class MarketInput:
         return self.logical.get(tp.topic) in (MARKET_TRADES, MARKET_QUOTES)
 
     async def read_to_end(self) -> bool:
-        """Every assigned market partition read to its high water mark (as of the consumer's last fetch; a
-        partition not read since the assignment counts from its committed offset; one not fetched yet is not
-        read to its end). Asked only when quiet."""
+        """Every assigned market partition read to its high water mark (as of the consumer's last fetch, or
+        asked of Kafka for one not fetched since the assignment; a partition not read since the assignment
+        counts from its committed offset). Asked only when quiet."""
         consumer = self.app.consumer
         for tp in consumer.assignment():
             if not self.is_market(tp):
                 continue
             high = consumer.highwater(tp)
-            if high is None:  # not fetched since the assignment: what is left is not known yet
-                return False
+            if high is None:  # not fetched (yet, or paused): "not known" kept a worker with nothing to read up
+                high = await self.offsets.high_water(tp.topic, tp.partition)
             taken = self.sequencer.consumed.get((tp.topic, tp.partition))
             start = taken + 1 if taken is not None else await self.offsets.start_offset(tp.topic, tp.partition)
             if start < high:
@@ -438,7 +438,9 @@ class MarketInput:
             for tp in sorted(consumer.assignment())
             if self.is_market(tp)
         }
+        paused = sorted(f"{tp.topic}[{tp.partition}]" for tp in getattr(consumer, "_paused_partitions", ()))
         return (
             f"held (events, stream waited for) {held}; partitions (last offset taken, high water) {positions}; "
-            f"taking a fetch: {self.taking}; waiting for an offset: {sorted(self.sequencer.ahead_since)}"
+            f"taking a fetch: {self.taking}; waiting for an offset: {sorted(self.sequencer.ahead_since)}; "
+            f"paused by Faust: {paused}"
         )

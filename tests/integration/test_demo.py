@@ -13,6 +13,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from kafkaio.admin import TopicAdmin
 from scalp.build import COMPILED_MODULES
 from scalp.settings import AppSettings
@@ -49,6 +51,14 @@ def test_the_installed_package_stands_alone(installed_scalp: Path, tmp_path: Pat
     )
 
 
+def warnings_of(cwd: Path, service: str) -> str:
+    """The warnings a step of a demo run from ``cwd`` logged (its stdout says only how it ended)."""
+    path = cwd / ".scalp" / "logs" / f"{service}.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return "\n".join(line for line in lines if '"level": "WARNING"' in line or '"level": "ERROR"' in line)
+
+
+@pytest.mark.timeout(1200)  # two demos (about 4 minutes each on 2 cores) and the wheel's install
 def test_demo_runs_the_whole_pipeline_and_can_run_again(
     services: AppSettings, tmp_path: Path, installed_scalp: Path
 ) -> None:
@@ -90,7 +100,7 @@ def test_demo_runs_the_whole_pipeline_and_can_run_again(
         # worker ran before the router then, so it reads their ledger records now); the tables are shared,
         # so rows another run already wrote for those keys are not written again
         trades = meta["outputs"]["trade_ledger"]["rows"]
-        assert f"outputs {{'risk_day': {trades}}}" in again.stdout, again.stdout
+        assert f"outputs {{'risk_day': {trades}}}" in again.stdout, again.stdout + warnings_of(elsewhere, "streams")
         written = re.search(r"sink: (\d+) rows written", again.stdout)
         assert written is not None
         assert int(written.group(1)) <= trades
