@@ -16,6 +16,7 @@ its topic.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -97,6 +98,7 @@ class RunResult:
     venue: dict[str, int] = field(default_factory=dict)  # ingest's own count: connections, gaps, unrepaired, recovered
     not_applied: dict[str, float] = field(default_factory=dict)  # reason -> inputs the streams workers left out
     stamps: list[str] = field(default_factory=list)  # the source_commit values of the outputs
+    by_symbol: dict[str, dict[str, str]] = field(default_factory=dict)  # topic -> symbol -> sha256[:16]
 
     @property
     def rate(self) -> float:
@@ -129,6 +131,7 @@ class Summary:
     not_applied: dict[str, float] = field(default_factory=dict)
     stamps: list[str] = field(default_factory=list)
     digest_kind: str = RAW  # rows recorded before 2026-12-06 hashed the raw values, commit stamp included
+    by_symbol: dict[str, dict[str, str]] = field(default_factory=dict)  # where runs differ (kept since 2026-12-06)
 
     @property
     def rate(self) -> float:
@@ -137,7 +140,8 @@ class Summary:
     @classmethod
     def of(cls, r: RunResult, recorded: str) -> Summary:
         return cls(r.n, r.events, r.seconds, r.p(0.5), r.p(0.99), r.cpu, r.max_lag, r.behind_s, r.end_lag,
-                   r.digests, r.differences, recorded, r.venue, r.not_applied, r.stamps, UNSTAMPED)  # fmt: skip
+                   r.digests, r.differences, recorded, r.venue, r.not_applied, r.stamps, UNSTAMPED,
+                   r.by_symbol)  # fmt: skip
 
     @classmethod
     def load(cls, raw: dict[str, Any]) -> Summary:
@@ -176,21 +180,36 @@ def _unstamped(value: Any, stamps: set[str]) -> Any:
     return value.hex() if type(value) is bytes else value
 
 
-def _digests(kafka: KafkaSettings, serde: AvroSerde) -> tuple[dict[str, tuple[int, str]], list[str]]:
+def _digests(
+    kafka: KafkaSettings, serde: AvroSerde, dump: Path | None = None
+) -> tuple[dict[str, tuple[int, str]], list[str], dict[str, dict[str, str]]]:
     """Per output topic (records, sha256 of the sorted records, decoded, without their ``source_commit``),
-    and the stamps seen. A record names the commit that computed it: without the stamp, rows of N recorded
-    at different commits compare equal when the code computed the same (runs of an hour are recorded apart)."""
+    the stamps seen, and per topic and symbol the first 16 hex digits of the same hash over the symbol's
+    records (where two runs differ). A record names the commit that computed it: without the stamp, rows of N
+    recorded at different commits compare equal when the code computed the same (runs of an hour are recorded
+    apart). ``dump``: a folder for each topic's sorted records (gzip JSON lines), to diff two runs afterwards."""
     out: dict[str, tuple[int, str]] = {}
+    by_symbol: dict[str, dict[str, str]] = {}
     stamps: set[str] = set()
     with RangeReader(kafka, f"bench-digest-{uuid.uuid4().hex[:6]}") as reader:
         for topic in OUTPUTS:
             physical = kafka.topic(topic)
-            lines = sorted(
-                orjson.dumps(_unstamped(serde.decode(r.value or b"", topic), stamps), option=orjson.OPT_SORT_KEYS)
-                for r in reader.read(physical, reader.bounds(physical))
-            )
+            keyed = []
+            for r in reader.read(physical, reader.bounds(physical)):
+                record = _unstamped(serde.decode(r.value or b"", topic), stamps)
+                keyed.append((orjson.dumps(record, option=orjson.OPT_SORT_KEYS), str(record.get("symbol", ""))))
+            keyed.sort()
+            lines = [line for line, _ in keyed]
             out[topic] = (len(lines), hashlib.sha256(b"\n".join(lines)).hexdigest())
-    return out, sorted(stamps)
+            symbols: dict[str, Any] = {}
+            for line, symbol in keyed:
+                symbols.setdefault(symbol, hashlib.sha256()).update(line + b"\n")
+            by_symbol[topic] = {symbol: h.hexdigest()[:16] for symbol, h in sorted(symbols.items())}
+            if dump is not None:
+                dump.mkdir(parents=True, exist_ok=True)
+                with gzip.open(dump / f"{topic}.jsonl.gz", "wb", compresslevel=1) as f:
+                    f.write(b"\n".join(lines))
+    return out, sorted(stamps), by_symbol
 
 
 def _tables_equal_topics(kafka: KafkaSettings, catalog: Catalog, url: str) -> dict[str, tuple[int, int]]:
@@ -279,7 +298,7 @@ def run_one(
                     proc.kill()
         wall = result.seconds or 1.0
         result.cpu = {kind: seconds / wall for kind, seconds in result.cpu.items()}
-        result.digests, result.stamps = _digests(kafka, serde)
+        result.digests, result.stamps, result.by_symbol = _digests(kafka, serde, work / f"{prefix}outputs")
         result.differences = _tables_equal_topics(kafka, catalog, url)
     TopicAdmin(kafka, catalog).delete_prefixed(prefix)  # an hour-long session's topics hold gigabytes
     return result
@@ -362,19 +381,20 @@ def run(
     return results
 
 
-def comparable(results: Sequence[RunResult | Summary]) -> bool:
-    """Whether the runs' digests leave the commit stamp out (rows that hashed the raw values were recorded
-    at commits they did not keep, so they compare with nothing)."""
-    return all(getattr(r, "digest_kind", UNSTAMPED) == UNSTAMPED for r in results)
-
-
 def identical(results: Sequence[RunResult | Summary]) -> dict[str, list[str]]:
-    """Output topics whose records differ between the runs: topic -> one line per run."""
+    """Output topics whose records differ between the runs: topic -> one line per run (and the symbols whose
+    records differ, where the runs kept per-symbol hashes)."""
     out = {}
     for topic in OUTPUTS:
         seen = {r.digests[topic] for r in results}
         if len(seen) > 1:
             out[topic] = [f"N={r.n}: {r.digests[topic][0]} records, sha256 {r.digests[topic][1][:16]}" for r in results]
+            kept = [r.by_symbol[topic] for r in results if topic in r.by_symbol]
+            if len(kept) == len(results):
+                names = {symbol for hashes in kept for symbol in hashes}
+                symbols = sorted(s for s in names if len({hashes.get(s) for hashes in kept}) > 1)
+                more = f" and {len(symbols) - 12} more" if len(symbols) > 12 else ""
+                out[topic].append(f"records differ for {len(symbols)} symbols: {', '.join(symbols[:12])}{more}")
     return out
 
 
@@ -407,27 +427,7 @@ def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
             f"| {r.behind_s:,.0f} | {end} |"
         )
     lines.append("")
-    differing = identical(results)
-    if len({r.n for r in results}) < 2:
-        counts = ", ".join(f"{t} {results[0].digests[t][0]:,}" for t in OUTPUTS)
-        lines.append(f"Outputs: {counts} (one N recorded so far: the others are compared with it when they run).")
-    elif not comparable(results):
-        raw = ", ".join(f"N={r.n}" for r in results if r.digest_kind == RAW)
-        lines.append(
-            f"Outputs: not comparable yet: {raw} hashed the raw values, which include the commit that computed "
-            "them (rows recorded at different commits differ by it alone); rows recorded since hash the records "
-            "without it. Re-run those N."
-        )
-    elif differing:
-        lines.append("Outputs: NOT identical across N:")
-        lines += [f"- {topic}: {'; '.join(rows)}" for topic, rows in differing.items()]
-    else:
-        counts = ", ".join(f"{t} {results[0].digests[t][0]:,}" for t in OUTPUTS)
-        stamps = "; ".join(f"N={r.n} {', '.join(c[:12] for c in r.stamps) or '-'}" for r in results)
-        lines.append(
-            f"Outputs: byte-identical for every N ({counts}; sha256 per topic of the sorted records without their "
-            f"source_commit stamp, which names the commit of each run: {stamps})."
-        )
+    lines += _outputs(results)
     lines += _inputs(results)
     bad = {r.n: r.differences for r in results if r.differences}
     lines.append(
@@ -436,6 +436,35 @@ def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
         else f"Tables: rows differ from records: {bad}"
     )
     return "\n".join(lines)
+
+
+def _outputs(results: list[Summary]) -> list[str]:
+    """Whether the outputs were the same for every N: the rows hashed without the commit stamp are compared
+    among themselves, whatever rows hashed the old way (with it) say."""
+    raw = [r for r in results if r.digest_kind == RAW]
+    rows = [r for r in results if r.digest_kind != RAW]
+    lines = []
+    if raw:
+        lines.append(
+            f"Not compared: {', '.join(f'N={r.n}' for r in raw)} hashed the raw values, which include the commit "
+            "that computed them (rows recorded at different commits differ by it alone); rows recorded since hash "
+            "the records without it. Re-run those N."
+        )
+    differing = identical(rows)
+    if len({r.n for r in rows}) < 2:
+        counts = ", ".join(f"{t} {rows[0].digests[t][0]:,}" for t in OUTPUTS) if rows else "-"
+        lines.append(f"Outputs: {counts} (one N compared so far: the others are compared with it when they run).")
+    elif differing:
+        lines.append(f"Outputs: NOT identical across N ({', '.join(f'N={r.n}' for r in rows)}):")
+        lines += [f"- {topic}: {'; '.join(each)}" for topic, each in differing.items()]
+    else:
+        counts = ", ".join(f"{t} {rows[0].digests[t][0]:,}" for t in OUTPUTS)
+        stamps = "; ".join(f"N={r.n} {', '.join(c[:12] for c in r.stamps) or '-'}" for r in rows)
+        lines.append(
+            f"Outputs: byte-identical for every N compared ({counts}; sha256 per topic of the sorted records "
+            f"without their source_commit stamp, which names the commit of each run: {stamps})."
+        )
+    return lines
 
 
 def _inputs(results: list[Summary]) -> list[str]:

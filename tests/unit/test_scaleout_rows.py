@@ -44,7 +44,7 @@ def test_one_n_is_not_called_identical(tmp_path: Path) -> None:
     rows = remember(tmp_path / "results.json", shape, [_result(1)], "2026-12-05")
     table = markdown(shape, rows, "test machine")
     assert "byte-identical" not in table
-    assert "one N recorded so far" in table
+    assert "one N compared so far" in table
     rows = remember(tmp_path / "results.json", shape, [_result(2)], "2026-12-06")
     assert "byte-identical for every N" in markdown(shape, rows, "test machine")
 
@@ -88,10 +88,32 @@ def test_outputs_are_hashed_without_the_commit_stamp_and_old_raw_rows_are_not_co
     second = _result(2)
     second.stamps = ["0123456789abcdef"]
     table = markdown(shape, remember(path, shape, [second], "2026-12-06"), "test machine")
-    assert "Outputs: not comparable yet: N=1 hashed the raw values" in table
+    assert "Not compared: N=1 hashed the raw values" in table
     assert "NOT identical" not in table
+    assert "one N compared so far" in table
+    differing = _result(3, "xyz")  # the rows hashed without the stamp are compared, whatever a raw row says
+    table = markdown(shape, remember(path, shape, [differing], "2026-12-06"), "test machine")
+    assert "Not compared: N=1" in table
+    assert "Outputs: NOT identical across N (N=2, N=3):" in table
+    assert "- features: N=2: 5 records, sha256 abc; N=3: 5 records, sha256 xyz" in table
+    assert "records differ for" not in table  # N=2 kept no per-symbol hashes
+    path.write_text(
+        json.dumps({k: {n: r for n, r in v.items() if n != "3"} for k, v in json.loads(path.read_text()).items()})
+    )
     third = _result(1)
     third.stamps = ["fedcba9876543210"]
     table = markdown(shape, remember(path, shape, [third], "2026-12-07"), "test machine")  # N=1 re-run
-    assert "byte-identical for every N" in table
+    assert "byte-identical for every N compared" in table
+    assert "Not compared" not in table
     assert "N=1 fedcba987654; N=2 0123456789ab" in table
+
+
+def test_runs_that_differ_name_the_symbols_whose_records_differ(tmp_path: Path) -> None:
+    shape = Shape("2026-11-20", Shape.market(200), "12:00", "13:00", bursts=6, speed=1.0)
+    one, two = _result(1, "abc"), _result(2, "abd")
+    one.by_symbol = {"features": {"SPY": "1", "QQQ": "2", "IWM": "3"}}
+    two.by_symbol = {"features": {"SPY": "1", "QQQ": "9", "DIA": "4"}}  # QQQ differs, IWM and DIA only in one
+    rows = remember(tmp_path / "results.json", shape, [one, two], "2026-12-06")
+    assert rows[0].by_symbol == one.by_symbol  # kept with the row
+    table = markdown(shape, rows, "test machine")
+    assert "records differ for 3 symbols: DIA, IWM, QQQ" in table
