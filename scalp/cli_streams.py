@@ -83,7 +83,7 @@ def streams(ctx: click.Context, policy_path: Path | None, until_idle: float | No
         click.echo(
             f"streams: {stats.events} events in{rate}, outputs {dict(sorted(stats.outputs.items()))}, "
             f"{stats.skipped} skipped as already in state, {stats.redelivered} redelivered, "
-            f"{stats.dead_letters} dead letters, {stats.idle_releases} idle releases, "
+            f"{stats.dead_letters} dead letters, {stats.idle_drains} drains at the end of input, "
             f"{late} late and {outside} outside-session events not applied, "
             f"{stats.stale} left to another worker at a rebalance, "
             f"{stats.ahead} handed out ahead of their partition's position ({stats.filled} skipped inputs read "

@@ -12,9 +12,11 @@ Agents:
   unsent) -> risk inputs, so realised R and released slots reach the risk module in the same order.
 
 Trades and quotes of a symbol are merged in event time (streams/core/merge.py): an event is held until the
-other stream has passed its time. When one stream of a symbol is quiet (``idle_release_ms`` of wall time)
-and its topic has been read to the end, the held events are released anyway (a live market with no
-trades for a while); in a replay a stream is never "read to the end" mid-way, so releases cannot reorder.
+other stream has passed its time, or until that stream's partition (other symbols' inputs) is
+``merge_grace_ms`` of venue time past it (a symbol with no trades for a while). Only the inputs decide
+what is released when, so every run of the same inputs, whatever the number of workers, applies the same
+events in the same order. The one release by wall clock is at the end of input: a worker that has read
+everything and been quiet for ``idle_ms`` releases what its merges still hold.
 
 The modules: app.py (this one: the Faust app, its agents, assignment and the idle timer), market.py (the
 market input), sequencer.py (pure: next offsets, holes), acks.py (pure: what may be acknowledged),
@@ -104,7 +106,7 @@ class Streams:
         self.settings = settings
         self.catalog = catalog
         parts.calendar.load()  # at start: loading it on the first event would stall the event loop 1-2 s
-        self.stage = SymbolStage(parts)
+        self.stage = SymbolStage(parts, settings.merge_grace_ms)
         legacy = settings.legacy_state == "migrate"
         partitions = catalog[MARKET_TRADES].partitions
         if catalog[MARKET_QUOTES].partitions != partitions:  # a symbol's trades and quotes meet in one worker
@@ -249,7 +251,8 @@ class Streams:
     # --- the timer -------------------------------------------------------------------------------
 
     async def _idle_timer(self) -> None:
-        """Release held events of symbols whose other stream went quiet; exit when idle (--until-idle)."""
+        """Release what the partitions' times release, and all at the end of input; exit when idle
+        (--until-idle)."""
         now = time.monotonic()
         market = self.market
         if not self.membership.stable():
@@ -258,13 +261,16 @@ class Streams:
             await market.resequence(now)
             if not self.membership.stable() or self.restart_reason is not None:
                 return
-        await market.release_quiet(now)
+        await market.release()
         if market.progress_pending and not market.taking:
             await market.send_progress()  # what the last fetches held back (at most every progress_interval_ms)
-        quiet_for = self.settings.idle_release_ms / 1000 or 1.0
+        quiet_for = self.settings.idle_ms / 1000
         if not market.taking and now - self.stats.last_activity >= quiet_for and await market.read_to_end():
-            # nothing left to read: the risk inputs this worker's partitions hold back may be applied
-            await market.send_progress(idle=True)
+            # nothing left to read: the end of input. What the merges hold is released, and the risk inputs
+            # this worker's partitions hold back may be applied
+            await market.release(drain=True)
+            if self.membership.stable():
+                await market.send_progress(idle=True)
         if market.acks.dirty and now - market.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000:
             await market.checkpoint()
         self.collector.maybe_collect()

@@ -74,7 +74,6 @@ class MarketInput:
         self.acks = Acks()
         self.symbols = SymbolStore(stage, legacy=settings.legacy_state == "migrate")
         self.app: Any = None  # the Faust app (set when it is built)
-        self.last_push: dict[str, float] = {}  # symbol -> wall time of its last input
         self.last_checkpoint = time.monotonic()
         self.taking = False  # a fetch of market records is being taken (its handler is waiting on a send)
         self.last_ts: dict[TPKey, int] = {}  # newest event time read from each market partition
@@ -167,53 +166,47 @@ class MarketInput:
         loaded, partition_of = symbols.loaded, symbols.partition_of
         decode_known, partition = self.serde.decode_known, tp[1]
         last_ts = self.last_ts
-        touched: set[str] = set()
-        try:
-            for index, rec in enumerate(records):
-                offset, value = rec.offset, rec.value
-                entry: list[int | bool] = [offset, False]
-                pending.append(entry)
-                source = (tp[0], tp[1], offset)
-                try:
-                    record = decode_known(value, topic)
-                    if record is None:  # an unseen schema id: the registry is asked in an executor
-                        record = await self.decode(value, topic)
-                        if generation != membership.generation or not membership.stable():  # revoked while decoding
-                            self.stats.stale += len(records) - index
-                            self.stats.events += index
-                            return False
-                    symbol = record["symbol"]
-                    if record["ts"] > last_ts.get(tp, -1):
-                        last_ts[tp] = record["ts"]
-                    if symbol not in loaded:
-                        symbols.load(symbol)
-                    if stage.offsets.get(symbol, {}).get(tp, -1) >= offset:
-                        self.stats.skipped += 1  # already in the restored state
-                        entry[1] = True
-                        continue
-                    waiting[source] = entry
-                    partition_of[symbol] = partition
-                    touched.add(symbol)
-                    out = stage.push(kind, record, source)
-                except StateError:  # a state record not ours to load: the worker stops (never runs on without it)
-                    raise
-                except Exception as exc:  # one bad record must not stop the agent
-                    waiting.pop(source, None)
+        for index, rec in enumerate(records):
+            offset, value = rec.offset, rec.value
+            entry: list[int | bool] = [offset, False]
+            pending.append(entry)
+            source = (tp[0], tp[1], offset)
+            try:
+                record = decode_known(value, topic)
+                if record is None:  # an unseen schema id: the registry is asked in an executor
+                    record = await self.decode(value, topic)
+                    if generation != membership.generation or not membership.stable():  # revoked while decoding
+                        self.stats.stale += len(records) - index
+                        self.stats.events += index
+                        return False
+                symbol = record["symbol"]
+                if record["ts"] > last_ts.get(tp, -1):
+                    last_ts[tp] = record["ts"]
+                if symbol not in loaded:
+                    symbols.load(symbol)
+                if stage.offsets.get(symbol, {}).get(tp, -1) >= offset:
+                    self.stats.skipped += 1  # already in the restored state
+                    stage.saw(kind, partition, record["ts"])  # its partition's time as if it were applied
                     entry[1] = True
-                    await self.outputs.dead_letter(topic, source, rec.key, value, exc)
-                    out = []
-                if out:
-                    await self.outputs.send(out)
-                if (out or entry[1]) and (generation != membership.generation or not membership.stable()):
-                    self.stats.stale += len(records) - index - 1
-                    self.stats.events += index + 1
-                    return False
-            self.stats.events += len(records)
-            return True
-        finally:
-            fresh = time.monotonic()  # the end of the batch: a long batch must not make its symbols look quiet
-            for symbol in touched:
-                self.last_push[symbol] = fresh
+                    continue
+                waiting[source] = entry
+                partition_of[symbol] = partition
+                out = stage.push(kind, record, source)
+            except StateError:  # a state record not ours to load: the worker stops (never runs on without it)
+                raise
+            except Exception as exc:  # one bad record must not stop the agent
+                waiting.pop(source, None)
+                entry[1] = True
+                await self.outputs.dead_letter(topic, source, rec.key, value, exc)
+                out = []
+            if out:
+                await self.outputs.send(out)
+            if (out or entry[1]) and (generation != membership.generation or not membership.stable()):
+                self.stats.stale += len(records) - index - 1
+                self.stats.events += index + 1
+                return False
+        self.stats.events += len(records)
+        return True
 
     async def decode(self, value: bytes, topic: str) -> dict[str, Any]:
         """Decode; a schema id not seen yet is fetched from the registry in an executor thread."""
@@ -304,38 +297,30 @@ class MarketInput:
             consumer.ack_through(TP(topic, partition), first, last)
         self.last_checkpoint = time.monotonic()
 
-    # --- quiet symbols ----------------------------------------------------------------------------------
+    # --- releases without new input of the symbol ------------------------------------------------------
 
-    async def release_quiet(self, now: float) -> None:
-        """Release held events of symbols whose other stream went quiet and is read to its end."""
-        release_s = self.settings.idle_release_ms / 1000
-        # not while a batch is being taken: its partition counts as read to its end (consumed) before all of
-        # its records are pushed, and its symbols' last push is only set at its end
-        if release_s <= 0 or self.taking:
+    async def release(self, drain: bool = False) -> None:
+        """Send what the partitions' times release of held events (a symbol whose other stream is quiet:
+        the floors of streams/core/merge.py, moved by other symbols' inputs; only the inputs decide it).
+        ``drain``: everything held (the worker has read all its input and been idle: the end of input)."""
+        # not while a batch is being taken: its records are pushed one by one, its partitions half read
+        if self.taking:
             return
-        for symbol, merger in list(self.stage.mergers.items()):
-            quiet = now - self.last_push.get(symbol, now) >= release_s
-            if len(merger) and quiet and self.caught_up(merger.lagging()):
-                self.stats.idle_releases += 1
-                generation = self.membership.generation
-                await self.outputs.send(self.stage.drain(symbol))
-                if generation != self.membership.generation or not self.membership.stable():
-                    break
-                self.mark_applied()
-                await self.checkpoint()
-
-    def caught_up(self, kind: str) -> bool:
-        """True when every assigned partition of the topic of ``kind`` has been read to its end: then a
-        quiet stream is really quiet, not merely behind (a replay), and releasing held events cannot
-        change their order."""
-        wanted = MARKET_TRADES if kind == TRADE else MARKET_QUOTES
-        consumer = self.app.consumer
-        for tp in consumer.assignment():
-            if self.logical.get(tp.topic) != wanted:
-                continue
-            if not self.sequencer.read_to((tp.topic, tp.partition), consumer.highwater(tp)):
-                return False
-        return True
+        generation = self.membership.generation
+        if drain:
+            if not self.stage.held():
+                return
+            self.stats.idle_drains += 1
+            out = self.stage.drain()
+        else:
+            out = self.stage.release()
+        if not self.stage.applied:
+            return
+        await self.outputs.send(out)
+        if generation != self.membership.generation or not self.membership.stable():
+            return
+        self.mark_applied()
+        await self.checkpoint()
 
     def is_market(self, tp: TP) -> bool:
         return self.logical.get(tp.topic) in (MARKET_TRADES, MARKET_QUOTES)

@@ -10,9 +10,9 @@ and applies those older than the *watermark*: each worker, after the outputs of 
 market partition it owns a progress marker, the event time below which it will send no more signals from
 that partition (the oldest event its merge still holds, and the newest event time read from each of the
 partition's two topics: ingest publishes each partition in venue order). The watermark is the lowest
-progress over all market partitions. A worker that has read everything and holds nothing, and has been quiet
-``idle_release_ms``, marks its partitions done (progress = the end of time), so the last inputs of a session
-are applied; new input afterwards lowers its progress again. Closed trades and refused orders (from the
+progress over all market partitions. A worker that has read everything and been quiet ``idle_ms`` releases
+what its merges hold and marks its partitions done (progress = the end of time), so the last inputs of a
+session are applied; new input afterwards lowers its progress again. Closed trades and refused orders (from the
 router) take their place by their event time too. Everything held is part of the risk state (changelog).
 """
 

@@ -25,9 +25,13 @@ class StreamsSettings(BaseModel):
     legacy_state: Literal["refuse", "migrate"] = "refuse"
     take_max: int = Field(default=5000, gt=0)  # risk inputs per batch (Faust stream.take_events)
     take_within_s: float = Field(default=0.2, gt=0)  # ...or this long, whichever comes first
-    # a symbol whose trade or quote stream is quiet this long (wall clock) has its held events released
-    # without waiting for the other stream (see streams/core/merge.py); 0 disables
-    idle_release_ms: int = Field(default=1000, ge=0)
+    # the event-time merge of a symbol's trades and quotes waits for a quiet stream until that stream's
+    # partition (other symbols' inputs) is this far past in venue time; an input older than that when it
+    # comes is late and not applied (streams/core/merge.py). What a quiet symbol's features lag, at most
+    merge_grace_ms: int = Field(default=1000, ge=0)
+    # a worker that has read all its input and had none for this long (wall clock) releases what its merges
+    # hold and marks its partitions done for the risk order (the end of input)
+    idle_ms: int = Field(default=1000, gt=0)
     web_port: int = Field(default=0, ge=0)  # Faust's own web server; 0 disables it
     http_port: int = Field(default=9465, ge=0)  # our /metrics and /healthz; 0 disables
     http_host: str = "127.0.0.1"

@@ -12,7 +12,7 @@ class Stats:
     skipped: int = 0  # inputs already included in restored state
     redelivered: int = 0  # the same input handed out twice by Faust (acknowledged, not applied twice)
     dead_letters: int = 0
-    idle_releases: int = 0
+    idle_drains: int = 0  # releases of everything held at the end of input (wall clock: the worker idle)
     stale: int = 0  # inputs of a partition revoked while (or before) they were taken: left to the new owner
     ahead: int = 0  # inputs handed out past the partition's next offset (an old fetch position): read again
     seeks: int = 0  # seeks back to a partition's next offset after such inputs

@@ -240,11 +240,18 @@ def ws_minute_bar(ev: dict[str, Any], ts_ingest: int) -> Record:
     }
 
 
+def _sip_ms(row: dict[str, Any], what: str) -> int:
+    """REST's SIP time (ns) in whole milliseconds, as the WebSocket gives it: an event repaired from REST is
+    then the record its live copy would have been (with the nanoseconds, a session with a reconnect gave other
+    features than the same session without one, and a replay of each its own)."""
+    return _int(row, "sip_timestamp", what) // MS * MS
+
+
 def rest_trade(symbol: str, row: dict[str, Any], ts_ingest: int) -> Record:
     participant = row.get("participant_timestamp")
     return {
         "symbol": symbol,
-        "ts": _int(row, "sip_timestamp", "trade"),
+        "ts": _sip_ms(row, "trade"),
         "price": _num(row, "price", "trade"),
         "size": _int(row, "size", "trade"),
         "conditions": _ints(row.get("conditions"), "trade", "conditions"),
@@ -261,7 +268,7 @@ def rest_trade(symbol: str, row: dict[str, Any], ts_ingest: int) -> Record:
 def rest_quote(symbol: str, row: dict[str, Any], ts_ingest: int) -> Record:
     return {
         "symbol": symbol,
-        "ts": _int(row, "sip_timestamp", "quote"),
+        "ts": _sip_ms(row, "quote"),
         "bid": _num(row, "bid_price", "quote"),
         "ask": _num(row, "ask_price", "quote"),
         "bid_size": _int(row, "bid_size", "quote"),

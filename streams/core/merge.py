@@ -1,12 +1,23 @@
 """Event-time merge of a symbol's trades and quotes, which arrive on two topics.
 
 Kafka orders each topic's partition but not the two topics against each other, and a consumer may fetch
-one far ahead of the other (always so in a replay). The strategy must see one order, the same live and in
-a replay: events are released in (ts, seq, kind) order once both streams have passed that time (the
-watermark is the older of the two streams' newest event times). ``drain()`` releases everything (end of
-input, or a stream that has gone quiet: the caller decides when; see streams/app.py). Within a topic,
-events arrive in order (ingest publishes in venue order per symbol), so each stream's newest time is its
-watermark.
+one far ahead of the other (always so in a replay). The strategy must see one order, the same live, in a
+replay and whatever the number of workers: events are released in (ts, seq, kind) order once both streams
+have passed that time. Each stream's *watermark* is the newest event time it brought, raised by a *floor*
+the caller may give: the time its partition has reached (the newest event time read from that partition,
+any symbol) less a grace. A stream that is quiet for a symbol (no trades for a while, quotes going on) is
+then not waited for longer than the grace of venue time, and nothing but the inputs decides when: an
+event is released only when no later input can sort before it.
+
+An event older than its stream's watermark when it arrives (older than an event of its stream already
+read, or older than the floor) is *late*: it cannot take its place without changing what was released,
+so it is not applied. It is kept in place as a marker (released as :class:`Late` around its payload: the
+caller acknowledges its input), which keeps each stream's inputs released in the order they were read.
+Whether an event is late depends only on what was read before it on its own partition, so it is late in
+every run.
+
+``drain()`` releases everything (the end of input). Without floors (a replay, which reads the records in
+event-time order) nothing is late and the order is that of the fully sorted input.
 """
 
 from __future__ import annotations
@@ -15,6 +26,16 @@ import heapq
 from typing import Any
 
 TRADE, QUOTE = "t", "q"  # kind tags; at an equal (ts, seq) a quote sorts before a trade
+NO_FLOOR = -1
+
+
+class Late:
+    """A late event's place in the merge: released in its stream's order, not to be applied."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: Any) -> None:
+        self.payload = payload
 
 
 class Merger:
@@ -23,23 +44,36 @@ class Merger:
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, str, int, Any]] = []
         self._n = 0
-        self._trades_high = -1  # each stream's newest event time
-        self._quotes_high = -1
+        self._trades_high = NO_FLOOR  # each stream's watermark (newest event time, raised by the floors)
+        self._quotes_high = NO_FLOOR
 
-    def push(self, kind: str, ts: int, seq: int, payload: Any) -> None:
+    def push(self, kind: str, ts: int, seq: int, payload: Any, floor: int = NO_FLOOR) -> bool:
+        """Hold an event; False when it is late (held as a :class:`Late` marker: see the module).
+        ``floor``: the stream's floor as of this event (its partition's time less the grace)."""
         if kind == QUOTE:
             rank = "0"
-            if ts > self._quotes_high:
-                self._quotes_high = ts
+            high = self._quotes_high if self._quotes_high > floor else floor
+            on_time = ts >= high
+            self._quotes_high = ts if on_time else high
         else:
             rank = "1"
-            if ts > self._trades_high:
-                self._trades_high = ts
+            high = self._trades_high if self._trades_high > floor else floor
+            on_time = ts >= high
+            self._trades_high = ts if on_time else high
         self._n += 1  # arrival order breaks remaining ties: within a topic that is the venue order
-        heapq.heappush(self._heap, (ts, seq, rank, self._n, payload))
+        if on_time:
+            heapq.heappush(self._heap, (ts, seq, rank, self._n, payload))
+        else:  # in place of the event: after everything its stream brought before it
+            heapq.heappush(self._heap, (high, seq, rank, self._n, Late(payload)))
+        return on_time
 
-    def pop_ready(self) -> list[tuple[str, Any]]:
-        """Events older than both streams' newest time, in order (an equal time may still get company)."""
+    def pop_ready(self, trades_floor: int = NO_FLOOR, quotes_floor: int = NO_FLOOR) -> list[tuple[str, Any]]:
+        """Events older than both streams' watermarks, in order (an equal time may still get company).
+        The floors raise the watermarks: the streams' partitions' times less the grace, as of now."""
+        if trades_floor > self._trades_high:
+            self._trades_high = trades_floor
+        if quotes_floor > self._quotes_high:
+            self._quotes_high = quotes_floor
         watermark = min(self._trades_high, self._quotes_high)
         out: list[tuple[str, Any]] = []
         heap = self._heap
@@ -60,7 +94,7 @@ class Merger:
         return self._heap[0][0] if self._heap else None
 
     def lagging(self) -> str:
-        """The stream the merge is waiting for (the one with the older newest event)."""
+        """The stream the merge is waiting for (the one with the older watermark)."""
         return TRADE if self._trades_high <= self._quotes_high else QUOTE
 
     def __len__(self) -> int:

@@ -19,7 +19,7 @@ from . import statecodec
 from .conditions import ConditionTable
 from .digests import Digests
 from .features import Counters, Snapshot, SymbolFeatures
-from .merge import QUOTE, TRADE, Merger
+from .merge import QUOTE, TRADE, Late, Merger
 from .policy import SessionPolicy
 from .risk import Market, RiskEngine
 from .sessions import Calendar
@@ -49,10 +49,16 @@ class CoreParts:
 class SymbolStage:
     """Features and setups for any number of symbols (each symbol's state is independent)."""
 
-    def __init__(self, parts: CoreParts) -> None:
+    def __init__(self, parts: CoreParts, grace_ms: int | None = None) -> None:
         self.parts = parts
         self.engines: dict[str, SymbolFeatures] = {}
         self.mergers: dict[str, Merger] = {}
+        # the merge floors (streams/core/merge.py), from inputs with a source: per (kind, partition) the newest
+        # event time read from it, any symbol; a stream is not waited for past that less ``grace_ms``. None:
+        # no floors (a replay: its inputs come in event-time order)
+        self.grace: int | None = None if grace_ms is None else grace_ms * 1_000_000  # event times are in ns
+        self.stream_time: dict[tuple[str, int], int] = {}
+        self.homes: dict[str, tuple[int, int]] = {}  # symbol -> (trade partition, quote partition), -1: none yet
         self.book = SetupBook(parts.policy, parts.digests)
         # symbol -> (topic, partition) -> offset of the last input applied to its state (a worker that
         # restarts from an older committed offset skips what its restored state already holds)
@@ -81,14 +87,59 @@ class SymbolStage:
             payload: tuple[Any, ...] = (record["ts"], record["price"], record["size"], record.get("conditions"))
         else:
             payload = (record["ts"], record["bid"], record["ask"], record["bid_size"], record["ask_size"])
-        merger.push(kind, record["ts"], record.get("seq") or 0, (payload, source))
+        ts = record["ts"]
         out: list[Output] = []
-        for k, rec in merger.pop_ready():
+        if self.grace is None or source is None:
+            merger.push(kind, ts, record.get("seq") or 0, (payload, source))
+            for k, rec in merger.pop_ready():
+                self._apply(symbol, k, rec, out)
+            return out
+        # the partition's time, as of this event: read before the merge releases anything
+        partition = source[1]
+        stream_time = self.stream_time
+        key = (kind, partition)
+        now = stream_time.get(key, -1)
+        if ts > now:
+            now = stream_time[key] = ts
+        home = self.homes.get(symbol, (-1, -1))
+        if kind == TRADE and home[0] != partition:
+            home = self.homes[symbol] = (partition, home[1])
+        elif kind == QUOTE and home[1] != partition:
+            home = self.homes[symbol] = (home[0], partition)
+        if not merger.push(kind, ts, record.get("seq") or 0, (payload, source), now - self.grace):
+            self.engine(symbol).counters.late_events += 1
+        for k, rec in merger.pop_ready(*self.floors(home)):
             self._apply(symbol, k, rec, out)
         return out
 
+    def saw(self, kind: str, partition: int, ts: int) -> None:
+        """An input of the partition not pushed (already in the restored state): its time still counts."""
+        if self.grace is not None and ts > self.stream_time.get((kind, partition), -1):
+            self.stream_time[(kind, partition)] = ts
+
+    def floors(self, home: tuple[int, int]) -> tuple[int, int]:
+        """(trades floor, quotes floor) of a symbol whose streams come from the partitions ``home``."""
+        grace = self.grace or 0
+        trades = self.stream_time.get((TRADE, home[0]), -1)
+        quotes = self.stream_time.get((QUOTE, home[1]), -1)
+        return (trades - grace if trades >= 0 else -1, quotes - grace if quotes >= 0 else -1)
+
+    def release(self) -> list[Output]:
+        """What the partitions' times release of the symbols whose events are held (a symbol whose stream is
+        quiet: other symbols' inputs move its floors). Only with floors; any time, as often as wanted."""
+        out: list[Output] = []
+        if self.grace is None:
+            return out
+        for symbol in sorted(self.mergers):
+            merger = self.mergers[symbol]
+            home = self.homes.get(symbol)
+            if len(merger) and home is not None:
+                for k, rec in merger.pop_ready(*self.floors(home)):
+                    self._apply(symbol, k, rec, out)
+        return out
+
     def drain(self, symbol: str | None = None) -> list[Output]:
-        """Release every held event (end of input, or a quiet stream)."""
+        """Release every held event (the end of input)."""
         out: list[Output] = []
         for sym in [symbol] if symbol else sorted(self.mergers):
             merger = self.mergers.get(sym)
@@ -100,12 +151,17 @@ class SymbolStage:
     def held(self) -> int:
         return sum(len(m) for m in self.mergers.values())
 
-    def _apply(self, symbol: str, kind: str, item: tuple[tuple[Any, ...], Any], out: list[Output]) -> None:
-        ev, source = item
+    def _apply(self, symbol: str, kind: str, item: Any, out: list[Output]) -> None:
+        late = type(item) is Late
+        ev, source = item.payload if late else item
         if source is not None:
             topic, partition, offset = source
-            self.offsets.setdefault(symbol, {})[(topic, partition)] = offset
+            offsets = self.offsets.setdefault(symbol, {})
+            if offset > offsets.get((topic, partition), -1):  # events of one time released out of read order
+                offsets[(topic, partition)] = offset
             self.applied.append((symbol, source))
+        if late:
+            return  # counted when it came (SymbolStage.push)
         engine = self.engine(symbol)
         # arguments by position, not *ev: a compiled build makes a direct call of that, a generic one of *ev
         if kind == TRADE:
@@ -173,6 +229,10 @@ class SymbolStage:
         self.mergers.clear()
         self.book.memories.clear()
         self.offsets.clear()
+        # the partitions' times too: rebuilt from what is read again (kept, an event held at the revocation
+        # and read again would meet the floor of inputs read after it, and be late this time)
+        self.stream_time.clear()
+        self.homes.clear()
 
 
 class StrategyCore:

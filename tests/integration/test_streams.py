@@ -116,8 +116,9 @@ def _same(got: list[dict[str, Any]], expected: list[dict[str, Any]], key: Any) -
 
 def _strict_boundaries(records: list[tuple[str, dict[str, Any]]], start: int, parts: int) -> list[int]:
     """About ``parts`` split points after ``start``, each moved forward to where event time strictly increases:
-    every record after a split is later than every record before it, so a held event released while the
-    input is quiet between two parts (idle release) lands where the merge would have put it anyway."""
+    every record after a split is later than every record before it, so what the worker releases when it
+    has read everything between two parts (the end of input, for all it knows) lands where the merge would
+    have put it anyway."""
     step = max(1, (len(records) - start) // parts)
     cuts: list[int] = []
     for i in range(start + step, len(records), step):

@@ -86,7 +86,7 @@ def test_the_settings_digest_ignores_where_things_live(tmp_path) -> None:  # typ
     ports = here.model_copy(update={"streams": here.streams.model_copy(update={"http_port": 9999})})
     assert here.digest() == ports.digest()
     # what shapes outputs counts
-    tuned = here.model_copy(update={"streams": here.streams.model_copy(update={"idle_release_ms": 5})})
+    tuned = here.model_copy(update={"streams": here.streams.model_copy(update={"merge_grace_ms": 5})})
     assert here.digest() != tuned.digest()
 
 

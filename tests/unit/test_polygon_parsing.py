@@ -119,7 +119,7 @@ def test_minute_bar_times_are_bar_start_and_end() -> None:
     assert SERDE.decode(SERDE.encode("bars_1m", bar), "bars_1m") == bar
 
 
-def test_rest_rows_use_nanosecond_sip_time() -> None:
+def test_rest_rows_use_the_sip_time_in_whole_milliseconds_as_the_websocket_does() -> None:
     row = {
         "conditions": [12],
         "exchange": 4,
@@ -132,7 +132,38 @@ def test_rest_rows_use_nanosecond_sip_time() -> None:
         "tape": 2,
     }
     record = parsing.rest_trade("SPY", row, 0)
-    assert record["ts"] == 1_795_446_000_123_456_789
+    assert record["ts"] == 1_795_446_000_123_000_000  # a repaired event equals its live copy
+    ws = parsing.ws_trade(
+        {
+            "ev": "T",
+            "sym": "SPY",
+            "i": "9",
+            "x": 4,
+            "p": 600.1,
+            "s": 100,
+            "c": [12],
+            "t": 1_795_446_000_123,
+            "q": 77,
+            "z": 2,
+        },
+        0,
+    )
+    assert ws["ts"] == record["ts"]
+    quote = parsing.rest_quote(
+        "SPY",
+        {
+            "ask_exchange": 1,
+            "ask_price": 1.0,
+            "ask_size": 1,
+            "bid_exchange": 1,
+            "bid_price": 0.9,
+            "bid_size": 1,
+            "sequence_number": 3,
+            "sip_timestamp": 5_999_999,
+        },
+        0,
+    )
+    assert quote["ts"] == 5_000_000
     assert record["size"] == 100
     assert record["source"] == "rest"
 
