@@ -133,8 +133,8 @@ def run_both(
         one.pending.update(pending or {})
         # as _frame sets it: events over a minute past the receipt time (live clock) are outliers
         one._horizon = one.venue.horizon(RECEIPT_NS)
-        # gap repair fetches from REST; here it is noted (and recovers nothing)
-        one.repair = lambda *args, _calls=repairs[name], **kwargs: _calls.append(args) or 0  # type: ignore[method-assign]
+        # gap repair fetches from REST; here each fetch is noted (and recovers nothing)
+        one._fetch = lambda *args, _calls=repairs[name]: _calls.append(args) or ([], None)  # type: ignore[method-assign]
     batch = orjson.loads(orjson.dumps(batch))  # as events arrive
     fast._events(copy.deepcopy(batch), RECEIPT_NS)
     for event in copy.deepcopy(batch):
