@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("connectors.polygon.ingest")
 KIND = {MARKET_TRADES: "trades", MARKET_QUOTES: "quotes", BARS_1M: "bars"}
-_REPAIRED_WITH = {MARKET_TRADES: MARKET_QUOTES, MARKET_QUOTES: MARKET_TRADES}  # see GapRepair._before_publish
+MERGED = (MARKET_TRADES, MARKET_QUOTES)  # repaired all at once after a reconnect (GapRepair.repair_pending)
 
 
 def fetch_gap(rest: PolygonRest, topic: str, symbol: str, from_ns: int, to_ns: int) -> list[dict[str, Any]]:
@@ -82,7 +82,7 @@ class GapRepair:
         After a reconnect or a restart, the first trade or quote (any symbol) has every symbol's trade and
         quote gaps repaired before it (:meth:`repair_pending`); a minute bar gap, the symbol's next bar."""
         ts = record["ts"]
-        if topic in _REPAIRED_WITH and (topic, symbol) in self.pending:
+        if topic in MERGED and (topic, symbol) in self.pending:
             self.repair_pending(ts)
             self.pending.pop((topic, symbol), None)  # left only if its gap starts after this event: none yet
             return
@@ -110,7 +110,7 @@ class GapRepair:
         windows = sorted(
             (symbol, topic, from_ns, reason)
             for (topic, symbol), (from_ns, reason) in self.pending.items()
-            if topic in _REPAIRED_WITH and from_ns < until_ns
+            if topic in MERGED and from_ns < until_ns
         )
         if not windows:
             return

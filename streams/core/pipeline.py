@@ -96,11 +96,7 @@ class SymbolStage:
             return out
         # the partition's time, as of this event: read before the merge releases anything
         partition = source[1]
-        stream_time = self.stream_time
-        key = (kind, partition)
-        now = stream_time.get(key, -1)
-        if ts > now:
-            now = stream_time[key] = ts
+        now = self.saw(kind, partition, ts)
         home = self.homes.get(symbol, (-1, -1))
         if kind == TRADE and home[0] != partition:
             home = self.homes[symbol] = (partition, home[1])
@@ -112,10 +108,14 @@ class SymbolStage:
             self._apply(symbol, k, rec, out)
         return out
 
-    def saw(self, kind: str, partition: int, ts: int) -> None:
-        """An input of the partition not pushed (already in the restored state): its time still counts."""
-        if self.grace is not None and ts > self.stream_time.get((kind, partition), -1):
-            self.stream_time[(kind, partition)] = ts
+    def saw(self, kind: str, partition: int, ts: int) -> int:
+        """An input of the partition read (pushed, or already in the restored state: its time counts all the
+        same): the partition's time now."""
+        key = (kind, partition)
+        now = self.stream_time.get(key, -1)
+        if ts > now and self.grace is not None:
+            now = self.stream_time[key] = ts
+        return now
 
     def floors(self, home: tuple[int, int]) -> tuple[int, int]:
         """(trades floor, quotes floor) of a symbol whose streams come from the partitions ``home``."""
