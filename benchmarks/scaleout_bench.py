@@ -132,16 +132,17 @@ class Summary:
     stamps: list[str] = field(default_factory=list)
     digest_kind: str = RAW  # rows recorded before 2026-12-06 hashed the raw values, commit stamp included
     by_symbol: dict[str, dict[str, str]] = field(default_factory=dict)  # where runs differ (kept since 2026-12-06)
+    machine: str = ""  # the machine of the run and its CPU probe (empty in rows recorded before it was kept)
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
     @classmethod
-    def of(cls, r: RunResult, recorded: str) -> Summary:
+    def of(cls, r: RunResult, recorded: str, machine: str) -> Summary:
         return cls(r.n, r.events, r.seconds, r.p(0.5), r.p(0.99), r.cpu, r.max_lag, r.behind_s, r.end_lag,
                    r.digests, r.differences, recorded, r.venue, r.not_applied, r.stamps, UNSTAMPED,
-                   r.by_symbol)  # fmt: skip
+                   r.by_symbol, machine)  # fmt: skip
 
     @classmethod
     def load(cls, raw: dict[str, Any]) -> Summary:
@@ -150,13 +151,13 @@ class Summary:
         return cls(**raw)
 
 
-def remember(path: Path, shape: Shape, results: list[RunResult], recorded: str) -> list[Summary]:
-    """This run's summaries with those of earlier runs of the same session and other N (from ``path``, a JSON
-    file updated in place), ordered by N."""
+def remember(path: Path, shape: Shape, results: list[RunResult], recorded: str, machine: str) -> list[Summary]:
+    """This run's summaries (run on ``machine``) with those of earlier runs of the same session and other N
+    (from ``path``, a JSON file updated in place), ordered by N."""
     stored: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
     rows = stored.setdefault(shape.key(), {})
     for r in results:
-        rows[str(r.n)] = asdict(Summary.of(r, recorded))
+        rows[str(r.n)] = asdict(Summary.of(r, recorded, machine))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stored, indent=1, sort_keys=True))
     return [Summary.load(rows[n]) for n in sorted(rows, key=int)]
@@ -398,13 +399,25 @@ def identical(results: Sequence[RunResult | Summary]) -> dict[str, list[str]]:
     return out
 
 
-def markdown(shape: Shape, results: list[Summary], machine: str) -> str:
+def machines(results: list[Summary]) -> str:
+    """The machine each row ran on: one when they all did, else each with its N (speeds compare only among rows
+    of one machine; the outputs compare whatever the machine)."""
+    by_machine: dict[str, list[int]] = {}
+    for r in results:
+        by_machine.setdefault(r.machine or "not kept (recorded before the bench kept it)", []).append(r.n)
+    if len(by_machine) == 1:
+        return f"Machine: {next(iter(by_machine))}."
+    each = "; ".join(f"N={', '.join(map(str, ns))}: {m}" for m, ns in by_machine.items())
+    return f"Machines (the rows' speeds compare only among rows of one machine, their outputs whatever it is): {each}."
+
+
+def markdown(shape: Shape, results: list[Summary]) -> str:
     pace = f"{shape.speed:g}x real time" if shape.speed else "as fast as ingest publishes"
     lines = [
         "## Scale-out: one synthetic market session through N streams workers and N sinks (`scalp bench scaleout`)",
         "",
-        f"Machine: {machine}. Every process of every run shares its 2 cores with Kafka, PostgreSQL (TimescaleDB) "
-        "and the registry, so N workers on this machine compete for the same cores: the table shows what a "
+        f"{machines(results)} Every process of every run shares its 2 cores with Kafka, PostgreSQL (TimescaleDB) "
+        "and the registry, so N workers on one machine compete for the same cores: the table shows what a "
         "second and third worker cost and whether the outputs stay the same, not the speed-up N machines give.",
         "",
         f"Session: {shape.date} {shape.start}-{shape.end} ET, {len(shape.symbols)} symbols, {shape.bursts} burst "

@@ -234,7 +234,7 @@ def bench_scaleout(
         # paced at real time takes an hour per N)
         recorded = dt.datetime.now(dt.UTC).date().isoformat()
         kept = work / "results.json" if no_write else REPO_ROOT / "benchmarks" / "scaleout-results.json"
-        rows = scaleout_bench.remember(kept, shape, results, recorded)
-        publish("scaleout", scaleout_bench.markdown(shape, rows, machine()), no_write)
+        rows = scaleout_bench.remember(kept, shape, results, recorded, machine())
+        publish("scaleout", scaleout_bench.markdown(shape, rows), no_write)
 
     guarded(run)()
