@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -67,6 +68,39 @@ class SecretMask(logging.Filter):
 _PLAIN = logging.Formatter()
 
 
+class RepeatLimit(logging.Filter):
+    """Lets through one record of a message that starts with ``prefix`` per ``every`` seconds; the next one let
+    through says how many were held back since. Faust warns "producer buffer full" each time more than 100
+    table changelog messages wait for Kafka, which in a burst is many times a second (about 6,100 lines in an
+    hour of a 200-symbol session on one worker): ordinary backpressure that drowned every other warning."""
+
+    def __init__(self, prefix: str, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.prefix, self.every, self.clock = prefix, every, clock
+        self.last: float | None = None
+        self.held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.prefix):
+            return True
+        now = self.clock()
+        if self.last is not None and now - self.last < self.every:
+            self.held += 1
+            return False
+        if self.held and self.last is not None:
+            record.msg, record.args = (
+                f"{message} ({self.held} more like it in the {now - self.last:.0f} s before)",
+                None,
+            )
+        self.last, self.held = now, 0
+        return True
+
+
+# loggers whose repeating warnings are let through once a minute: logger name -> message prefix
+REPEATING = {"faust.transport.producer": "producer buffer full"}
+
+
 def masked_excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
     """sys.excepthook: an uncaught exception's traceback, with secrets masked, on stderr."""
     text = "".join(traceback.format_exception(kind, value, tb))
@@ -117,3 +151,8 @@ def setup_logging(
     root.setLevel(level.upper())
     for noisy in ("urllib3", "httpx", "httpx2", "httpcore", "aiokafka", "faust"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for name, prefix in REPEATING.items():
+        logger = logging.getLogger(name)
+        for old_filter in [f for f in logger.filters if isinstance(f, RepeatLimit)]:
+            logger.removeFilter(old_filter)
+        logger.addFilter(RepeatLimit(prefix))

@@ -99,6 +99,32 @@ def test_interactive_commands_keep_stdout_for_warnings_while_the_file_has_every_
     ]
 
 
+@pytest.mark.usefixtures("restore_logging")
+def test_fausts_buffer_full_warning_comes_once_a_minute_with_the_count_held_back(tmp_path: Path) -> None:
+    from faust.transport import producer
+
+    from scalp.logs import RepeatLimit
+
+    setup_logging("INFO", tmp_path, None, stream=io.StringIO(), service="streams")
+    stream = io.StringIO()
+    setup_logging("INFO", tmp_path, None, stream=stream, service="streams")  # configured again: one filter
+    (limit,) = [f for f in producer.logger.filters if isinstance(f, RepeatLimit)]
+    now = [0.0]
+    limit.clock = lambda: now[0]
+    for i in range(500):  # a burst: Faust's own logger, as its ProducerBuffer warns
+        now[0] = i * 0.06
+        producer.logger.warning("producer buffer full size %d", 101 + i % 30)
+    producer.logger.warning("something else")
+    now[0] = 61.0
+    producer.logger.warning("producer buffer full size %d", 140)
+    messages = [json.loads(x)["message"] for x in stream.getvalue().splitlines()]
+    assert messages == [
+        "producer buffer full size 101",
+        "something else",
+        "producer buffer full size 140 (499 more like it in the 61 s before)",
+    ]
+
+
 def test_ctrl_c_exits_130() -> None:
     from scalp.cliutil import guarded
 
