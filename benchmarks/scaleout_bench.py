@@ -491,8 +491,9 @@ def _inputs(results: list[Summary]) -> list[str]:
         v = r.venue
         left = {k: int(c) for k, c in r.not_applied.items() if c}
         left_out = ", ".join(f"{k} {c:,}" for k, c in sorted(left.items())) or "none"
+        sockets = f"{v['connections']} WebSocket connection{'' if v['connections'] == 1 else 's'}"
         lines.append(
-            f"- N={r.n}: {v['connections']} WebSocket connections, {v['gaps']:,} gaps, {v['recovered']:,} events "
+            f"- N={r.n}: {sockets}, {v['gaps']:,} gaps, {v['recovered']:,} events "
             f"recovered from REST, {v['unrepaired']} unrepaired; inputs the streams workers did not apply: {left_out}"
         )
     return lines

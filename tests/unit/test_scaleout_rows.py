@@ -66,6 +66,10 @@ def test_each_run_says_what_its_venue_dropped_and_what_its_workers_left_out(tmp_
     counted.not_applied = {"late": 3.0, "redelivered": 0.0, "outside_session": 12.0}
     table = markdown(shape, remember(path, shape, [counted], "2026-12-06", "test machine"))
     assert "- N=1: not counted" in table
+    counted.venue = {**counted.venue, "connections": 1}
+    assert "- N=2: 1 WebSocket connection, 3,708 gaps" in markdown(
+        shape, remember(path, shape, [counted], "2026-12-06", "m")
+    )
     assert (
         "- N=2: 8 WebSocket connections, 3,708 gaps, 5,690 events recovered from REST, 2 unrepaired; "
         "inputs the streams workers did not apply: late 3, outside_session 12"
