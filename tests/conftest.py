@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import psycopg
 import pytest
@@ -20,6 +20,7 @@ from kafkaio.settings import KafkaSettings
 from scalp.settings import AppSettings, load_settings
 from schemas.catalog import Catalog, catalog
 from schemas.serde import AvroSerde
+from tests.sharing import turn
 
 # The tests' tapes are dated in November 2026 and Kafka deletes records by their (venue) timestamps: with the
 # ticks' 7-day retention a tape older than that vanished minutes after it was written (seen in CI). Topics the
@@ -27,6 +28,14 @@ from schemas.serde import AvroSerde
 os.environ.setdefault("SCALP_MIN_RETENTION_MS", "-1")
 
 _EXTERNAL = ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """Each test, fixtures included, runs under the shared-stack lock (tests/sharing.py): alone when marked
+    ``exclusive``, else beside the other worker's tests."""
+    with turn(exclusive=item.get_closest_marker("exclusive") is not None):
+        return (yield)
 
 
 @pytest.fixture(scope="session")

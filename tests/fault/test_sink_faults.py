@@ -174,6 +174,7 @@ def test_cut_database_connection_mid_batch(services: AppSettings, fresh_db: str,
     assert_exactly_once(dsn, n, [out])
 
 
+@pytest.mark.exclusive  # stops the shared PostgreSQL
 def test_postgres_restart_mid_run(
     services: AppSettings,
     local_stack,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -25,16 +26,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def compiled_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel the image builds (SCALP_COMPILE=1: the hot path compiled with mypyc), from a copy of the
-    sources, by pip in an isolated build environment (its build tools fetched as a user's pip would)."""
-    work = tmp_path_factory.mktemp("wheel")
-    src = work / "src"
-    junk = shutil.ignore_patterns(*JUNK, "tests")
-    shutil.copytree(REPO, src, ignore=junk)
-    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    env = {**os.environ, "SCALP_COMPILE": "1"}
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(work / "dist"), str(src)], check=True, cwd=work, env=env)
-    (wheel,) = (work / "dist").glob("scalp_pipeline-*.whl")
-    return wheel
+    sources, by pip in an isolated build environment (its build tools fetched as a user's pip would). Built once
+    per test run: the first xdist worker that needs it builds it, another waits for it and takes it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's base directory, above each worker's own
+    work = shared / "wheel"
+    with open(shared / "wheel.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = sorted((work / "dist").glob("scalp_pipeline-*.whl"))
+        if built:
+            return built[0]
+        shutil.rmtree(work, ignore_errors=True)  # a build that failed half-way
+        src = work / "src"
+        junk = shutil.ignore_patterns(*JUNK, "tests")
+        shutil.copytree(REPO, src, ignore=junk)
+        pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+        env = {**os.environ, "SCALP_COMPILE": "1"}
+        dist = work / "dist-partial"
+        subprocess.run([*pip, "wheel", "--no-deps", "-w", str(dist), str(src)], check=True, cwd=work, env=env)
+        dist.rename(work / "dist")
+        (wheel,) = (work / "dist").glob("scalp_pipeline-*.whl")
+        return wheel
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from kafkaio.admin import TopicAdmin
 from kafkaio.reader import read_topic
@@ -180,6 +181,7 @@ def test_restart_mid_order_does_not_send_it_twice(
     assert ledger["exit_reason"] == "sl"
 
 
+@pytest.mark.exclusive  # the time stop, 6 s of wall clock after the intent, must come after the fill
 def test_an_exit_whose_submission_times_out_is_placed_once_and_the_position_ends_flat(
     services: AppSettings, prefix: str, fresh_db: str, tmp_path: Path
 ) -> None:

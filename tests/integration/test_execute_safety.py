@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from kafkaio.admin import TopicAdmin
 from kafkaio.reader import RangeReader, read_topic
@@ -68,6 +69,7 @@ def scalp(tmp: Path, prefix: str, dsn: str, *args: str) -> subprocess.CompletedP
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
+@pytest.mark.exclusive  # the time stop, 8 s of wall clock after the intent, must come after the fill
 def test_a_router_killed_between_sending_an_exit_and_recording_it_sends_no_second_exit(
     services: AppSettings, prefix: str, fresh_db: str, tmp_path: Path
 ) -> None:
@@ -141,6 +143,7 @@ def test_an_oversize_and_a_stale_intent_are_refused_and_nothing_reaches_the_brok
     assert "1 invalid" in out, out
 
 
+@pytest.mark.exclusive  # a one-second bound on the wall clock
 def test_halt_stops_entries_within_a_second_while_exits_still_go_out(
     services: AppSettings, prefix: str, fresh_db: str, tmp_path: Path
 ) -> None:

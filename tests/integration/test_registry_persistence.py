@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from kafkaio.registry import SchemaRegistry
 from scalp.settings import AppSettings
 
 
+@pytest.mark.exclusive  # restarts the shared registry
 def test_schema_id_is_stable_across_restart(local_stack, services: AppSettings) -> None:  # type: ignore[no-untyped-def]
     registry = SchemaRegistry(services.registry)
     subject = f"persist_{uuid.uuid4().hex[:8]}-value"
