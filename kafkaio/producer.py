@@ -187,6 +187,13 @@ class AvroProducer:
             failures, self._failures = self._failures, []
             raise FatalError(f"{len(failures)} deliveries failed; first: {failures[0]}")
 
+    def close(self) -> None:
+        """Drop the client now, discarding what it still holds (``flush`` first to keep it). Its delivery
+        callback is a method of this object, a cycle the garbage collector does not break: an unreferenced
+        producer keeps its threads and reconnects until the process exits."""
+        self._producer.purge()
+        del self._producer
+
     def flush(self, timeout_s: float = 60.0) -> None:
         remaining = self._producer.flush(timeout_s)
         if remaining:

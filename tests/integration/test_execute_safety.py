@@ -282,6 +282,7 @@ def test_a_failed_delivery_halts_entries_in_the_loop(services: AppSettings, pref
     assert len(halts) == 1  # published once, however many failures follow
     router.on_intent(make_intent("sig-d2", now + 1), now + 1)
     assert router.trades["oi-sig-d2"].bracket.status == "refused"
+    producer.close()  # else it reconnects to nowhere, and logs each time, until the worker exits
 
 
 def test_the_router_never_migrates_and_refuses_an_unmigrated_database(
